@@ -1,1 +1,720 @@
-//! proxylab-store
+//! # proxylab-store — the etcd of the lab
+//!
+//! kube-apiserver keeps no state of its own: every object lives in etcd, a replicated key-value store
+//! with a single, cluster-wide *revision* counter. Each write (create, update, delete) bumps that
+//! revision, and the object's `metadata.resourceVersion` is simply the revision at which it was last
+//! written. Two properties of that design are what clients build on:
+//!
+//! - **Optimistic concurrency.** A client that read an object at resourceVersion `N` may send it back with
+//!   that version as a precondition; if someone else wrote in between, the write fails with `409 Conflict`
+//!   and the client re-reads. No locks are ever held across requests.
+//! - **Watch from a version.** Because versions are totally ordered, "give me every change after `N`" is a
+//!   well-defined question. etcd answers it from its history until compaction removes old revisions; then
+//!   the apiserver answers `410 Gone` ("too old resource version") and the client must list again. This is
+//!   the list-then-watch loop every informer, kube-proxy and `kubectl get -w` runs.
+//!
+//! This crate models exactly that, in memory, behind the [`Store`] trait:
+//!
+//! - one global, strictly increasing resourceVersion across all resources (as etcd's revision);
+//! - a bounded history of events (the model of etcd compaction): a watch from a version older than the
+//!   history fails with [`StoreError::Expired`];
+//! - live events delivered through bounded tokio channels. A watcher that does not keep up is *dropped*
+//!   (its channel closes) rather than slowing writers down — kube-apiserver's watch cache does the same
+//!   to slow watchers, and the client's answer is the same as for `Expired`: re-list and watch again.
+//!
+//! Objects are plain `serde_json::Value`s (full Kubernetes objects); the store only touches
+//! `metadata.resourceVersion`. Everything else (uids, timestamps, validation, admission) is the
+//! apiserver's job, as it is in Kubernetes.
+//!
+//! What is simplified: there is no persistence, no multi-key transactions, no leases/TTLs, and no
+//! per-resource history (etcd's history is global too, but the watch cache in kube-apiserver is per
+//! resource; here one ring of events serves every resource, so a busy resource can expire the history of a
+//! quiet one sooner than a real cluster would).
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// Where an object lives: `resource` is the plural resource name, qualified by its API group for
+/// non-core groups (`"pods"`, `"endpointslices.discovery.k8s.io"`); `namespace` is `None` for
+/// cluster-scoped resources (nodes, namespaces).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(
+        resource: impl Into<String>,
+        namespace: Option<&str>,
+        name: impl Into<String>,
+    ) -> Self {
+        ObjectKey {
+            resource: resource.into(),
+            namespace: namespace.map(str::to_owned),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{}/{}/{}", self.resource, ns, self.name),
+            None => write!(f, "{}/{}", self.resource, self.name),
+        }
+    }
+}
+
+/// The kind of change a [`WatchEvent`] reports, as in the Kubernetes watch protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    /// The wire name used in watch streams (`"ADDED"`, `"MODIFIED"`, `"DELETED"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change. `object` is the state after the change (for `Deleted`: the last state, carrying the
+/// deletion's resourceVersion). The object is shared (`Arc`) because one event fans out to many watchers.
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    pub event_type: EventType,
+    pub object: Arc<Value>,
+    pub resource_version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    /// The precondition resourceVersion did not match; `current` is the stored one.
+    #[error("the object has been modified; current resourceVersion is {current}")]
+    Conflict { current: u64 },
+    /// The requested watch start is older than the retained history; `oldest` is the oldest version a
+    /// watch can still start from.
+    #[error("too old resource version (oldest available: {oldest})")]
+    Expired { oldest: u64 },
+    #[error("internal store error: {0}")]
+    Internal(String),
+}
+
+/// The storage interface the apiserver front-ends share. Implementations must be usable from many
+/// tasks at once; all methods are synchronous and short (no I/O), so callers may use them from async
+/// code directly.
+pub trait Store: Send + Sync + 'static {
+    fn get(&self, key: &ObjectKey) -> Result<Option<Value>, StoreError>;
+    /// All objects of a resource (in one namespace, or all when None), sorted by (namespace, name), and
+    /// the store's current resourceVersion.
+    fn list(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+    ) -> Result<(Vec<Value>, u64), StoreError>;
+    /// Stores `obj` under a new resourceVersion (written into metadata.resourceVersion as a decimal
+    /// string); AlreadyExists if present.
+    fn create(&self, key: &ObjectKey, obj: Value) -> Result<Value, StoreError>;
+    /// Replaces; when `precondition_rv` is Some and differs from the stored one → Conflict; NotFound if
+    /// absent.
+    fn update(
+        &self,
+        key: &ObjectKey,
+        obj: Value,
+        precondition_rv: Option<u64>,
+    ) -> Result<Value, StoreError>;
+    /// Removes and returns the last state (the DELETED event carries it with a new resourceVersion).
+    fn delete(&self, key: &ObjectKey, precondition_rv: Option<u64>) -> Result<Value, StoreError>;
+    /// Events with resourceVersion > `since` for that resource (and namespace), first from the bounded
+    /// history, then live. `since` older than the history → Err(Expired). The receiver closing means the
+    /// watch ended (client re-lists).
+    fn watch(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        since: u64,
+    ) -> Result<mpsc::Receiver<WatchEvent>, StoreError>;
+    fn current_resource_version(&self) -> u64;
+}
+
+/// How many live events a watcher may have queued (beyond its replay) before it is considered too slow
+/// and dropped.
+const LIVE_BUFFER: usize = 1024;
+
+struct Entry {
+    value: Value,
+    rv: u64,
+}
+
+struct HistoryItem {
+    resource: String,
+    namespace: Option<String>,
+    event: WatchEvent,
+}
+
+struct Watcher {
+    resource: String,
+    namespace: Option<String>,
+    tx: mpsc::Sender<WatchEvent>,
+}
+
+struct Inner {
+    rv: u64,
+    /// resource → (namespace or "", name) → entry. BTreeMap gives the (namespace, name) order `list`
+    /// promises for free.
+    objects: HashMap<String, BTreeMap<(String, String), Entry>>,
+    history: VecDeque<HistoryItem>,
+    /// Every event with a resourceVersion > `compacted` is still in `history` (etcd's compaction point).
+    compacted: u64,
+    watchers: Vec<Watcher>,
+}
+
+/// The in-memory [`Store`]. Share it as `Arc<MemoryStore>` (or `Arc<dyn Store>`) between the apiserver
+/// front-ends of one process, as several kube-apiservers share one etcd.
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    history_capacity: usize,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.inner.lock();
+        f.debug_struct("MemoryStore")
+            .field("resource_version", &inner.rv)
+            .field("history", &inner.history.len())
+            .field("watchers", &inner.watchers.len())
+            .finish()
+    }
+}
+
+impl MemoryStore {
+    /// `history_capacity` is how many events (across all resources) are kept for watches that start in
+    /// the past; at least 1.
+    pub fn new(history_capacity: usize) -> Self {
+        MemoryStore {
+            inner: Mutex::new(Inner {
+                rv: 0,
+                objects: HashMap::new(),
+                history: VecDeque::new(),
+                compacted: 0,
+                watchers: Vec::new(),
+            }),
+            history_capacity: history_capacity.max(1),
+        }
+    }
+
+    /// Number of currently registered live watchers (for tests and metrics).
+    pub fn watcher_count(&self) -> usize {
+        let mut inner = self.inner.lock();
+        inner.watchers.retain(|w| !w.tx.is_closed());
+        inner.watchers.len()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new(10_000)
+    }
+}
+
+fn ns_key(ns: Option<&str>) -> String {
+    ns.unwrap_or("").to_owned()
+}
+
+fn set_rv(obj: &mut Value, rv: u64) -> Result<(), StoreError> {
+    let map = obj
+        .as_object_mut()
+        .ok_or_else(|| StoreError::Internal("object is not a JSON object".into()))?;
+    let meta = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Default::default()));
+    let meta = meta
+        .as_object_mut()
+        .ok_or_else(|| StoreError::Internal("metadata is not a JSON object".into()))?;
+    meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+    Ok(())
+}
+
+impl Inner {
+    /// Records an event in the history and fans it out to matching live watchers, dropping any that
+    /// are closed or full. Called with the lock held; never blocks.
+    fn publish(
+        &mut self,
+        capacity: usize,
+        key: &ObjectKey,
+        event_type: EventType,
+        object: Value,
+        rv: u64,
+    ) {
+        let event = WatchEvent {
+            event_type,
+            object: Arc::new(object),
+            resource_version: rv,
+        };
+        self.watchers.retain(|w| {
+            if w.resource != key.resource {
+                return !w.tx.is_closed();
+            }
+            if let Some(ns) = &w.namespace
+                && key.namespace.as_deref() != Some(ns.as_str())
+            {
+                return !w.tx.is_closed();
+            }
+            match w.tx.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(resource = %w.resource, "dropping slow watcher");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+        self.history.push_back(HistoryItem {
+            resource: key.resource.clone(),
+            namespace: key.namespace.clone(),
+            event,
+        });
+        while self.history.len() > capacity {
+            if let Some(old) = self.history.pop_front() {
+                self.compacted = old.event.resource_version;
+            }
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn get(&self, key: &ObjectKey) -> Result<Option<Value>, StoreError> {
+        let inner = self.inner.lock();
+        Ok(inner
+            .objects
+            .get(&key.resource)
+            .and_then(|m| m.get(&(ns_key(key.namespace.as_deref()), key.name.clone())))
+            .map(|e| e.value.clone()))
+    }
+
+    fn list(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+    ) -> Result<(Vec<Value>, u64), StoreError> {
+        let inner = self.inner.lock();
+        let items = match inner.objects.get(resource) {
+            None => Vec::new(),
+            Some(m) => match namespace {
+                None => m.values().map(|e| e.value.clone()).collect(),
+                Some(ns) => m
+                    .range((ns.to_owned(), String::new())..)
+                    .take_while(|((n, _), _)| n == ns)
+                    .map(|(_, e)| e.value.clone())
+                    .collect(),
+            },
+        };
+        Ok((items, inner.rv))
+    }
+
+    fn create(&self, key: &ObjectKey, mut obj: Value) -> Result<Value, StoreError> {
+        let mut inner = self.inner.lock();
+        let k = (ns_key(key.namespace.as_deref()), key.name.clone());
+        if inner
+            .objects
+            .get(&key.resource)
+            .is_some_and(|m| m.contains_key(&k))
+        {
+            return Err(StoreError::AlreadyExists);
+        }
+        let rv = inner.rv + 1;
+        set_rv(&mut obj, rv)?;
+        inner.rv = rv;
+        inner
+            .objects
+            .entry(key.resource.clone())
+            .or_default()
+            .insert(
+                k,
+                Entry {
+                    value: obj.clone(),
+                    rv,
+                },
+            );
+        inner.publish(
+            self.history_capacity,
+            key,
+            EventType::Added,
+            obj.clone(),
+            rv,
+        );
+        Ok(obj)
+    }
+
+    fn update(
+        &self,
+        key: &ObjectKey,
+        mut obj: Value,
+        precondition_rv: Option<u64>,
+    ) -> Result<Value, StoreError> {
+        let mut inner = self.inner.lock();
+        let k = (ns_key(key.namespace.as_deref()), key.name.clone());
+        let current = inner
+            .objects
+            .get(&key.resource)
+            .and_then(|m| m.get(&k))
+            .map(|e| e.rv)
+            .ok_or(StoreError::NotFound)?;
+        if let Some(pre) = precondition_rv
+            && pre != current
+        {
+            return Err(StoreError::Conflict { current });
+        }
+        let rv = inner.rv + 1;
+        set_rv(&mut obj, rv)?;
+        inner.rv = rv;
+        if let Some(e) = inner
+            .objects
+            .get_mut(&key.resource)
+            .and_then(|m| m.get_mut(&k))
+        {
+            e.value = obj.clone();
+            e.rv = rv;
+        }
+        inner.publish(
+            self.history_capacity,
+            key,
+            EventType::Modified,
+            obj.clone(),
+            rv,
+        );
+        Ok(obj)
+    }
+
+    fn delete(&self, key: &ObjectKey, precondition_rv: Option<u64>) -> Result<Value, StoreError> {
+        let mut inner = self.inner.lock();
+        let k = (ns_key(key.namespace.as_deref()), key.name.clone());
+        let current = inner
+            .objects
+            .get(&key.resource)
+            .and_then(|m| m.get(&k))
+            .map(|e| e.rv)
+            .ok_or(StoreError::NotFound)?;
+        if let Some(pre) = precondition_rv
+            && pre != current
+        {
+            return Err(StoreError::Conflict { current });
+        }
+        let mut obj = inner
+            .objects
+            .get_mut(&key.resource)
+            .and_then(|m| m.remove(&k))
+            .map(|e| e.value)
+            .ok_or(StoreError::NotFound)?;
+        let rv = inner.rv + 1;
+        inner.rv = rv;
+        // A non-object can never have been stored (create/update reject it), so this cannot fail; keep
+        // the result anyway rather than unwrap.
+        set_rv(&mut obj, rv)?;
+        inner.publish(
+            self.history_capacity,
+            key,
+            EventType::Deleted,
+            obj.clone(),
+            rv,
+        );
+        Ok(obj)
+    }
+
+    fn watch(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        since: u64,
+    ) -> Result<mpsc::Receiver<WatchEvent>, StoreError> {
+        let mut inner = self.inner.lock();
+        if since < inner.compacted {
+            return Err(StoreError::Expired {
+                oldest: inner.compacted,
+            });
+        }
+        let replay: Vec<WatchEvent> = inner
+            .history
+            .iter()
+            .filter(|h| h.event.resource_version > since)
+            .filter(|h| h.resource == resource)
+            .filter(|h| namespace.is_none() || h.namespace.as_deref() == namespace)
+            .map(|h| h.event.clone())
+            .collect();
+        let (tx, rx) = mpsc::channel(replay.len() + LIVE_BUFFER);
+        for ev in replay {
+            // Capacity was sized for the replay, so this cannot be Full; and the receiver is in hand.
+            if tx.try_send(ev).is_err() {
+                return Err(StoreError::Internal("watch replay did not fit".into()));
+            }
+        }
+        inner.watchers.push(Watcher {
+            resource: resource.to_owned(),
+            namespace: namespace.map(str::to_owned),
+            tx,
+        });
+        Ok(rx)
+    }
+
+    fn current_resource_version(&self) -> u64 {
+        self.inner.lock().rv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(ns: &str, name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns}})
+    }
+
+    fn rv_of(v: &Value) -> u64 {
+        v["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("resourceVersion")
+    }
+
+    #[test]
+    fn create_get_list_sorted_and_global_rv() {
+        let s = MemoryStore::new(100);
+        let a = s
+            .create(&ObjectKey::new("pods", Some("b"), "x"), pod("b", "x"))
+            .unwrap();
+        let b = s
+            .create(&ObjectKey::new("pods", Some("a"), "y"), pod("a", "y"))
+            .unwrap();
+        let n = s
+            .create(
+                &ObjectKey::new("nodes", None, "n1"),
+                json!({"metadata": {"name": "n1"}}),
+            )
+            .unwrap();
+        assert_eq!((rv_of(&a), rv_of(&b), rv_of(&n)), (1, 2, 3));
+        assert_eq!(
+            s.create(&ObjectKey::new("pods", Some("a"), "y"), pod("a", "y")),
+            Err(StoreError::AlreadyExists)
+        );
+        let (items, rv) = s.list("pods", None).unwrap();
+        assert_eq!(rv, 3);
+        let names: Vec<_> = items
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["y", "x"]);
+        let (items, _) = s.list("pods", Some("b")).unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(s.list("services", None).unwrap().0.len(), 0);
+        assert_eq!(
+            s.get(&ObjectKey::new("pods", Some("b"), "x")).unwrap(),
+            Some(a)
+        );
+        assert_eq!(
+            s.get(&ObjectKey::new("pods", Some("a"), "x")).unwrap(),
+            None
+        );
+        assert_eq!(s.current_resource_version(), 3);
+    }
+
+    #[test]
+    fn conflict_on_stale_rv() {
+        let s = MemoryStore::new(100);
+        let k = ObjectKey::new("pods", Some("d"), "p");
+        let v1 = s.create(&k, pod("d", "p")).unwrap();
+        let v2 = s.update(&k, v1.clone(), Some(rv_of(&v1))).unwrap();
+        assert_eq!(rv_of(&v2), 2);
+        assert_eq!(
+            s.update(&k, v1.clone(), Some(rv_of(&v1))),
+            Err(StoreError::Conflict { current: 2 })
+        );
+        assert_eq!(
+            s.delete(&k, Some(1)),
+            Err(StoreError::Conflict { current: 2 })
+        );
+        // unconditional update still works
+        assert_eq!(rv_of(&s.update(&k, v1, None).unwrap()), 3);
+        let gone = s.delete(&k, Some(3)).unwrap();
+        assert_eq!(rv_of(&gone), 4);
+        assert_eq!(s.delete(&k, None), Err(StoreError::NotFound));
+        assert_eq!(s.update(&k, pod("d", "p"), None), Err(StoreError::NotFound));
+    }
+
+    #[test]
+    fn non_object_rejected() {
+        let s = MemoryStore::new(10);
+        let r = s.create(&ObjectKey::new("pods", Some("d"), "p"), json!([1]));
+        assert!(matches!(r, Err(StoreError::Internal(_))));
+        assert_eq!(s.current_resource_version(), 0);
+    }
+
+    #[tokio::test]
+    async fn watch_replays_then_goes_live() {
+        let s = MemoryStore::new(100);
+        let k = ObjectKey::new("pods", Some("d"), "p");
+        let v = s.create(&k, pod("d", "p")).unwrap(); // rv 1
+        s.update(&k, v, None).unwrap(); // rv 2
+        s.create(&ObjectKey::new("services", Some("d"), "s"), pod("d", "s"))
+            .unwrap(); // rv 3
+        let mut rx = s.watch("pods", None, 1).unwrap();
+        let e = rx.recv().await.unwrap();
+        assert_eq!((e.event_type, e.resource_version), (EventType::Modified, 2));
+        s.delete(&k, None).unwrap(); // rv 4
+        let e = rx.recv().await.unwrap();
+        assert_eq!((e.event_type, e.resource_version), (EventType::Deleted, 4));
+        assert_eq!(rv_of(&e.object), 4);
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn watch_namespace_filter() {
+        let s = MemoryStore::new(100);
+        let mut rx = s.watch("pods", Some("a"), 0).unwrap();
+        s.create(&ObjectKey::new("pods", Some("b"), "x"), pod("b", "x"))
+            .unwrap();
+        s.create(&ObjectKey::new("pods", Some("a"), "y"), pod("a", "y"))
+            .unwrap();
+        let e = rx.recv().await.unwrap();
+        assert_eq!(e.object["metadata"]["name"], "y");
+        assert!(rx.try_recv().is_err());
+        // replay filters by namespace too
+        let mut rx2 = s.watch("pods", Some("b"), 0).unwrap();
+        assert_eq!(rx2.recv().await.unwrap().object["metadata"]["name"], "x");
+        assert!(rx2.try_recv().is_err());
+    }
+
+    #[test]
+    fn expired_when_older_than_history() {
+        let s = MemoryStore::new(2);
+        for i in 0..5 {
+            s.create(
+                &ObjectKey::new("pods", Some("d"), format!("p{i}")),
+                pod("d", "p"),
+            )
+            .unwrap();
+        }
+        // history holds rv 4 and 5; compaction point is 3
+        assert_eq!(
+            s.watch("pods", None, 2).unwrap_err(),
+            StoreError::Expired { oldest: 3 }
+        );
+        assert!(s.watch("pods", None, 3).is_ok());
+        assert!(s.watch("pods", None, 5).is_ok());
+    }
+
+    #[tokio::test]
+    async fn slow_watcher_is_dropped_not_blocking() {
+        let s = MemoryStore::new(10);
+        let mut rx = s.watch("pods", None, 0).unwrap();
+        for i in 0..(LIVE_BUFFER + 10) {
+            s.create(
+                &ObjectKey::new("pods", Some("d"), format!("p{i}")),
+                pod("d", "p"),
+            )
+            .unwrap();
+        }
+        assert_eq!(s.watcher_count(), 0);
+        let mut n = 0;
+        while rx.recv().await.is_some() {
+            n += 1;
+        }
+        assert_eq!(n, LIVE_BUFFER);
+    }
+
+    #[tokio::test]
+    async fn dropped_receiver_unregisters() {
+        let s = MemoryStore::new(10);
+        let rx = s.watch("pods", None, 0).unwrap();
+        assert_eq!(s.watcher_count(), 1);
+        drop(rx);
+        s.create(&ObjectKey::new("pods", Some("d"), "p"), pod("d", "p"))
+            .unwrap();
+        assert_eq!(s.watcher_count(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_get_unique_increasing_versions() {
+        let s = Arc::new(MemoryStore::new(10_000));
+        let mut rx = s.watch("pods", None, 0).unwrap();
+        let mut handles = Vec::new();
+        for t in 0..4 {
+            let s = s.clone();
+            handles.push(std::thread::spawn(move || {
+                let k = ObjectKey::new("pods", Some("d"), format!("t{t}"));
+                s.create(&k, pod("d", "x")).unwrap();
+                let mut conflicts = 0;
+                for _ in 0..100 {
+                    let cur = s.get(&k).unwrap().unwrap();
+                    if s.update(&k, cur.clone(), Some(rv_of(&cur))).is_err() {
+                        conflicts += 1;
+                    }
+                }
+                conflicts
+            }));
+        }
+        for h in handles {
+            // each thread owns its key, so no conflicts
+            assert_eq!(h.join().unwrap(), 0);
+        }
+        assert_eq!(s.current_resource_version(), 404);
+        let mut last = 0;
+        for _ in 0..404 {
+            let e = rx.recv().await.unwrap();
+            assert!(e.resource_version > last);
+            last = e.resource_version;
+        }
+        assert_eq!(last, 404);
+    }
+
+    #[test]
+    fn contended_key_conflicts_are_detected() {
+        let s = Arc::new(MemoryStore::new(100));
+        let k = ObjectKey::new("pods", Some("d"), "shared");
+        s.create(&k, json!({"metadata": {"name": "shared"}, "n": 0}))
+            .unwrap();
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                let k = k.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        loop {
+                            let mut cur = s.get(&k).unwrap().unwrap();
+                            let rv = rv_of(&cur);
+                            let n = cur["n"].as_u64().unwrap();
+                            cur["n"] = json!(n + 1);
+                            match s.update(&k, cur, Some(rv)) {
+                                Ok(_) => break,
+                                Err(StoreError::Conflict { .. }) => continue,
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        // optimistic concurrency: no lost updates
+        assert_eq!(s.get(&k).unwrap().unwrap()["n"], 200);
+    }
+}
