@@ -1,0 +1,178 @@
+//! Process plumbing every proxylab binary shares: shutdown on signals, listeners with the socket
+//! options proxies need, and the file-descriptor limit.
+//!
+//! Shutdown is one [`CancellationToken`] per process: signals cancel it, every component watches it,
+//! stops accepting, and drains what it has in flight up to its own bound.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+/// A token cancelled on the first SIGINT or SIGTERM (Ctrl-C elsewhere). A second signal is left to the
+/// default handler's successor: the process keeps draining, so callers should bound their drains.
+pub fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received; draining");
+        t.cancel();
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process can still be killed; never cancel spuriously.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Options for a listening socket.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenOptions {
+    /// SO_REUSEPORT: several sockets (or processes) share one address; the kernel spreads connections.
+    pub reuse_port: bool,
+    pub backlog: i32,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        Self {
+            reuse_port: false,
+            backlog: 1024,
+        }
+    }
+}
+
+/// Binds a TCP listener with SO_REUSEADDR (so a restarted proxy rebinds at once) and, when asked,
+/// SO_REUSEPORT. Errors say which address failed.
+pub fn bind_tcp(addr: SocketAddr, opts: ListenOptions) -> io::Result<TcpListener> {
+    let with_addr =
+        |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(with_addr)?;
+    socket.set_reuse_address(true).map_err(with_addr)?;
+    #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+    if opts.reuse_port {
+        socket.set_reuse_port(true).map_err(with_addr)?;
+    }
+    socket.set_nonblocking(true).map_err(with_addr)?;
+    socket.bind(&addr.into()).map_err(with_addr)?;
+    socket.listen(opts.backlog).map_err(with_addr)?;
+    TcpListener::from_std(socket.into()).map_err(with_addr)
+}
+
+/// Binds a UDP socket (SO_REUSEADDR; SO_REUSEPORT when asked).
+pub fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
+    let with_addr = |e: io::Error| io::Error::new(e.kind(), format!("cannot bind udp {addr}: {e}"));
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(with_addr)?;
+    socket.set_reuse_address(true).map_err(with_addr)?;
+    #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(with_addr)?;
+    }
+    #[cfg(not(unix))]
+    let _ = reuse_port;
+    socket.set_nonblocking(true).map_err(with_addr)?;
+    socket.bind(&addr.into()).map_err(with_addr)?;
+    UdpSocket::from_std(socket.into()).map_err(with_addr)
+}
+
+/// TCP keepalive as proxies set it on both legs: probes after `idle`, then every `idle / 3`.
+pub fn set_keepalive(stream: &TcpStream, idle: Duration) -> io::Result<()> {
+    let ka = TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval((idle / 3).max(Duration::from_secs(1)));
+    SockRef::from(stream).set_tcp_keepalive(&ka)
+}
+
+/// Raises the soft open-file limit towards `want` (bounded by the hard limit), as kube-proxy raised
+/// its own to 64,000: a relaying proxy holds two descriptors per connection. Returns the new soft limit.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+pub fn raise_nofile_limit(want: u64) -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own; RLIMIT_NOFILE is a valid resource.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let target = (want as libc::rlim_t).min(lim.rlim_max);
+    if target > lim.rlim_cur {
+        lim.rlim_cur = target;
+        // SAFETY: setrlimit reads the struct we own; lowering or raising the soft limit up to the hard
+        // limit is always permitted.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(lim.rlim_cur as u64)
+}
+
+#[cfg(not(unix))]
+pub fn raise_nofile_limit(_want: u64) -> io::Result<u64> {
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reuse_port_lets_two_listeners_share_an_address() {
+        let a = bind_tcp(
+            "127.0.0.1:0".parse().unwrap(),
+            ListenOptions {
+                reuse_port: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let addr = a.local_addr().unwrap();
+        let b = bind_tcp(
+            addr,
+            ListenOptions {
+                reuse_port: true,
+                ..Default::default()
+            },
+        );
+        assert!(b.is_ok());
+    }
+
+    #[tokio::test]
+    async fn bind_errors_name_the_address() {
+        let a = bind_tcp("127.0.0.1:0".parse().unwrap(), ListenOptions::default()).unwrap();
+        let addr = a.local_addr().unwrap();
+        let err = bind_tcp(addr, ListenOptions::default()).unwrap_err();
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    }
+
+    #[test]
+    fn nofile_limit_can_be_raised_to_the_hard_limit() {
+        let n = raise_nofile_limit(4096).unwrap();
+        assert!(n > 0);
+    }
+}

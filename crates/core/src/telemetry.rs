@@ -1,0 +1,429 @@
+//! Making every hop visible: tracing, hop records, metrics and the admin endpoint.
+//!
+//! proxylab exists to teach and test network paths, so each proxy leaves a record of every connection
+//! (L4) or request (HTTP) it handles — a [`HopRecord`]. A record names the client address, the listener,
+//! the upstream local address and the upstream address. Because one hop's upstream local address is the
+//! next hop's client address, records from several proxies can be stitched into the full path of a
+//! request without touching its payload — which matters for L4 hops, which cannot add a header.
+//!
+//! A record goes three places at once ([`HopLog::record`]):
+//! - a `tracing` event with target `hop` (so `RUST_LOG=hop=info` prints the path as it happens),
+//! - a bounded ring buffer served as JSON at the admin endpoint's `/debug/hops`,
+//! - Prometheus counters (`proxylab_hops_total`, `proxylab_hop_bytes_total`) and a duration histogram.
+//!
+//! Every binary serves [`admin_router`] on its `--admin-address` (loopback by default):
+//! `/healthz`, `/readyz`, `/metrics`, `/debug/hops`.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+
+/// How logs are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!(
+                "invalid log format {other:?}: expected \"text\" or \"json\""
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        })
+    }
+}
+
+/// Installs the global tracing subscriber, filtered by `RUST_LOG` (default `info`), writing to stderr.
+/// A second call is a no-op, so tests and embedded components may all call it.
+pub fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// The HTTP part of a hop, for proxies that understand HTTP.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HttpHop {
+    pub method: String,
+    pub path: String,
+    pub host: Option<String>,
+    pub status: Option<u16>,
+}
+
+/// One connection or request through one proxy. See the module docs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HopRecord {
+    /// When the hop started, RFC 3339.
+    pub time: String,
+    /// Which kind of proxy: `auth-proxy`, `bastion`, `forwarder`, `ha-balancer`, `cloud-lb`.
+    pub proxy: String,
+    /// Which instance (e.g. the node a forwarder runs on).
+    pub instance: String,
+    /// `tcp`, `udp`, `http`, `https`.
+    pub protocol: String,
+    pub client: SocketAddr,
+    pub listener: SocketAddr,
+    pub upstream_local: Option<SocketAddr>,
+    pub upstream: Option<SocketAddr>,
+    /// The service (`namespace/name:port`) or route the hop was for.
+    pub target: Option<String>,
+    /// The endpoint chosen, as the proxy names it (an address, a pod, an apiserver).
+    pub endpoint: Option<String>,
+    /// Why that endpoint: algorithm, affinity, health, retries.
+    pub reason: Option<String>,
+    /// Bytes from the client towards the upstream.
+    pub bytes_up: u64,
+    /// Bytes from the upstream towards the client.
+    pub bytes_down: u64,
+    pub duration_ms: f64,
+    /// `ok`, or what went wrong (`connect-failed`, `no-endpoints`, `rejected`, `upstream-reset`, …).
+    pub outcome: String,
+    pub http: Option<HttpHop>,
+}
+
+impl HopRecord {
+    /// A record started now, with the fields every hop has; fill in the rest as the hop proceeds.
+    pub fn start(
+        proxy: &str,
+        instance: &str,
+        protocol: &str,
+        client: SocketAddr,
+        listener: SocketAddr,
+    ) -> Self {
+        Self {
+            time: jiff::Timestamp::now().to_string(),
+            proxy: proxy.to_owned(),
+            instance: instance.to_owned(),
+            protocol: protocol.to_owned(),
+            client,
+            listener,
+            upstream_local: None,
+            upstream: None,
+            target: None,
+            endpoint: None,
+            reason: None,
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 0.0,
+            outcome: "ok".to_owned(),
+            http: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HopLabels {
+    proxy: String,
+    protocol: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ByteLabels {
+    proxy: String,
+    direction: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProxyLabel {
+    proxy: String,
+}
+
+/// The Prometheus registry of one process, shared by all its components.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            registry: Mutex::new(Registry::with_prefix("proxylab")),
+        })
+    }
+
+    /// Registers a metric; components call this once at start.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry.lock().register(name, help, metric);
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail except on a formatter error, which String never raises.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry.lock());
+        out
+    }
+}
+
+/// The bounded record of recent hops plus their counters. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct HopLog {
+    ring: Mutex<VecDeque<HopRecord>>,
+    capacity: usize,
+    hops: Family<HopLabels, Counter>,
+    bytes: Family<ByteLabels, Counter>,
+    duration: Family<ProxyLabel, Histogram>,
+}
+
+impl HopLog {
+    /// A log keeping the last `capacity` records, registering its counters in `metrics`.
+    pub fn new(capacity: usize, metrics: &Metrics) -> Arc<Self> {
+        let log = Self {
+            ring: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
+            capacity: capacity.max(1),
+            hops: Family::default(),
+            bytes: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 4.0, 10))
+            }),
+        };
+        metrics.register(
+            "hops",
+            "Connections (L4) or requests (HTTP) handled, by proxy, protocol and outcome",
+            log.hops.clone(),
+        );
+        metrics.register(
+            "hop_bytes",
+            "Bytes relayed, by proxy and direction",
+            log.bytes.clone(),
+        );
+        metrics.register(
+            "hop_duration_seconds",
+            "Hop durations, by proxy",
+            log.duration.clone(),
+        );
+        Arc::new(log)
+    }
+
+    /// Records a finished hop: tracing event, ring buffer, metrics.
+    pub fn record(&self, hop: HopRecord) {
+        tracing::info!(
+            target: "hop",
+            proxy = %hop.proxy,
+            instance = %hop.instance,
+            protocol = %hop.protocol,
+            client = %hop.client,
+            listener = %hop.listener,
+            upstream_local = ?hop.upstream_local,
+            upstream = ?hop.upstream,
+            target_name = ?hop.target,
+            endpoint = ?hop.endpoint,
+            reason = ?hop.reason,
+            bytes_up = hop.bytes_up,
+            bytes_down = hop.bytes_down,
+            duration_ms = hop.duration_ms,
+            outcome = %hop.outcome,
+            "hop"
+        );
+        self.hops
+            .get_or_create(&HopLabels {
+                proxy: hop.proxy.clone(),
+                protocol: hop.protocol.clone(),
+                outcome: hop.outcome.clone(),
+            })
+            .inc();
+        for (direction, n) in [("up", hop.bytes_up), ("down", hop.bytes_down)] {
+            if n > 0 {
+                self.bytes
+                    .get_or_create(&ByteLabels {
+                        proxy: hop.proxy.clone(),
+                        direction,
+                    })
+                    .inc_by(n);
+            }
+        }
+        self.duration
+            .get_or_create(&ProxyLabel {
+                proxy: hop.proxy.clone(),
+            })
+            .observe(hop.duration_ms / 1000.0);
+        let mut ring = self.ring.lock();
+        if ring.len() == self.capacity {
+            ring.pop_front();
+        }
+        ring.push_back(hop);
+    }
+
+    /// The most recent records, oldest first, at most `limit`.
+    pub fn recent(&self, limit: usize) -> Vec<HopRecord> {
+        let ring = self.ring.lock();
+        let skip = ring.len().saturating_sub(limit);
+        ring.iter().skip(skip).cloned().collect()
+    }
+}
+
+/// What the admin endpoint serves.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    pub hops: Arc<HopLog>,
+    pub metrics: Arc<Metrics>,
+    /// Flipped by the component when it is ready to serve (`/readyz`).
+    pub ready: Arc<AtomicBool>,
+}
+
+impl AdminState {
+    /// A fresh registry and a hop log of 1,024 records.
+    pub fn new() -> Self {
+        let metrics = Metrics::new();
+        let hops = HopLog::new(1024, &metrics);
+        Self {
+            hops,
+            metrics,
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+}
+
+impl Default for AdminState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct HopQuery {
+    limit: Option<usize>,
+    proxy: Option<String>,
+    client: Option<String>,
+}
+
+/// `/healthz`, `/readyz`, `/metrics`, `/debug/hops[?limit=N&proxy=KIND&client=ADDR]`.
+pub fn admin_router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(s): State<AdminState>| async move {
+                if s.ready.load(Ordering::SeqCst) {
+                    (StatusCode::OK, "ok")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(s): State<AdminState>| async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    s.metrics.encode(),
+                )
+            }),
+        )
+        .route(
+            "/debug/hops",
+            get(
+                |State(s): State<AdminState>, Query(q): Query<HopQuery>| async move {
+                    let limit = q.limit.unwrap_or(1024);
+                    let hops: Vec<HopRecord> = s
+                        .hops
+                        .recent(usize::MAX)
+                        .into_iter()
+                        .filter(|h| q.proxy.as_ref().is_none_or(|p| &h.proxy == p))
+                        .filter(|h| {
+                            q.client.as_ref().is_none_or(|c| {
+                                h.client.to_string() == *c || h.client.ip().to_string() == *c
+                            })
+                        })
+                        .collect();
+                    let skip = hops.len().saturating_sub(limit);
+                    axum::Json(hops.into_iter().skip(skip).collect::<Vec<_>>()).into_response()
+                },
+            ),
+        )
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hop(n: u16) -> HopRecord {
+        let mut h = HopRecord::start(
+            "forwarder",
+            "node-1",
+            "tcp",
+            SocketAddr::from(([127, 0, 0, 1], n)),
+            SocketAddr::from(([127, 0, 40, 10], 80)),
+        );
+        h.bytes_up = 10;
+        h
+    }
+
+    #[test]
+    fn ring_keeps_the_latest_and_metrics_count_all() {
+        let metrics = Metrics::new();
+        let log = HopLog::new(3, &metrics);
+        for n in 1..=5 {
+            log.record(hop(n));
+        }
+        let recent = log.recent(10);
+        assert_eq!(
+            recent.iter().map(|h| h.client.port()).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "proxylab_hops_total{proxy=\"forwarder\",protocol=\"tcp\",outcome=\"ok\"} 5"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("direction=\"up\"} 50"), "{text}");
+    }
+
+    #[test]
+    fn log_format_parses_and_rejects() {
+        assert_eq!("json".parse::<LogFormat>().unwrap(), LogFormat::Json);
+        assert!("xml".parse::<LogFormat>().unwrap_err().contains("xml"));
+    }
+}
