@@ -1,1 +1,24 @@
-//! proxylab-core
+//! # proxylab-core — the shared TLS and routing core
+//!
+//! Every proxy in proxylab — the auth-proxy (`kubectl proxy`), the bastion (the apiserver proxy), the
+//! forwarder (kube-proxy), the HA balancer and the cloud load balancer — is built from the same few
+//! pieces, and they live here so that each is written once:
+//!
+//! - [`tls`]: PEM loading, rustls server and client configurations, the identity a client certificate
+//!   carries (CN → user, O → groups, as kube-apiserver reads it), and the lab's PKI generated with rcgen.
+//! - [`serve`]: the one accept loop: a TLS handshake per connection in its own task, HTTP/1.1 and HTTP/2
+//!   with upgrades, and the connection's facts ([`serve::ConnInfo`]) handed to every request.
+//! - [`telemetry`]: tracing setup, hop records (one per connection or request, so a path through several
+//!   proxies can be stitched together), Prometheus metrics and the admin endpoint.
+//! - [`runtime`]: shutdown on SIGINT/SIGTERM, connection draining, socket options.
+//!
+//! The routing half (`cluster`, `balance`, `l4`, `route`, `http`) models what Kubernetes routes on:
+//! services, endpoints and their conditions, and how kube-proxy and the apiserver proxy pick and reach them.
+//!
+//! This crate knows nothing of kube-rs: whatever feeds the cluster model (a YAML file, the lab, a real
+//! cluster through `proxylab-kube`) hands it plain Kubernetes JSON.
+
+pub mod runtime;
+pub mod serve;
+pub mod telemetry;
+pub mod tls;
