@@ -18,6 +18,8 @@
 //! This crate knows nothing of kube-rs: whatever feeds the cluster model (a YAML file, the lab, a real
 //! cluster through `proxylab-kube`) hands it plain Kubernetes JSON.
 
+pub mod http;
+pub mod route;
 pub mod runtime;
 pub mod serve;
 pub mod telemetry;
