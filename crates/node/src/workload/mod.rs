@@ -1,0 +1,338 @@
+//! The echo workloads a pod runs, chosen by its container image name.
+//!
+//! A real kubelet asks a container runtime to pull an image and start its process in the pod's network
+//! namespace. Here there is no runtime: the image name picks one of three echo servers written in Rust,
+//! and "the pod's network namespace" is the pod's own loopback address (127.0.30.x in the lab) that the
+//! servers bind to. That keeps the one property proxies care about — every pod is a distinct address
+//! that can be reached, can answer, and can tell who reached it.
+//!
+//! | image (name after the last `/`, before `:`) | serves |
+//! |---|---|
+//! | `echo-http` | [`http`]: HTTP on every TCP containerPort, TLS (ALPN h2, http/1.1) on the port named `https`; default 8080 and 8443 |
+//! | `echo-tcp`  | [`tcp`]: echoes bytes, half-close aware, on every containerPort; default 9000 |
+//! | `echo-udp`  | [`udp`]: echoes datagrams (and answers `whoami`) on every containerPort; default 9000 |
+//!
+//! The image decides the protocol; the declared containerPorts decide the port numbers. Every server
+//! stops when the pod's [`CancellationToken`] is cancelled, and none of them panics on input.
+
+pub mod http;
+pub mod tcp;
+pub mod udp;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The images this node can "run".
+pub const SUPPORTED_IMAGES: &[&str] = &["echo-http", "echo-tcp", "echo-udp"];
+
+/// Who a workload is: what the echo servers report about themselves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodIdentity {
+    /// metadata.name of the pod.
+    pub name: String,
+    /// metadata.namespace of the pod.
+    pub namespace: String,
+    /// The node running it.
+    pub node: String,
+    /// The pod's IP, which every server binds to.
+    pub ip: IpAddr,
+}
+
+/// Which echo server an image selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadKind {
+    /// `echo-http`: HTTP/1.1, HTTP/2, TLS, WebSocket.
+    EchoHttp,
+    /// `echo-tcp`: raw byte echo.
+    EchoTcp,
+    /// `echo-udp`: datagram echo.
+    EchoUdp,
+}
+
+impl WorkloadKind {
+    /// Picks the workload for a container image such as `proxylab/echo-http:1`,
+    /// `registry.local:5000/echo-tcp@sha256:…` or plain `echo-udp`.
+    pub fn from_image(image: &str) -> Option<Self> {
+        match image_base_name(image) {
+            "echo-http" => Some(Self::EchoHttp),
+            "echo-tcp" => Some(Self::EchoTcp),
+            "echo-udp" => Some(Self::EchoUdp),
+            _ => None,
+        }
+    }
+
+    /// The image base name of this workload.
+    pub fn image_name(self) -> &'static str {
+        match self {
+            Self::EchoHttp => "echo-http",
+            Self::EchoTcp => "echo-tcp",
+            Self::EchoUdp => "echo-udp",
+        }
+    }
+}
+
+/// The part of an image reference after the last `/` and before the tag (`:`) or digest (`@`).
+/// A `:` before the last `/` belongs to a registry port and is not a tag.
+pub fn image_base_name(image: &str) -> &str {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    last.split(':').next().unwrap_or(last)
+}
+
+/// The transport protocol of a containerPort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortProtocol {
+    /// TCP (the Kubernetes default).
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP (accepted in specs, never served here).
+    Sctp,
+}
+
+impl PortProtocol {
+    /// Parses a Kubernetes protocol string; absent means TCP.
+    pub fn parse(protocol: Option<&str>) -> Self {
+        match protocol {
+            Some("UDP") => Self::Udp,
+            Some("SCTP") => Self::Sctp,
+            _ => Self::Tcp,
+        }
+    }
+}
+
+/// One declared containerPort.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortSpec {
+    /// The port's name, if any (`http`, `https`, …).
+    pub name: Option<String>,
+    /// The port number.
+    pub port: u16,
+    /// The declared protocol.
+    pub protocol: PortProtocol,
+}
+
+/// What a container runs: its name, image and declared ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// The container's name.
+    pub name: String,
+    /// The image reference as written in the pod spec.
+    pub image: String,
+    /// The declared containerPorts.
+    pub ports: Vec<PortSpec>,
+}
+
+/// A socket a started container listens on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listening {
+    /// Plain HTTP (echo-http).
+    Http(SocketAddr),
+    /// HTTP over TLS (echo-http's `https` port).
+    Https(SocketAddr),
+    /// Raw TCP echo.
+    Tcp(SocketAddr),
+    /// UDP echo.
+    Udp(SocketAddr),
+}
+
+/// Why a container could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    /// The image names no workload this node knows.
+    #[error(
+        "image {image:?} is not a proxylab workload (supported: echo-http, echo-tcp, echo-udp)"
+    )]
+    UnknownImage {
+        /// The image as written.
+        image: String,
+    },
+    /// A socket could not be bound (address in use, address not local, …).
+    #[error("bind {addr}: {source}")]
+    Bind {
+        /// The address that failed.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An HTTPS port was declared but no TLS configuration was provided.
+    #[error("port {0} is named https but the pod has no TLS configuration")]
+    NoTls(u16),
+}
+
+/// What a pod's workloads share: who they are, their TLS configuration (for echo-http's `https`
+/// port), the token that stops them, and the tracker that knows when they have stopped.
+#[derive(Clone, Debug)]
+pub struct PodContext {
+    /// Identity reported by the echo servers; `ip` is where they bind.
+    pub identity: Arc<PodIdentity>,
+    /// The pod's serving configuration (certificate minted for the pod).
+    pub tls: Option<Arc<ServerConfig>>,
+    /// Cancelled when the pod is removed.
+    pub shutdown: CancellationToken,
+    /// Every server task of the pod is spawned on this tracker.
+    pub tracker: TaskTracker,
+}
+
+enum Planned {
+    Http(TcpListener, bool),
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+/// Starts one container: binds every socket first (so any failure leaves nothing running), then
+/// spawns the servers on the pod's tracker. Returns where they listen.
+pub async fn start_container(
+    container: &ContainerSpec,
+    pod: &PodContext,
+) -> Result<Vec<Listening>, WorkloadError> {
+    let kind =
+        WorkloadKind::from_image(&container.image).ok_or_else(|| WorkloadError::UnknownImage {
+            image: container.image.clone(),
+        })?;
+    let ip = pod.identity.ip;
+    let mut planned = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    match kind {
+        WorkloadKind::EchoHttp => {
+            let mut ports: Vec<(u16, bool)> = container
+                .ports
+                .iter()
+                .filter(|p| p.protocol == PortProtocol::Tcp)
+                .map(|p| (p.port, p.name.as_deref() == Some("https")))
+                .collect();
+            if ports.is_empty() {
+                ports = vec![(8080, false), (8443, true)];
+            }
+            for (port, tls) in ports {
+                // Port 0 (tests: "any free port") may repeat; real port numbers may not.
+                if port != 0 && !seen.insert(port) {
+                    continue;
+                }
+                if tls && pod.tls.is_none() {
+                    return Err(WorkloadError::NoTls(port));
+                }
+                planned.push(Planned::Http(
+                    bind_tcp(SocketAddr::new(ip, port)).await?,
+                    tls,
+                ));
+            }
+        }
+        WorkloadKind::EchoTcp | WorkloadKind::EchoUdp => {
+            let mut ports: Vec<u16> = container.ports.iter().map(|p| p.port).collect();
+            if ports.is_empty() {
+                ports.push(9000);
+            }
+            for port in ports {
+                if port != 0 && !seen.insert(port) {
+                    continue;
+                }
+                let addr = SocketAddr::new(ip, port);
+                planned.push(if kind == WorkloadKind::EchoTcp {
+                    Planned::Tcp(bind_tcp(addr).await?)
+                } else {
+                    Planned::Udp(
+                        UdpSocket::bind(addr)
+                            .await
+                            .map_err(|source| WorkloadError::Bind { addr, source })?,
+                    )
+                });
+            }
+        }
+    }
+
+    let mut listening = Vec::with_capacity(planned.len());
+    for plan in planned {
+        match plan {
+            Planned::Http(listener, tls) => {
+                let addr = local_addr(&listener);
+                let tls_config = if tls { pod.tls.clone() } else { None };
+                listening.push(if tls {
+                    Listening::Https(addr)
+                } else {
+                    Listening::Http(addr)
+                });
+                let router = http::echo_router(http::EchoState::new(
+                    pod.identity.clone(),
+                    pod.shutdown.clone(),
+                ));
+                let shutdown = pod.shutdown.clone();
+                pod.tracker.spawn(async move {
+                    if let Err(err) =
+                        crate::serve::serve_http(listener, tls_config, router, shutdown).await
+                    {
+                        tracing::warn!(%addr, error = %err, "echo-http server stopped");
+                    }
+                });
+            }
+            Planned::Tcp(listener) => {
+                listening.push(Listening::Tcp(local_addr(&listener)));
+                pod.tracker
+                    .spawn(tcp::serve_tcp_echo(listener, pod.shutdown.clone()));
+            }
+            Planned::Udp(socket) => {
+                listening.push(Listening::Udp(
+                    socket
+                        .local_addr()
+                        .unwrap_or_else(|_| SocketAddr::new(ip, 0)),
+                ));
+                pod.tracker.spawn(udp::serve_udp_echo(
+                    socket,
+                    pod.identity.clone(),
+                    pod.shutdown.clone(),
+                ));
+            }
+        }
+    }
+    Ok(listening)
+}
+
+async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, WorkloadError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| WorkloadError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    // local_addr only fails on a closed socket; the listener was just bound.
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_base_names() {
+        assert_eq!(image_base_name("proxylab/echo-http:1"), "echo-http");
+        assert_eq!(image_base_name("echo-tcp"), "echo-tcp");
+        assert_eq!(
+            image_base_name("registry.local:5000/lab/echo-udp:v2"),
+            "echo-udp"
+        );
+        assert_eq!(
+            image_base_name("registry.local:5000/echo-http@sha256:abcd"),
+            "echo-http"
+        );
+        assert_eq!(image_base_name(""), "");
+        assert_eq!(WorkloadKind::from_image("nginx:1.27"), None);
+        assert_eq!(
+            WorkloadKind::from_image("docker.io/proxylab/echo-http:latest"),
+            Some(WorkloadKind::EchoHttp)
+        );
+    }
+
+    #[test]
+    fn protocols() {
+        assert_eq!(PortProtocol::parse(None), PortProtocol::Tcp);
+        assert_eq!(PortProtocol::parse(Some("UDP")), PortProtocol::Udp);
+        assert_eq!(PortProtocol::parse(Some("SCTP")), PortProtocol::Sctp);
+    }
+}
