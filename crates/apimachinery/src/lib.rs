@@ -43,10 +43,12 @@
 #![forbid(unsafe_code)]
 
 pub mod meta;
+pub mod patch;
 pub mod registry;
 pub mod selector;
 pub mod status;
 
+pub use patch::{PatchError, apply_patch};
 pub use registry::{ResourceInfo, lookup, lookup_kind, resources};
 pub use selector::{FieldSelector, LabelSelector, SelectorError};
 pub use status::{Cause, Status};

@@ -143,7 +143,7 @@ pub fn set_generation(obj: &mut Value, generation: i64) {
 
 /// Removes `metadata.<key>`.
 pub fn remove_meta(obj: &mut Value, key: &str) -> Option<Value> {
-    obj.get_mut("metadata")?.as_object_mut()?.remove(key)
+    obj.get_mut("metadata")?.as_object_mut()?.shift_remove(key)
 }
 
 fn map_entry<'a>(obj: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
@@ -174,7 +174,7 @@ pub fn remove_annotation(obj: &mut Value, key: &str) -> Option<Value> {
     obj.get_mut("metadata")?
         .get_mut("annotations")?
         .as_object_mut()?
-        .remove(key)
+        .shift_remove(key)
 }
 
 /// RFC 3339 at second precision in UTC (`2026-11-28T10:10:11Z`): Kubernetes' `metav1.Time` format.
