@@ -1,0 +1,237 @@
+//! Node lifecycle: a Node that stops heartbeating goes `Ready=Unknown`.
+//!
+//! A kubelet proves it is alive in two ways: it renews its Lease `kube-node-lease/<node>`
+//! every ~10 s, and it posts Node status (with each condition's `lastHeartbeatTime`) when
+//! something changes or every 5 minutes. kube-controller-manager's `nodelifecycle`
+//! controller checks every `--node-monitor-period` (5 s) when it last heard from each Node —
+//! whichever of the two is newer — and once that is older than
+//! `--node-monitor-grace-period` (40 s; 50 s since 1.32) it sets the Node's `Ready`,
+//! `MemoryPressure`, `DiskPressure` and `PIDPressure` conditions to `Unknown`
+//! (reason `NodeStatusUnknown`, "Kubelet stopped posting node status."). A Node that never
+//! posted a status gets `Ready=Unknown` with reason `NodeStatusNeverUpdated`. It then taints
+//! the Node `node.kubernetes.io/unreachable` (NoSchedule, NoExecute), and the taint manager
+//! evicts Pods that do not tolerate it after their `tolerationSeconds` (300 s by default).
+//!
+//! Here: only the condition change. The scheduler treats a not-ready Node as if it carried the
+//! NoSchedule taint; there are no taints written and no evictions. A never-heard-from Node
+//! gets the grace period counted from its `creationTimestamp` (the real controller uses the
+//! separate `--node-startup-grace-period`, 60 s). Instead of polling every 5 s, the reconcile
+//! returns the instant at which the next Node would expire, and the driver sleeps until then
+//! or until a Node or Lease changes.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+
+use crate::action::{Action, Target, resources};
+use crate::obj;
+
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD: Duration = Duration::from_secs(40);
+/// The conditions the real controller turns Unknown.
+const MONITORED_CONDITIONS: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
+
+/// The result of one pass: writes, and when to look again if nothing changes before then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub actions: Vec<Action>,
+    /// The earliest instant at which a currently healthy Node would run out of grace.
+    pub next_check: Option<Timestamp>,
+}
+
+fn ts_at(v: &Value, path: &[&str]) -> Option<Timestamp> {
+    obj::str_at(v, path).and_then(obj::parse_time)
+}
+
+/// When the control plane last heard from the Node: the newest of its Lease's `renewTime`,
+/// its Ready condition's `lastHeartbeatTime` and, for a Node that never reported, its
+/// `creationTimestamp`.
+pub fn last_heard(node: &Value, leases: &[Value]) -> Option<Timestamp> {
+    let name = obj::name(node);
+    let lease = leases
+        .iter()
+        .find(|l| obj::namespace(l) == NODE_LEASE_NAMESPACE && obj::name(l) == name)
+        .and_then(|l| {
+            ts_at(l, &["spec", "renewTime"]).or_else(|| ts_at(l, &["spec", "acquireTime"]))
+        });
+    let heartbeat = obj::at(node, &["status", "conditions"])
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["lastHeartbeatTime"].as_str())
+        .and_then(obj::parse_time);
+    let created = ts_at(node, &["metadata", "creationTimestamp"]);
+    [lease, heartbeat, created].into_iter().flatten().max()
+}
+
+/// Marks Nodes whose heartbeat is older than `grace` as `Unknown`.
+pub fn reconcile(nodes: &[Value], leases: &[Value], now: Timestamp, grace: Duration) -> Outcome {
+    let grace = SignedDuration::try_from(grace).unwrap_or(SignedDuration::MAX);
+    let now_s = obj::rfc3339(now);
+    let mut actions = Vec::new();
+    let mut next_check: Option<Timestamp> = None;
+    for node in nodes {
+        let Some(last) = last_heard(node, leases) else {
+            continue;
+        };
+        let deadline = last.checked_add(grace).unwrap_or(Timestamp::MAX);
+        if now <= deadline {
+            next_check = Some(next_check.map_or(deadline, |n| n.min(deadline)));
+            continue;
+        }
+        let mut updated = node.clone();
+        let mut changed = false;
+        let conditions = obj::object_mut(&mut updated, "status")
+            .entry("conditions")
+            .or_insert_with(|| json!([]));
+        if !conditions.is_array() {
+            *conditions = json!([]);
+        }
+        let Some(list) = conditions.as_array_mut() else {
+            continue;
+        };
+        for cond in list.iter_mut() {
+            let kind = cond["type"].as_str().unwrap_or("");
+            if MONITORED_CONDITIONS.contains(&kind) && cond["status"] != "Unknown" {
+                cond["status"] = json!("Unknown");
+                cond["reason"] = json!("NodeStatusUnknown");
+                cond["message"] = json!("Kubelet stopped posting node status.");
+                cond["lastTransitionTime"] = json!(now_s);
+                changed = true;
+            }
+        }
+        if !list.iter().any(|c| c["type"] == "Ready") {
+            list.push(json!({
+                "type": "Ready",
+                "status": "Unknown",
+                "reason": "NodeStatusNeverUpdated",
+                "message": "Kubelet never posted node status.",
+                "lastHeartbeatTime": obj::str_at(node, &["metadata", "creationTimestamp"]),
+                "lastTransitionTime": now_s,
+            }));
+            changed = true;
+        }
+        if changed {
+            actions.push(Action::Update {
+                target: Target::new(resources::NODES, None, obj::name(node)),
+                object: updated,
+                precondition_rv: obj::resource_version(node),
+            });
+        }
+    }
+    Outcome {
+        actions,
+        next_check,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn node(name: &str, heartbeat: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Node",
+               "metadata": {"name": name, "resourceVersion": "4", "creationTimestamp": "2026-11-28T09:00:00Z"},
+               "status": {"conditions": [
+                   {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": heartbeat},
+                   {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": heartbeat,
+                    "lastTransitionTime": "2026-11-28T09:00:00Z"},
+                   {"type": "NetworkUnavailable", "status": "False"}]}})
+    }
+
+    fn lease(name: &str, renew: &str) -> Value {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": name, "namespace": NODE_LEASE_NAMESPACE},
+               "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": renew}})
+    }
+
+    const GRACE: Duration = Duration::from_secs(40);
+
+    #[test]
+    fn renewed_lease_keeps_node_ready_and_reports_next_deadline() {
+        let nodes = [node("node-1", "2026-11-28T09:00:00Z")];
+        let leases = [lease("node-1", "2026-11-28T10:00:00.250000Z")];
+        let out = reconcile(&nodes, &leases, t("2026-11-28T10:00:30Z"), GRACE);
+        assert!(out.actions.is_empty());
+        assert_eq!(out.next_check, Some(t("2026-11-28T10:00:40.25Z")));
+    }
+
+    #[test]
+    fn expired_lease_turns_monitored_conditions_unknown_once() {
+        let nodes = [
+            node("node-1", "2026-11-28T09:00:00Z"),
+            node("node-2", "2026-11-28T09:00:00Z"),
+        ];
+        let leases = [
+            lease("node-1", "2026-11-28T10:00:00Z"),
+            lease("node-2", "2026-11-28T10:00:50Z"),
+        ];
+        let now = t("2026-11-28T10:00:41Z");
+        let out = reconcile(&nodes, &leases, now, GRACE);
+        assert_eq!(out.actions.len(), 1);
+        let Action::Update {
+            target,
+            object,
+            precondition_rv,
+        } = &out.actions[0]
+        else {
+            panic!()
+        };
+        assert_eq!(target, &Target::new("nodes", None, "node-1"));
+        assert_eq!(*precondition_rv, Some(4));
+        let conds = object["status"]["conditions"].as_array().unwrap();
+        assert_eq!(conds[0]["status"], "Unknown");
+        assert_eq!(conds[1]["status"], "Unknown");
+        assert_eq!(conds[1]["reason"], "NodeStatusUnknown");
+        assert_eq!(conds[1]["message"], "Kubelet stopped posting node status.");
+        assert_eq!(conds[1]["lastTransitionTime"], "2026-11-28T10:00:41Z");
+        assert_eq!(conds[1]["lastHeartbeatTime"], "2026-11-28T09:00:00Z");
+        assert_eq!(
+            conds[2]["status"], "False",
+            "NetworkUnavailable is not monitored"
+        );
+        assert_eq!(out.next_check, Some(t("2026-11-28T10:01:30Z")));
+
+        let again = reconcile(&[object.clone()], &leases, t("2026-11-28T10:05:00Z"), GRACE);
+        assert!(again.actions.is_empty());
+        assert_eq!(again.next_check, None);
+    }
+
+    #[test]
+    fn status_heartbeat_counts_when_newer_than_lease() {
+        let nodes = [node("node-1", "2026-11-28T10:00:30Z")];
+        let leases = [lease("node-1", "2026-11-28T09:00:00Z")];
+        assert!(
+            reconcile(&nodes, &leases, t("2026-11-28T10:01:00Z"), GRACE)
+                .actions
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn never_reported_node_gets_ready_unknown_after_grace_from_creation() {
+        let n = json!({"apiVersion": "v1", "kind": "Node",
+                       "metadata": {"name": "ghost", "creationTimestamp": "2026-11-28T10:00:00Z"}});
+        assert!(
+            reconcile(
+                std::slice::from_ref(&n),
+                &[],
+                t("2026-11-28T10:00:20Z"),
+                GRACE
+            )
+            .actions
+            .is_empty()
+        );
+        let out = reconcile(&[n], &[], t("2026-11-28T10:01:00Z"), GRACE);
+        let cond = &out.actions[0].object().unwrap()["status"]["conditions"][0];
+        assert_eq!(cond["type"], "Ready");
+        assert_eq!(cond["status"], "Unknown");
+        assert_eq!(cond["reason"], "NodeStatusNeverUpdated");
+    }
+}
