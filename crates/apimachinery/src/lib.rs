@@ -23,6 +23,8 @@
 //! - [`table`] — `meta.k8s.io/v1 Table` rows with the same columns kube-apiserver prints.
 //! - [`discovery`] — `/api`, `/apis`, `APIResourceList`s, aggregated discovery v2 and `/version`.
 //! - [`openapi`] — the OpenAPI v3 index and per-group-version documents kubectl needs for `apply`.
+//! - [`serviceaccount`] — signing and verifying service-account JWTs (ES256 with `ring`), shared by the
+//!   token controller (signs) and the apiserver's authenticator (verifies). Pure too: keys come in as bytes.
 //!
 //! ## What this crate simplifies on purpose
 //! - **Untyped objects.** No generated structs; objects are JSON. Validation checks the fields the lab
@@ -46,6 +48,7 @@ pub mod meta;
 pub mod patch;
 pub mod registry;
 pub mod selector;
+pub mod serviceaccount;
 pub mod status;
 
 pub use patch::{PatchError, apply_patch};
