@@ -59,6 +59,12 @@ pub enum Action {
     Delete {
         target: Target,
         precondition_rv: Option<u64>,
+        /// Set when the deletion is justified by the *absence* of another object (a token
+        /// Secret whose ServiceAccount is gone, a slice whose Service is gone): the driver
+        /// first reads that object from the store and skips the delete if it exists after
+        /// all. Informer caches of different resources lag each other; a cache miss is not
+        /// proof of absence (the real token controller does the same live lookup).
+        unless_present: Option<Target>,
     },
 }
 

@@ -294,12 +294,19 @@ pub fn desired_slices(service: &Value, pods: &[Value], nodes: &[Value]) -> BTree
         .collect()
 }
 
+/// The addresses of one Endpoints subset, each with the IP it sorts by.
+#[derive(Default)]
+struct SubsetGroup {
+    ports: Vec<Value>,
+    ready: Vec<(String, Value)>,
+    not_ready: Vec<(String, Value)>,
+}
+
 /// The core/v1 Endpoints `subsets` for a Service (`endpoints.RepackSubsets` order: subsets by
 /// port set, addresses by IP).
 pub fn desired_subsets(service: &Value, pods: &[Value]) -> Vec<Value> {
     let tolerate_unready = publish_not_ready(service);
-    let mut groups: BTreeMap<String, (Vec<Value>, Vec<(String, Value)>, Vec<(String, Value)>)> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<String, SubsetGroup> = BTreeMap::new();
     for (pod, ip) in backing_pods(service, pods) {
         if obj::is_terminating(pod) && !tolerate_unready {
             continue;
@@ -313,7 +320,7 @@ pub fn desired_subsets(service: &Value, pods: &[Value]) -> Vec<Value> {
         if ports.is_empty() && (has_service_ports || !is_headless(service)) {
             continue;
         }
-        ports.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+        ports.sort_by_key(|p| p.to_string());
         let key = Value::Array(ports.clone()).to_string();
         let mut addr = json!({ "ip": ip, "targetRef": target_ref(pod) });
         if let Some(node) = obj::str_at(pod, &["spec", "nodeName"]).filter(|n| !n.is_empty()) {
@@ -322,18 +329,20 @@ pub fn desired_subsets(service: &Value, pods: &[Value]) -> Vec<Value> {
         if let Some(h) = should_set_hostname(pod, service) {
             addr["hostname"] = json!(h);
         }
-        let group = groups
-            .entry(key)
-            .or_insert_with(|| (ports, Vec::new(), Vec::new()));
+        let group = groups.entry(key).or_insert_with(|| SubsetGroup {
+            ports,
+            ..SubsetGroup::default()
+        });
         if tolerate_unready || pod_is_ready(pod) {
-            group.1.push((ip, addr));
+            group.ready.push((ip, addr));
         } else {
-            group.2.push((ip, addr));
+            group.not_ready.push((ip, addr));
         }
     }
     groups
         .into_values()
-        .map(|(ports, mut ready, mut not_ready)| {
+        .map(|g| {
+            let (ports, mut ready, mut not_ready) = (g.ports, g.ready, g.not_ready);
             ready.sort_by(|a, b| a.0.cmp(&b.0));
             not_ready.sort_by(|a, b| a.0.cmp(&b.0));
             let mut subset = Map::new();
@@ -507,6 +516,9 @@ pub fn reconcile(snap: &Snapshot<'_>, now: jiff::Timestamp) -> Vec<Action> {
             actions.push(Action::Delete {
                 target: Target::new(resources::ENDPOINT_SLICES, Some(ns), obj::name(slice)),
                 precondition_rv: obj::resource_version(slice),
+                unless_present: service
+                    .is_none()
+                    .then(|| Target::new(resources::SERVICES, Some(ns), svc)),
             });
         }
     }
@@ -518,6 +530,7 @@ pub fn reconcile(snap: &Snapshot<'_>, now: jiff::Timestamp) -> Vec<Action> {
             actions.push(Action::Delete {
                 target: Target::new(resources::ENDPOINTS, Some(ns), obj::name(ep)),
                 precondition_rv: obj::resource_version(ep),
+                unless_present: Some(Target::new(resources::SERVICES, Some(ns), obj::name(ep))),
             });
         }
     }

@@ -198,7 +198,12 @@ mod tests {
         );
         assert_eq!(out.next_check, Some(t("2026-11-28T10:01:30Z")));
 
-        let again = reconcile(&[object.clone()], &leases, t("2026-11-28T10:05:00Z"), GRACE);
+        let again = reconcile(
+            std::slice::from_ref(object),
+            &leases,
+            t("2026-11-28T10:05:00Z"),
+            GRACE,
+        );
         assert!(again.actions.is_empty());
         assert_eq!(again.next_check, None);
     }

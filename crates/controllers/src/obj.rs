@@ -103,11 +103,12 @@ pub(crate) fn map_selector_matches(
     selector: &Map<String, Value>,
     labels: Option<&Map<String, Value>>,
 ) -> bool {
-    selector.iter().all(|(k, want)| {
-        labels
-            .and_then(|l| l.get(k))
-            .is_some_and(|have| have == want)
-    })
+    // Built per call: selectors are tiny and the lab's object counts are small, so caching
+    // compiled selectors would buy nothing measurable.
+    proxylab_apimachinery::selector::LabelSelector::from_match_labels(&Value::Object(
+        selector.clone(),
+    ))
+    .matches(labels)
 }
 
 /// Sets (`Some`) or removes (`None`) the value at a JSON path, creating intermediate objects

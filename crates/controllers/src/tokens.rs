@@ -82,6 +82,9 @@ pub fn reconcile(
             actions.push(Action::Delete {
                 target,
                 precondition_rv: rv,
+                unless_present: sa
+                    .is_none()
+                    .then(|| Target::new(resources::SERVICE_ACCOUNTS, Some(ns), sa_name)),
             });
             continue;
         };
@@ -253,7 +256,8 @@ mod tests {
             actions,
             vec![Action::Delete {
                 target: Target::new("secrets", Some("default"), "t"),
-                precondition_rv: Some(7)
+                precondition_rv: Some(7),
+                unless_present: Some(Target::new("serviceaccounts", Some("default"), "ghost")),
             }]
         );
     }
