@@ -1,0 +1,379 @@
+//! The pod half of the agent: watch the pods bound to this node, run them, report them, finish
+//! their deletion.
+//!
+//! A kubelet's pod workers reconcile "pods the apiserver says I run" with "pods I actually run".
+//! Here that is one loop over a watch of `spec.nodeName=<node>`:
+//! - a new pod → an IP from the pod CIDR, its containers started as echo workloads, and a status
+//!   patch (Running with IPs and conditions, or Pending with waiting containers);
+//! - a pod with `metadata.deletionTimestamp` (graceful deletion) → Ready=False, workloads stopped,
+//!   IP released, then `DELETE` with `gracePeriodSeconds=0` (uid precondition) to really remove it;
+//! - a pod that vanished (force-deleted, or gone while the watch was down) → workloads stopped.
+//!
+//! Terminations run in their own tasks so one pod draining its connections does not hold up the rest.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::objects::{self, ContainerOutcome, StartedPod};
+use crate::certs::{self, CertificateAuthority};
+use crate::ipam::PodIpAllocator;
+use crate::kubelet_api::PodTable;
+use crate::workload::{self, PodContext, PodIdentity, WorkloadError, WorkloadKind};
+
+/// How long a stopping pod's servers may take to drain before the agent moves on.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct RunningPod {
+    namespace: String,
+    name: String,
+    ip: Ipv4Addr,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+pub(crate) struct PodManager {
+    pub(crate) client: Client,
+    pub(crate) node_name: String,
+    pub(crate) node_ip: IpAddr,
+    pub(crate) ipam: Arc<Mutex<PodIpAllocator>>,
+    pub(crate) ca: Option<Arc<CertificateAuthority>>,
+    pub(crate) table: PodTable,
+    running: HashMap<String, RunningPod>,
+    /// uids whose termination is in progress (duplicate MODIFIED events must not start another).
+    terminating: Arc<Mutex<HashSet<String>>>,
+    /// uids seen since the watcher (re)started listing; None outside a re-list.
+    relist: Option<HashSet<String>>,
+    tasks: TaskTracker,
+}
+
+impl PodManager {
+    pub(crate) fn new(
+        client: Client,
+        node_name: String,
+        node_ip: IpAddr,
+        ipam: PodIpAllocator,
+        ca: Option<Arc<CertificateAuthority>>,
+        table: PodTable,
+    ) -> Self {
+        Self {
+            client,
+            node_name,
+            node_ip,
+            ipam: Arc::new(Mutex::new(ipam)),
+            ca,
+            table,
+            running: HashMap::new(),
+            terminating: Arc::new(Mutex::new(HashSet::new())),
+            relist: None,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Watches this node's pods until `shutdown`; then stops every workload.
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) {
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let config =
+            watcher::Config::default().fields(&format!("spec.nodeName={}", self.node_name));
+        let mut events = std::pin::pin!(watcher(api, config).default_backoff());
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                event = events.next() => event,
+            };
+            match event {
+                Some(Ok(event)) => self.handle(event).await,
+                // The backoff already paces retries; the stream continues after an error.
+                Some(Err(err)) => {
+                    tracing::warn!(node = %self.node_name, error = %err, "pod watch error")
+                }
+                None => break,
+            }
+        }
+        // The agent is going away; in-process workloads cannot outlive it (a real kubelet's
+        // containers would). Stop them all and wait.
+        let uids: Vec<String> = self.running.keys().cloned().collect();
+        for uid in uids {
+            self.stop_local(&uid);
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    async fn handle(&mut self, event: watcher::Event<Pod>) {
+        match event {
+            watcher::Event::Init => self.relist = Some(HashSet::new()),
+            watcher::Event::InitApply(pod) => {
+                if let (Some(seen), Some(uid)) = (self.relist.as_mut(), pod.metadata.uid.clone()) {
+                    seen.insert(uid);
+                }
+                self.apply(pod).await;
+            }
+            watcher::Event::InitDone => {
+                let seen = self.relist.take().unwrap_or_default();
+                let gone: Vec<String> = self
+                    .running
+                    .keys()
+                    .filter(|uid| !seen.contains(*uid))
+                    .cloned()
+                    .collect();
+                for uid in gone {
+                    self.stop_local(&uid);
+                }
+                self.table
+                    .retain(|p| p.metadata.uid.as_ref().is_some_and(|u| seen.contains(u)));
+            }
+            watcher::Event::Apply(pod) => self.apply(pod).await,
+            watcher::Event::Delete(pod) => {
+                self.table
+                    .remove(&pod.namespace().unwrap_or_default(), &pod.name_any());
+                if let Some(uid) = pod.metadata.uid.as_deref() {
+                    self.stop_local(uid);
+                    self.terminating
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(uid);
+                }
+            }
+        }
+    }
+
+    async fn apply(&mut self, pod: Pod) {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
+        // Defensive: a server that ignores the field selector must not make us run others' pods.
+        if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(self.node_name.as_str()) {
+            return;
+        }
+        self.table.upsert(pod.clone());
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.begin_termination(pod, uid);
+            return;
+        }
+        if self.running.contains_key(&uid) {
+            return;
+        }
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded" | "Failed")) {
+            return;
+        }
+        self.start(pod, uid).await;
+    }
+
+    async fn start(&mut self, pod: Pod, uid: String) {
+        let namespace = pod.namespace().unwrap_or_else(|| "default".into());
+        let name = pod.name_any();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let ip = match self.assign_ip(&pod) {
+            Ok(ip) => ip,
+            Err(err) => {
+                tracing::warn!(%namespace, %name, error = %err, "no pod IP");
+                let patch = objects::pod_failed_to_start_status(
+                    "PodIPExhausted",
+                    &err.to_string(),
+                    self.node_ip,
+                    Timestamp::now(),
+                );
+                patch_status(&api, &name, &patch).await;
+                return;
+            }
+        };
+        let identity = Arc::new(PodIdentity {
+            name: name.clone(),
+            namespace: namespace.clone(),
+            node: self.node_name.clone(),
+            ip: IpAddr::V4(ip),
+        });
+        let containers = objects::container_specs(&pod);
+        let needs_tls = containers
+            .iter()
+            .any(|c| WorkloadKind::from_image(&c.image) == Some(WorkloadKind::EchoHttp));
+        let tls = if needs_tls {
+            self.pod_tls(&identity)
+        } else {
+            None
+        };
+        let ctx = PodContext {
+            identity,
+            tls,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        };
+        let started_at = Timestamp::now();
+        let mut outcomes = Vec::with_capacity(containers.len());
+        for container in &containers {
+            let outcome = match workload::start_container(container, &ctx).await {
+                Ok(listening) => {
+                    tracing::info!(%namespace, pod = %name, container = %container.name, ?listening, "container started");
+                    ContainerOutcome::Running {
+                        name: container.name.clone(),
+                        image: container.image.clone(),
+                    }
+                }
+                Err(err) => {
+                    let reason = match err {
+                        WorkloadError::UnknownImage { .. } => "ImagePullBackOff",
+                        _ => "CreateContainerError",
+                    };
+                    tracing::warn!(%namespace, pod = %name, container = %container.name, error = %err, "container not started");
+                    ContainerOutcome::Waiting {
+                        name: container.name.clone(),
+                        image: container.image.clone(),
+                        reason: reason.into(),
+                        message: err.to_string(),
+                    }
+                }
+            };
+            outcomes.push(outcome);
+        }
+        self.running.insert(
+            uid.clone(),
+            RunningPod {
+                namespace,
+                name: name.clone(),
+                ip,
+                shutdown: ctx.shutdown.clone(),
+                tracker: ctx.tracker.clone(),
+            },
+        );
+        let started = StartedPod {
+            uid: &uid,
+            pod_ip: IpAddr::V4(ip),
+            host_ip: self.node_ip,
+            started_at,
+            containers: &outcomes,
+        };
+        let patch = objects::pod_started_status(&started, Timestamp::now());
+        patch_status(&api, &name, &patch).await;
+    }
+
+    /// Keeps the IP a pod already reports (the agent restarted) when it is free, else allocates.
+    fn assign_ip(&self, pod: &Pod) -> Result<Ipv4Addr, crate::ipam::IpamError> {
+        let mut ipam = self.ipam.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse::<Ipv4Addr>().ok());
+        if let Some(ip) = previous
+            && ipam.reserve(ip).is_ok()
+        {
+            return Ok(ip);
+        }
+        ipam.allocate()
+    }
+
+    fn pod_tls(&self, identity: &PodIdentity) -> Option<Arc<rustls::ServerConfig>> {
+        let names = vec![
+            identity.name.clone(),
+            identity.ip.to_string(),
+            format!("{}.{}.pod", identity.name, identity.namespace),
+            format!("{}.{}.pod.cluster.local", identity.name, identity.namespace),
+        ];
+        let minted = certs::issue_serving(&names, self.ca.as_deref())
+            .and_then(|key| certs::server_config(&key, None));
+        match minted {
+            Ok(config) => Some(config),
+            Err(err) => {
+                tracing::warn!(pod = %identity.name, error = %err, "could not mint the pod's serving certificate");
+                None
+            }
+        }
+    }
+
+    /// Graceful deletion, the kubelet's half: report not ready, stop, release, remove for good.
+    fn begin_termination(&mut self, pod: Pod, uid: String) {
+        if !self
+            .terminating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(uid.clone())
+        {
+            return;
+        }
+        let running = self.running.remove(&uid);
+        let namespace = pod.namespace().unwrap_or_else(|| "default".into());
+        let name = pod.name_any();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let ipam = self.ipam.clone();
+        let terminating = self.terminating.clone();
+        self.tasks.spawn(async move {
+            tracing::info!(%namespace, pod = %name, "terminating");
+            if running.is_some() {
+                patch_status(&api, &name, &objects::pod_terminating_status(&pod, Timestamp::now())).await;
+            }
+            if let Some(running) = running {
+                stop_and_release(running, &ipam).await;
+            }
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
+                ..DeleteParams::default()
+            };
+            match api.delete(&name, &params).await {
+                Ok(_) => tracing::info!(%namespace, pod = %name, "deleted"),
+                Err(kube::Error::Api(status)) if status.is_not_found() => {}
+                Err(err) => {
+                    tracing::warn!(%namespace, pod = %name, error = %err, "final delete failed; will retry on the next event");
+                    terminating.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
+                }
+            }
+        });
+    }
+
+    /// Stops a pod's workloads without touching the API (the pod is already gone there).
+    fn stop_local(&mut self, uid: &str) {
+        if let Some(running) = self.running.remove(uid) {
+            tracing::info!(namespace = %running.namespace, pod = %running.name, "stopping workloads");
+            let ipam = self.ipam.clone();
+            self.tasks
+                .spawn(async move { stop_and_release(running, &ipam).await });
+        }
+    }
+}
+
+async fn stop_and_release(running: RunningPod, ipam: &Mutex<PodIpAllocator>) {
+    running.shutdown.cancel();
+    running.tracker.close();
+    if tokio::time::timeout(STOP_TIMEOUT, running.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(namespace = %running.namespace, pod = %running.name, "workloads did not stop in time");
+    }
+    // Only after the sockets are closed may another pod get this address.
+    ipam.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .release(running.ip);
+}
+
+/// Patches a pod's status, retrying a few times: a lost status update would leave the pod
+/// Pending until something else about it changes.
+async fn patch_status(api: &Api<Pod>, name: &str, patch: &serde_json::Value) {
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1..=5 {
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(status)) if status.is_not_found() => return,
+            Err(err) => {
+                tracing::warn!(pod = %name, attempt, error = %err, "pod status patch failed");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+}
