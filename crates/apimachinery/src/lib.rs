@@ -50,6 +50,7 @@ pub mod registry;
 pub mod selector;
 pub mod serviceaccount;
 pub mod status;
+pub mod table;
 
 pub use patch::{PatchError, apply_patch};
 pub use registry::{ResourceInfo, lookup, lookup_kind, resources};
