@@ -43,6 +43,19 @@ pub struct EnabledControllers {
     pub node_lifecycle: bool,
 }
 
+impl EnabledControllers {
+    /// Every controller off; switch on the ones wanted with struct update syntax.
+    pub fn none() -> Self {
+        EnabledControllers {
+            namespaces: false,
+            tokens: false,
+            endpoint_slices: false,
+            scheduler: false,
+            node_lifecycle: false,
+        }
+    }
+}
+
 impl Default for EnabledControllers {
     fn default() -> Self {
         EnabledControllers {
