@@ -23,7 +23,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use crate::action::{Action, Target, resources};
-use crate::jwt::{TokenSigner, legacy_claims};
+use crate::jwt::TokenSigner;
 use crate::obj;
 
 pub const SERVICE_ACCOUNT_TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
@@ -112,8 +112,10 @@ fn fill_secret(secret: &Value, sa: &Value, ctx: &TokenContext<'_>) -> Option<Val
     }
     let mut updated = secret.clone();
     if needs_token {
-        let claims = legacy_claims(ctx.issuer, ns, obj::name(sa), sa_uid, obj::name(secret));
-        match ctx.signer.sign(&claims) {
+        match ctx
+            .signer
+            .sign_legacy(ctx.issuer, ns, obj::name(sa), sa_uid, obj::name(secret))
+        {
             Ok(token) => {
                 obj::object_mut(&mut updated, "data")
                     .insert("token".into(), json!(STANDARD.encode(token)));
@@ -149,7 +151,6 @@ fn fill_secret(secret: &Value, sa: &Value, ctx: &TokenContext<'_>) -> Option<Val
 mod tests {
     use super::*;
     use crate::jwt::{LEGACY_ISSUER, generate_test_key_pem};
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use std::sync::LazyLock;
 
     static SIGNER: LazyLock<TokenSigner> =
@@ -208,21 +209,12 @@ mod tests {
             "default"
         );
         let token = String::from_utf8(decode(&object["data"]["token"])).unwrap();
-        let claims: Value = serde_json::from_slice(
-            &URL_SAFE_NO_PAD
-                .decode(token.split('.').nth(1).unwrap())
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(claims["sub"], "system:serviceaccount:default:default");
-        assert_eq!(
-            claims["kubernetes.io/serviceaccount/service-account.uid"],
-            "uid-1"
-        );
-        assert_eq!(
-            claims["kubernetes.io/serviceaccount/secret.name"],
-            "default-token"
-        );
+        let claims =
+            proxylab_apimachinery::serviceaccount::verify_token(SIGNER.public_key(), &token)
+                .unwrap();
+        assert_eq!(claims.sub, "system:serviceaccount:default:default");
+        assert_eq!(claims.service_account_uid, "uid-1");
+        assert_eq!(claims.secret_name.as_deref(), Some("default-token"));
     }
 
     #[test]

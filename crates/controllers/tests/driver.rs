@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use proxylab_controllers::jwt::{TokenSigner, generate_test_key_pem};
 use proxylab_controllers::{ControllerManager, ControllersConfig, EnabledControllers};
 use proxylab_store::{MemoryStore, ObjectKey, Store};
@@ -240,16 +240,10 @@ async fn token_secret_is_filled_then_deleted_with_its_service_account() {
             .unwrap(),
     )
     .unwrap();
-    let parts: Vec<&str> = token.split('.').collect();
-    let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
-    ring::signature::UnparsedPublicKey::new(
-        &ring::signature::ECDSA_P256_SHA256_FIXED,
-        signer.public_key(),
-    )
-    .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
-    .expect("token verifies with the service-account key");
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
-    assert_eq!(claims["sub"], "system:serviceaccount:default:builder");
+    let claims = proxylab_apimachinery::serviceaccount::verify_token(signer.public_key(), &token)
+        .expect("token verifies with the service-account key");
+    assert_eq!(claims.secret_name.as_deref(), Some("builder-token"));
+    assert_eq!(claims.sub, "system:serviceaccount:default:builder");
 
     // Filled secrets are not rewritten. To know the controller has reconciled again, give it
     // new work and wait for that to be done; the filled secrets must be untouched.
