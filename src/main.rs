@@ -1,1 +1,193 @@
-fn main() {}
+//! `proxylab`: the lab — a Kubernetes-API-compatible control plane, kubelet-like nodes and the proxies,
+//! together from one command (`proxylab lab up`) or one process per component.
+
+mod lab;
+mod pki_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use proxylab_core::telemetry::{LogFormat, init_tracing};
+use proxylab_core::tls::install_crypto_provider;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "proxylab",
+    version,
+    about = "Kubernetes' five kinds of proxy, and a lab to run them in"
+)]
+struct Cli {
+    /// Log format: text or json (filter with RUST_LOG; `RUST_LOG=hop=info` prints every hop).
+    #[arg(long, global = true, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the whole lab, or check a topology file.
+    Lab {
+        #[command(subcommand)]
+        cmd: LabCmd,
+    },
+    /// Run a lab control plane: an in-memory store, apiserver front-ends and the controllers.
+    Apiserver(ApiserverCmd),
+    /// Run a kubelet-like node agent whose pods are echo servers.
+    Node(proxylab_node::NodeArgs),
+    /// Write a kubeadm-style PKI (cluster CA, apiserver, admin, kubelets, front proxy, SA key).
+    Pki(pki_cmd::PkiArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum LabCmd {
+    /// Start the lab and serve until SIGINT/SIGTERM; writes `lab.json` when everything answers.
+    Up(lab::LabUpArgs),
+    /// Parse and check a topology file; exit 2 with one line naming file, document and field.
+    Check {
+        /// The topology file (default: the built-in one).
+        #[arg(long)]
+        topology: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ApiserverCmd {
+    #[command(flatten)]
+    apiserver: proxylab_apiserver::ApiServerArgs,
+    /// The cluster CA (PEM) that the token controller writes into service-account token Secrets
+    /// (kube-controller-manager's flag). Without it, controllers do not run.
+    #[arg(long)]
+    root_ca_file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    install_crypto_provider();
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("proxylab: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(cli.cmd))
+}
+
+async fn run(cmd: Cmd) -> ExitCode {
+    let shutdown = proxylab_core::runtime::shutdown_token();
+    match cmd {
+        Cmd::Lab {
+            cmd: LabCmd::Check { topology },
+        } => match lab::topology::load(topology.as_deref()) {
+            Ok(t) => {
+                println!(
+                    "ok: {} apiservers, {} nodes, {} objects",
+                    t.lab.apiservers.len(),
+                    t.lab.nodes.len(),
+                    t.objects.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Lab {
+            cmd: LabCmd::Up(args),
+        } => match lab::up(args, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(lab::LabError::Topology(e)) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("proxylab lab up: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Cmd::Apiserver(args) => report(run_apiserver(args, shutdown).await),
+        Cmd::Node(args) => {
+            let config = match args.into_config() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("proxylab node: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let result = async {
+                let bound = proxylab_node::Node::bind(config).await?;
+                for addr in bound.local_addrs() {
+                    println!("kubelet API serving on https://{addr}");
+                }
+                bound.serve(shutdown).await?;
+                anyhow::Ok(())
+            }
+            .await;
+            report(result)
+        }
+        Cmd::Pki(args) => report(pki_cmd::run(&args)),
+    }
+}
+
+async fn run_apiserver(
+    args: ApiserverCmd,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let config = match args.apiserver.to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("proxylab apiserver: {e}");
+            std::process::exit(2);
+        }
+    };
+    let store: Arc<dyn proxylab_store::Store> = Arc::new(proxylab_store::MemoryStore::new(100_000));
+    let bound = proxylab_apiserver::ApiServer::bind(config, store.clone()).await?;
+    for addr in bound.local_addrs() {
+        println!("apiserver serving on {addr}");
+    }
+    let mut controllers = None;
+    if let Some(ca) = &args.root_ca_file {
+        let ca_pem = std::fs::read_to_string(ca)
+            .with_context(|| format!("--root-ca-file {}", ca.display()))?;
+        let key = args
+            .apiserver
+            .service_account_signing_key_file
+            .as_ref()
+            .context("--root-ca-file needs --service-account-signing-key-file to sign tokens")?;
+        let key_pem = std::fs::read_to_string(key)
+            .with_context(|| format!("--service-account-signing-key-file {}", key.display()))?;
+        let cm = proxylab_controllers::ControllerManager::new(
+            store.clone(),
+            proxylab_controllers::ControllersConfig {
+                ca_pem,
+                sa_signing_key_pkcs8_pem: key_pem,
+                ..Default::default()
+            },
+        )?;
+        controllers = Some(tokio::spawn(cm.run(shutdown.clone())));
+    }
+    bound.serve(shutdown).await?;
+    if let Some(c) = controllers {
+        let _ = c.await;
+    }
+    Ok(())
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("proxylab: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

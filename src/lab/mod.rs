@@ -1,0 +1,665 @@
+//! `proxylab lab up`: the whole lab in one process.
+//!
+//! The lab is assembled exactly as a cluster is: a store (the lab's etcd), several apiserver
+//! front-ends over it, the controllers and scheduler, kubelet-like nodes, a forwarder (kube-proxy) per
+//! node and the auth-proxy (kubectl proxy). Components talk to each other only through the Kubernetes
+//! API, with the same flags they take as separate processes — `lab up` builds each one's command
+//! line and prints it, so what the lab runs can be re-run by hand, one process per component.
+//!
+//! Start-up order: PKI and kubeconfig → store, apiservers, controllers → the topology's objects
+//! (created through the apiserver, so admission allocates ClusterIPs and NodePorts as for any client)
+//! → nodes → forwarders and the auth-proxy → readiness checks → `lab.json`, written last, so a script
+//! that waits for it knows everything answers.
+
+pub mod kubeconfig;
+pub mod topology;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use proxylab_core::tls::pki::{LabPki, PkiSpec};
+use proxylab_store::{MemoryStore, Store};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use topology::Topology;
+
+/// `proxylab lab up` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LabUpArgs {
+    /// Where the lab writes `pki/`, `kubeconfig`, `tokens.csv` and, once everything answers, `lab.json`.
+    #[arg(long, default_value = ".lab")]
+    pub state_dir: PathBuf,
+    /// A topology file (Kubernetes YAML: one `Lab` document plus objects). Default: the built-in one,
+    /// `lab/topology.yaml` in the repository.
+    #[arg(long)]
+    pub topology: Option<PathBuf>,
+    /// Exit once the lab is ready instead of serving until SIGINT/SIGTERM (for timing start-up).
+    #[arg(long, hide = true)]
+    pub exit_when_ready: bool,
+}
+
+/// What went wrong, split by who must act: a bad topology is the user's file (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error(transparent)]
+    Topology(#[from] topology::TopologyError),
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+/// Parses clap flags for an embedded component, as its own binary would.
+fn parse_flags<T: clap::Args>(name: &str, flags: &[String]) -> anyhow::Result<T> {
+    #[derive(Parser)]
+    struct Wrap<A: clap::Args> {
+        #[command(flatten)]
+        args: A,
+    }
+    let argv = std::iter::once(name.to_owned()).chain(flags.iter().cloned());
+    Wrap::<T>::try_parse_from(argv)
+        .map(|w| w.args)
+        .with_context(|| format!("internal: {name} flags {flags:?}"))
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn random_token() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| format!("{:x}", rng.random_range(0..16u8)))
+        .collect()
+}
+
+/// Runs `lab up` until shutdown.
+pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabError> {
+    let started = Instant::now();
+    let topo = topology::load(args.topology.as_deref())?;
+    let lab = &topo.lab;
+    let state = absolute(&args.state_dir)?;
+    std::fs::create_dir_all(&state)
+        .with_context(|| format!("cannot create state dir {}", state.display()))?;
+    // A stale lab.json would tell scripts a lab is ready that is not; remove it first.
+    let lab_json = state.join("lab.json");
+    let _ = std::fs::remove_file(&lab_json);
+
+    // --- PKI, tokens, kubeconfig --------------------------------------------------------------
+    let pki_dir = state.join("pki");
+    let mut apiserver_ips: Vec<_> = lab.apiservers.iter().map(|a| a.ip()).collect();
+    apiserver_ips.push(lab.auth_proxy.ip());
+    let pki = LabPki::generate(&PkiSpec {
+        apiserver_ips,
+        apiserver_dns: vec![],
+        nodes: lab
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.address))
+            .collect(),
+    })
+    .context("generating the lab PKI")?;
+    pki.write_to(&pki_dir).context("writing the lab PKI")?;
+    let token = random_token();
+    let tokens_csv = state.join("tokens.csv");
+    std::fs::write(
+        &tokens_csv,
+        format!("{token},kubernetes-admin,admin-token,\"system:masters\"\n"),
+    )
+    .context("writing tokens.csv")?;
+    let server_url = format!("https://{}", lab.apiservers[0]);
+    let kubeconfig_path = state.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig_path,
+        kubeconfig::render(
+            &server_url,
+            &pki.ca.cert_pem,
+            &pki.admin.cert_pem,
+            &pki.admin.key_pem,
+            &token,
+        ),
+    )
+    .context("writing the kubeconfig")?;
+
+    let mut tasks: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();
+
+    // --- store, apiservers, controllers --------------------------------------------------------
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(100_000));
+    let p = |name: &str| path(&pki_dir.join(name));
+    let apiserver_flags: Vec<String> = vec![
+        format!(
+            "--bind-address={}",
+            lab.apiservers
+                .iter()
+                .map(|a| a.ip().to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        format!("--secure-port={}", lab.apiservers[0].port()),
+        format!("--tls-cert-file={}", p("apiserver.crt")),
+        format!("--tls-private-key-file={}", p("apiserver.key")),
+        format!("--client-ca-file={}", p("ca.crt")),
+        format!("--token-auth-file={}", path(&tokens_csv)),
+        format!("--service-account-key-file={}", p("sa.pub")),
+        format!("--service-account-signing-key-file={}", p("sa.key")),
+        format!("--requestheader-client-ca-file={}", p("front-proxy-ca.crt")),
+        "--requestheader-allowed-names=front-proxy-client".into(),
+        format!(
+            "--kubelet-client-certificate={}",
+            p("apiserver-kubelet-client.crt")
+        ),
+        format!("--kubelet-client-key={}", p("apiserver-kubelet-client.key")),
+        format!(
+            "--service-cluster-ip-range={}",
+            lab.service_cluster_ip_range
+        ),
+        format!(
+            "--service-node-port-range={}-{}",
+            lab.service_node_port_range.0, lab.service_node_port_range.1
+        ),
+    ];
+    if lab
+        .apiservers
+        .iter()
+        .any(|a| a.port() != lab.apiservers[0].port())
+    {
+        return Err(anyhow::anyhow!(
+            "all apiservers of a lab share one --secure-port; the topology gives several ports"
+        )
+        .into());
+    }
+    let apiserver_args: proxylab_apiserver::ApiServerArgs =
+        parse_flags("apiserver", &apiserver_flags)?;
+    let apiserver_config = apiserver_args
+        .to_config()
+        .context("apiserver configuration")?;
+    let apiserver = proxylab_apiserver::ApiServer::bind(apiserver_config, store.clone())
+        .await
+        .context("starting the apiservers")?;
+    let apiserver_addrs = apiserver.local_addrs();
+    {
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            (
+                "apiserver".into(),
+                apiserver.serve(token).await.map_err(anyhow::Error::from),
+            )
+        });
+    }
+    let controllers = proxylab_controllers::ControllerManager::new(
+        store.clone(),
+        proxylab_controllers::ControllersConfig {
+            ca_pem: pki.ca.cert_pem.clone(),
+            sa_signing_key_pkcs8_pem: pki.service_account_key_pem.clone(),
+            ..Default::default()
+        },
+    )
+    .context("starting the controllers")?;
+    {
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            controllers.run(token).await;
+            ("controllers".into(), Ok(()))
+        });
+    }
+
+    let client = client::ApiClient::new(&server_url, &pki).context("lab API client")?;
+    client
+        .wait_ready(Duration::from_secs(10))
+        .await
+        .context("apiserver readiness")?;
+
+    // --- nodes -------------------------------------------------------------------------------
+    let mut printed: Vec<String> =
+        vec![format!("proxylab apiserver {}", apiserver_flags.join(" "))];
+    for node in &lab.nodes {
+        let flags = vec![
+            format!("--kubeconfig={}", path(&kubeconfig_path)),
+            format!("--hostname-override={}", node.name),
+            format!("--node-ip={}", node.address),
+            format!("--pod-cidr={}", node.pod_cidr),
+            format!(
+                "--tls-cert-file={}",
+                p(&format!("kubelet-{}.crt", node.name))
+            ),
+            format!(
+                "--tls-private-key-file={}",
+                p(&format!("kubelet-{}.key", node.name))
+            ),
+            format!("--client-ca-file={}", p("ca.crt")),
+            format!("--workload-ca-cert-file={}", p("ca.crt")),
+            format!("--workload-ca-key-file={}", p("ca.key")),
+        ];
+        let node_args: proxylab_node::NodeArgs = parse_flags("node", &flags)?;
+        let config = node_args
+            .into_config()
+            .with_context(|| format!("node {} configuration", node.name))?;
+        let bound = proxylab_node::Node::bind(config)
+            .await
+            .with_context(|| format!("starting node {}", node.name))?;
+        let token = shutdown.clone();
+        let name = node.name.clone();
+        tasks.spawn(async move {
+            (
+                format!("node {name}"),
+                bound.serve(token).await.map_err(anyhow::Error::from),
+            )
+        });
+        printed.push(format!("proxylab node {}", flags.join(" ")));
+    }
+
+    // Nodes register before any pod exists, so the scheduler spreads pods over all of them
+    // instead of binding everything to whichever node registered first.
+    wait_until_ready(
+        &*store,
+        &lab.nodes,
+        &BTreeSet::new(),
+        Duration::from_secs(30),
+    )
+    .await
+    .context("waiting for the nodes to become Ready")?;
+
+    // --- the topology's objects, through the apiserver ----------------------------------------
+    for obj in &topo.objects {
+        client
+            .create(obj)
+            .await
+            .with_context(|| describe_obj(obj))?;
+    }
+
+    // --- wait until the lab answers --------------------------------------------------------------
+    let expected_pods: BTreeSet<(String, String)> = topo
+        .objects
+        .iter()
+        .filter(|o| o["kind"] == "Pod")
+        .map(|o| {
+            (
+                o.pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default")
+                    .to_owned(),
+                o.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    wait_until_ready(&*store, &lab.nodes, &expected_pods, Duration::from_secs(30))
+        .await
+        .context("waiting for the lab to become ready")?;
+
+    let ready_in = started.elapsed();
+    let info = lab_info(&*store, &topo, &kubeconfig_path, &token, &apiserver_addrs)?;
+    write_atomically(
+        &lab_json,
+        &serde_json::to_string_pretty(&info).unwrap_or_default(),
+    )?;
+    print_summary(&state, &info, ready_in, &printed);
+    info!(ready_ms = ready_in.as_millis() as u64, "lab ready");
+
+    if args.exit_when_ready {
+        shutdown.cancel();
+    }
+    // Serve until a signal, or until a component fails (which takes the lab down: a half-lab teaches
+    // the wrong lessons).
+    let mut failed: Option<String> = None;
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        Some(res) = tasks.join_next() => {
+            match res {
+                Ok((name, Err(e))) => failed = Some(format!("{name} failed: {e:#}")),
+                Ok((name, Ok(()))) => failed = Some(format!("{name} stopped unexpectedly")),
+                Err(e) => failed = Some(format!("a component panicked: {e}")),
+            }
+            shutdown.cancel();
+        }
+    }
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        warn!("components did not stop within 10 s");
+    }
+    let _ = std::fs::remove_file(&lab_json);
+    match failed {
+        Some(msg) => Err(anyhow::anyhow!(msg).into()),
+        None => {
+            eprintln!("lab stopped");
+            Ok(())
+        }
+    }
+}
+
+fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p.to_owned())
+    } else {
+        Ok(std::env::current_dir()
+            .context("current directory")?
+            .join(p))
+    }
+}
+
+fn describe_obj(obj: &Value) -> String {
+    format!(
+        "creating {} {}/{}",
+        obj["kind"].as_str().unwrap_or("?"),
+        obj.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default"),
+        obj.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+    )
+}
+
+fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+async fn wait_until_ready(
+    store: &dyn Store,
+    nodes: &[topology::NodeSpec],
+    pods: &BTreeSet<(String, String)>,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut missing = Vec::new();
+        let (node_objs, _) = store.list("nodes", None)?;
+        for n in nodes {
+            let ready = node_objs.iter().any(|o| {
+                o.pointer("/metadata/name").and_then(Value::as_str) == Some(n.name.as_str())
+                    && condition_true(o, "Ready")
+            });
+            if !ready {
+                missing.push(format!("node {} Ready", n.name));
+            }
+        }
+        let (pod_objs, _) = store.list("pods", None)?;
+        for (ns, name) in pods {
+            let running = pod_objs.iter().any(|o| {
+                o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns.as_str())
+                    && o.pointer("/metadata/name").and_then(Value::as_str) == Some(name.as_str())
+                    && condition_true(o, "Ready")
+            });
+            if !running {
+                missing.push(format!("pod {ns}/{name} Ready"));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("still waiting for: {}", missing.join(", "));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn condition_true(obj: &Value, kind: &str) -> bool {
+    obj.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == kind && c["status"] == "True")
+        })
+}
+
+fn lab_info(
+    store: &dyn Store,
+    topo: &Topology,
+    kubeconfig: &Path,
+    token: &str,
+    apiservers: &[SocketAddr],
+) -> anyhow::Result<Value> {
+    let (services, _) = store.list("services", None)?;
+    let services: Vec<Value> = services
+        .iter()
+        .map(|s| {
+            let ports: Vec<Value> = s
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| {
+                            json!({
+                                "name": p.get("name").cloned().unwrap_or(Value::Null),
+                                "protocol": p.get("protocol").cloned().unwrap_or(json!("TCP")),
+                                "port": p.get("port").cloned().unwrap_or(Value::Null),
+                                "nodePort": p.get("nodePort").cloned().unwrap_or(Value::Null),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let ingress: Vec<Value> = s
+                .pointer("/status/loadBalancer/ingress")
+                .and_then(Value::as_array)
+                .map(|i| i.iter().filter_map(|e| e.get("ip").cloned()).collect())
+                .unwrap_or_default();
+            json!({
+                "namespace": s.pointer("/metadata/namespace"),
+                "name": s.pointer("/metadata/name"),
+                "type": s.pointer("/spec/type"),
+                "clusterIP": s.pointer("/spec/clusterIP"),
+                "ports": ports,
+                "loadBalancerIngress": ingress,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "kubeconfig": path(kubeconfig),
+        "token": token,
+        "authProxy": format!("http://{}", topo.lab.auth_proxy),
+        // The HA balancer (proxy type 4) is a later issue; until then the lab has none.
+        "haBalancer": Value::Null,
+        "apiservers": apiservers.iter().map(|a| format!("https://{a}")).collect::<Vec<_>>(),
+        "nodes": topo.lab.nodes.iter().map(|n| json!({
+            "name": n.name, "address": n.address.to_string(), "podCIDR": n.pod_cidr.to_string()
+        })).collect::<Vec<_>>(),
+        "services": services,
+    }))
+}
+
+fn print_summary(state: &Path, info: &Value, ready_in: Duration, commands: &[String]) {
+    let kubeconfig = info["kubeconfig"].as_str().unwrap_or_default();
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\nproxylab lab ready in {} ms — state in {}\n\n",
+        ready_in.as_millis(),
+        state.display()
+    ));
+    out.push_str("  apiservers: ");
+    out.push_str(
+        &info["apiservers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default(),
+    );
+    out.push_str(&format!(
+        "\n  auth-proxy: {}\n",
+        info["authProxy"].as_str().unwrap_or_default()
+    ));
+    if let Some(nodes) = info["nodes"].as_array() {
+        for n in nodes {
+            out.push_str(&format!(
+                "  {}: {} (pods {})\n",
+                n["name"].as_str().unwrap_or_default(),
+                n["address"].as_str().unwrap_or_default(),
+                n["podCIDR"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    if let Some(svcs) = info["services"].as_array() {
+        for s in svcs {
+            let ports: Vec<String> = s["ports"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| {
+                            format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP"))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  service {}/{}: {} {}\n",
+                s["namespace"].as_str().unwrap_or_default(),
+                s["name"].as_str().unwrap_or_default(),
+                s["clusterIP"].as_str().unwrap_or("-"),
+                ports.join(",")
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "\nTry:\n  export KUBECONFIG={kubeconfig}\n  kubectl get pods -o wide\n  curl -s {}/api/\n\n",
+        info["authProxy"].as_str().unwrap_or_default()
+    ));
+    out.push_str("The same components as separate processes:\n");
+    for c in commands {
+        out.push_str(&format!("  {c}\n"));
+    }
+    println!("{out}");
+}
+
+mod client {
+    //! A small HTTPS client for the lab's own use (creating the topology's objects), authenticated
+    //! with the admin certificate — the same path `kubectl create` takes.
+
+    use std::time::{Duration, Instant};
+
+    use anyhow::{Context, bail};
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+    use proxylab_core::tls::ClientTls;
+    use proxylab_core::tls::pki::LabPki;
+    use serde_json::Value;
+
+    pub struct ApiClient {
+        base: String,
+        http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    }
+
+    impl ApiClient {
+        pub fn new(base: &str, pki: &LabPki) -> anyhow::Result<Self> {
+            let (chain, key) = pki.admin.der()?;
+            let tls = ClientTls::new()
+                .ca(vec![pki.ca_der()?])
+                .client_cert(chain, key)
+                .build()?;
+            // hyper-rustls sets ALPN itself from the enabled HTTP versions.
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config((*tls).clone())
+                .https_only()
+                .enable_http1()
+                .enable_http2()
+                .build();
+            Ok(Self {
+                base: base.trim_end_matches('/').to_owned(),
+                http: Client::builder(TokioExecutor::new()).build(connector),
+            })
+        }
+
+        async fn request(
+            &self,
+            method: http::Method,
+            path: &str,
+            body: Option<&Value>,
+        ) -> anyhow::Result<(u16, Value)> {
+            let mut req = http::Request::builder()
+                .method(method)
+                .uri(format!("{}{}", self.base, path))
+                .header(http::header::ACCEPT, "application/json");
+            let body = match body {
+                Some(v) => {
+                    req = req.header(http::header::CONTENT_TYPE, "application/json");
+                    Full::new(Bytes::from(serde_json::to_vec(v)?))
+                }
+                None => Full::new(Bytes::new()),
+            };
+            let resp = self.http.request(req.body(body)?).await?;
+            let status = resp.status().as_u16();
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            let value = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+            Ok((status, value))
+        }
+
+        pub async fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
+            let deadline = Instant::now() + limit;
+            loop {
+                match self.request(http::Method::GET, "/readyz", None).await {
+                    Ok((200, _)) => return Ok(()),
+                    Ok(_) | Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Ok((code, body)) => bail!("/readyz answered {code}: {body}"),
+                    Err(e) => return Err(e.context("/readyz")),
+                }
+            }
+        }
+
+        /// POSTs an object to its collection. The default namespace is created by the apiserver's
+        /// bootstrap, so a namespaced create may briefly race it: retry a NotFound namespace.
+        pub async fn create(&self, obj: &Value) -> anyhow::Result<()> {
+            let api_version = obj["apiVersion"].as_str().unwrap_or_default();
+            let kind = obj["kind"].as_str().unwrap_or_default();
+            let info = proxylab_apimachinery::registry::lookup_kind(api_version, kind)
+                .with_context(|| {
+                    format!("the lab apiserver does not serve {api_version} {kind}")
+                })?;
+            let prefix = if info.group.is_empty() {
+                format!("/api/{}", info.version)
+            } else {
+                format!("/apis/{}/{}", info.group, info.version)
+            };
+            let path = if info.namespaced {
+                let ns = obj
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default");
+                format!("{prefix}/namespaces/{ns}/{}", info.resource)
+            } else {
+                format!("{prefix}/{}", info.resource)
+            };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let (code, body) = self.request(http::Method::POST, &path, Some(obj)).await?;
+                match code {
+                    200..=299 => return Ok(()),
+                    404 if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(20)).await
+                    }
+                    _ => bail!(
+                        "{code}: {}",
+                        body["message"]
+                            .as_str()
+                            .map(str::to_owned)
+                            .unwrap_or(body.to_string())
+                    ),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! `proxylab pki`: writes a kubeadm-style PKI for running the components as separate processes.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use proxylab_core::tls::pki::{LabPki, PkiSpec};
+
+#[derive(Debug, clap::Args)]
+pub struct PkiArgs {
+    /// Directory to write `ca.crt`, `apiserver.crt`, `admin.crt`, `kubelet-<node>.crt`, `sa.key`, … into.
+    #[arg(long, default_value = ".lab/pki")]
+    pub dir: PathBuf,
+    /// An address the apiserver certificate must cover (repeatable; 127.0.0.1 and ::1 are always in).
+    #[arg(long = "apiserver-ip", value_name = "IP")]
+    pub apiserver_ips: Vec<IpAddr>,
+    /// A DNS name the apiserver certificate must cover besides the Kubernetes names (repeatable).
+    #[arg(long = "apiserver-dns", value_name = "NAME")]
+    pub apiserver_dns: Vec<String>,
+    /// A node to issue a kubelet serving certificate for, as NAME=IP (repeatable).
+    #[arg(long = "node", value_name = "NAME=IP", value_parser = parse_node)]
+    pub nodes: Vec<(String, IpAddr)>,
+}
+
+fn parse_node(s: &str) -> Result<(String, IpAddr), String> {
+    let (name, ip) = s
+        .split_once('=')
+        .ok_or_else(|| format!("invalid node {s:?}: want NAME=IP, e.g. node-1=127.0.20.1"))?;
+    let ip = ip
+        .parse()
+        .map_err(|_| format!("invalid node {s:?}: {ip:?} is not an IP address"))?;
+    if name.is_empty() {
+        return Err(format!("invalid node {s:?}: empty name"));
+    }
+    Ok((name.to_owned(), ip))
+}
+
+pub fn run(args: &PkiArgs) -> anyhow::Result<()> {
+    let spec = PkiSpec {
+        apiserver_ips: args.apiserver_ips.clone(),
+        apiserver_dns: args.apiserver_dns.clone(),
+        nodes: args.nodes.clone(),
+    };
+    let pki = LabPki::generate(&spec)?;
+    pki.write_to(&args.dir)?;
+    println!("wrote the lab PKI to {}", args.dir.display());
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Shared harness for the end-to-end tests: starts `proxylab lab up` as a real process on its own
+//! loopback addresses, waits for `lab.json`, and runs the real `kubectl` and `curl` against it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// True when `tool` is on PATH. Missing tools skip a test with a printed reason, except under CI, where
+/// a missing tool is a failure.
+pub fn require_tool(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
+        .unwrap_or(false);
+    if found {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{tool} is required by this test and is missing (CI is set, so this fails instead of skipping)"
+        );
+    }
+    eprintln!("skipping: {tool} is not installed");
+    false
+}
+
+/// Each test's lab gets its own second octet, so labs in parallel tests never share an address:
+/// the default topology's `127.0.` prefix becomes `127.N.`.
+static NEXT_OCTET: AtomicU8 = AtomicU8::new(0);
+
+fn octet() -> u8 {
+    // Spread across processes too (nextest runs each test in its own process).
+    let pid = (std::process::id() % 50) as u8;
+    let n = NEXT_OCTET.fetch_add(1, Ordering::SeqCst);
+    100 + (pid * 3 + n) % 150
+}
+
+/// A running lab, killed (SIGTERM, then SIGKILL) on drop.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    pub child: Child,
+    pub info: Value,
+    pub octet: u8,
+}
+
+impl Lab {
+    /// Starts a lab from the default topology moved to `127.N.x.x`.
+    pub fn start() -> Lab {
+        Self::start_with(|t| t)
+    }
+
+    /// Starts a lab whose topology is the default one passed through `edit` after the address move.
+    pub fn start_with(edit: impl FnOnce(String) -> String) -> Lab {
+        let octet = octet();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let default = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/topology.yaml"),
+        )
+        .expect("read lab/topology.yaml");
+        let topology = edit(default.replace("127.0.", &format!("127.{octet}.")));
+        let topo_path = dir.path().join("topology.yaml");
+        std::fs::write(&topo_path, topology).unwrap();
+        let state = dir.path().join("state");
+        let log = std::fs::File::create(dir.path().join("lab.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_proxylab"))
+            .args(["lab", "up", "--state-dir"])
+            .arg(&state)
+            .arg("--topology")
+            .arg(&topo_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn proxylab lab up");
+        let mut lab = Lab {
+            dir,
+            child,
+            info: Value::Null,
+            octet,
+        };
+        let lab_json = state.join("lab.json");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&lab_json) {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    lab.info = v;
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = lab.child.try_wait() {
+                panic!("lab exited early with {status}; log:\n{}", lab.log());
+            }
+            if Instant::now() > deadline {
+                panic!("lab not ready after 60 s; log:\n{}", lab.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        lab
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        PathBuf::from(
+            self.info["kubeconfig"]
+                .as_str()
+                .expect("kubeconfig in lab.json"),
+        )
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("lab.log")).unwrap_or_default()
+    }
+
+    /// A `kubectl` command with this lab's kubeconfig and its own discovery cache.
+    pub fn kubectl_cmd(&self) -> Command {
+        let mut c = Command::new("kubectl");
+        c.env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", self.dir.path())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kube-cache"));
+        c
+    }
+
+    /// Runs kubectl with `args`; panics with its output when it fails.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.kubectl_cmd().args(args).output().expect("run kubectl");
+        check(&format!("kubectl {}", args.join(" ")), out, self)
+    }
+
+    /// Runs kubectl with `args` and `stdin`.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> String {
+        use std::io::Write;
+        let mut child = self
+            .kubectl_cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        check(&format!("kubectl {}", args.join(" ")), out, self)
+    }
+
+    /// Polls `f` until it returns Some, for up to 20 s.
+    pub fn eventually<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; lab log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn check(what: &str, out: Output, lab: &Lab) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        panic!(
+            "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\nlab log (tail):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            tail(&lab.log(), 40)
+        );
+    }
+    stdout
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs curl with `args` and returns (exit ok, stdout).
+pub fn curl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
