@@ -1,0 +1,493 @@
+//! The agent against a small in-test apiserver: enough of the Kubernetes REST API (create, merge
+//! patch, delete, list and watch) to watch the agent register, renew its lease, run pods and finish
+//! a graceful deletion. The lab apiserver tests (written with the real control plane) go further.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use proxylab_node::{KubeSource, Node, NodeConfig};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Default)]
+struct Store {
+    rv: u64,
+    /// key: "resource/namespace/name"
+    objects: BTreeMap<String, Value>,
+    /// (rv, type, pod) — the pods' watch history
+    history: Vec<(u64, &'static str, Value)>,
+    /// every write request, in order: "METHOD path body"
+    log: Vec<String>,
+}
+
+#[derive(Clone)]
+struct Fake {
+    store: Arc<Mutex<Store>>,
+    events: broadcast::Sender<(u64, &'static str, Value)>,
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let Value::Object(t) = target else { return };
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, axum::Json(json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}))).into_response()
+}
+
+impl Fake {
+    /// Stores an object and, for pods, records a watch event.
+    fn put(&self, s: &mut Store, key: &str, mut obj: Value, event: &'static str) -> Value {
+        s.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+        if obj["metadata"]["uid"].is_null() {
+            obj["metadata"]["uid"] = json!(format!("uid-{}", s.rv));
+        }
+        if event == "DELETED" {
+            s.objects.remove(key);
+        } else {
+            s.objects.insert(key.to_owned(), obj.clone());
+        }
+        if key.starts_with("pods/") {
+            s.history.push((s.rv, event, obj.clone()));
+            let _ = self.events.send((s.rv, event, obj.clone()));
+        }
+        obj
+    }
+
+    fn get(&self, key: &str) -> Option<Value> {
+        self.store.lock().expect("lock").objects.get(key).cloned()
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.store.lock().expect("lock").log.clone()
+    }
+
+    fn create_pod(&self, pod: Value) {
+        let key = format!(
+            "pods/{}/{}",
+            pod["metadata"]["namespace"].as_str().expect("ns"),
+            pod["metadata"]["name"].as_str().expect("name")
+        );
+        let mut s = self.store.lock().expect("lock");
+        self.put(&mut s, &key, pod, "ADDED");
+    }
+
+    fn mark_deleted(&self, ns: &str, name: &str) {
+        let key = format!("pods/{ns}/{name}");
+        let mut s = self.store.lock().expect("lock");
+        let mut pod = s.objects.get(&key).cloned().expect("pod");
+        pod["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        pod["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+        self.put(&mut s, &key, pod, "MODIFIED");
+    }
+}
+
+async fn handle(State(fake): State<Fake>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // (resource, namespace, name, subresource)
+    let (resource, ns, name, sub) = match segs.as_slice() {
+        ["api", "v1", "nodes"] => ("nodes", "", None, None),
+        ["api", "v1", "nodes", n] => ("nodes", "", Some(*n), None),
+        ["api", "v1", "nodes", n, "status"] => ("nodes", "", Some(*n), Some("status")),
+        ["api", "v1", "namespaces"] => ("namespaces", "", None, None),
+        ["api", "v1", "pods"] => ("pods", "", None, None),
+        ["api", "v1", "namespaces", ns, "pods", n] => ("pods", *ns, Some(*n), None),
+        ["api", "v1", "namespaces", ns, "pods", n, "status"] => {
+            ("pods", *ns, Some(*n), Some("status"))
+        }
+        [
+            "apis",
+            "coordination.k8s.io",
+            "v1",
+            "namespaces",
+            ns,
+            "leases",
+        ] => ("leases", *ns, None, None),
+        [
+            "apis",
+            "coordination.k8s.io",
+            "v1",
+            "namespaces",
+            ns,
+            "leases",
+            n,
+        ] => ("leases", *ns, Some(*n), None),
+        _ => return not_found(),
+    };
+    if method != Method::GET {
+        fake.store
+            .lock()
+            .expect("lock")
+            .log
+            .push(format!("{method} {path} {body}"));
+    }
+    match (method, name) {
+        (Method::POST, None) => {
+            let name = body["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let ns = if ns.is_empty() {
+                body["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            } else {
+                ns.to_owned()
+            };
+            let key = format!("{resource}/{ns}/{name}");
+            let mut s = fake.store.lock().expect("lock");
+            if s.objects.contains_key(&key) {
+                let status = json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":"AlreadyExists","code":409});
+                return (StatusCode::CONFLICT, axum::Json(status)).into_response();
+            }
+            let mut obj = body.clone();
+            if resource == "nodes" {
+                obj.as_object_mut().map(|o| o.remove("status"));
+            }
+            (
+                StatusCode::CREATED,
+                axum::Json(fake.put(&mut s, &key, obj, "ADDED")),
+            )
+                .into_response()
+        }
+        (Method::PATCH, Some(name)) => {
+            let key = format!("{resource}/{ns}/{name}");
+            let mut s = fake.store.lock().expect("lock");
+            let Some(mut obj) = s.objects.get(&key).cloned() else {
+                return not_found();
+            };
+            let patch = if sub.is_none() && resource != "leases" {
+                // the main resource ignores status, the status subresource ignores the rest
+                let mut p = body.clone();
+                p.as_object_mut().map(|o| o.remove("status"));
+                p
+            } else if sub == Some("status") {
+                json!({"status": body["status"].clone()})
+            } else {
+                body.clone()
+            };
+            merge(&mut obj, &patch);
+            axum::Json(fake.put(&mut s, &key, obj, "MODIFIED")).into_response()
+        }
+        (Method::DELETE, Some(name)) => {
+            let key = format!("{resource}/{ns}/{name}");
+            let mut s = fake.store.lock().expect("lock");
+            let Some(obj) = s.objects.get(&key).cloned() else {
+                return not_found();
+            };
+            assert_eq!(
+                body["gracePeriodSeconds"], 0,
+                "the agent deletes with grace 0"
+            );
+            assert_eq!(
+                body["preconditions"]["uid"], obj["metadata"]["uid"],
+                "with a uid precondition"
+            );
+            axum::Json(fake.put(&mut s, &key, obj, "DELETED")).into_response()
+        }
+        (Method::GET, None) if resource == "pods" => list_or_watch(fake, &query).await,
+        _ => not_found(),
+    }
+}
+
+fn node_of(pod: &Value) -> &str {
+    pod["spec"]["nodeName"].as_str().unwrap_or("")
+}
+
+async fn list_or_watch(fake: Fake, query: &str) -> Response {
+    let decoded = query.replace("%3D", "=");
+    let node = decoded
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("fieldSelector=spec.nodeName="))
+        .unwrap_or("")
+        .to_owned();
+    let param = |name: &str| {
+        decoded
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(str::to_owned)
+    };
+    if param("watch").as_deref() != Some("true") && param("watch").as_deref() != Some("1") {
+        let s = fake.store.lock().expect("lock");
+        let items: Vec<Value> = s
+            .objects
+            .iter()
+            .filter(|(k, v)| k.starts_with("pods/") && node_of(v) == node)
+            .map(|(_, v)| v.clone())
+            .collect();
+        return axum::Json(json!({"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion": s.rv.to_string()},"items": items}))
+            .into_response();
+    }
+    let since: u64 = param("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let (backlog, live) = {
+        let s = fake.store.lock().expect("lock");
+        let live = fake.events.subscribe();
+        let backlog: Vec<_> = s
+            .history
+            .iter()
+            .filter(|(rv, _, _)| *rv > since)
+            .cloned()
+            .collect();
+        (backlog, live)
+    };
+    let node2 = node.clone();
+    let backlog = futures_util::stream::iter(backlog);
+    let live = futures_util::stream::unfold(live, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => return Some((ev, rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    });
+    use futures_util::StreamExt;
+    let lines = backlog
+        .chain(live)
+        .filter(move |(_, _, obj)| std::future::ready(node_of(obj) == node2))
+        .map(|(_, kind, obj)| {
+            let mut line =
+                serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
+            line.push(b'\n');
+            Ok::<_, std::convert::Infallible>(line)
+        });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from_stream(lines))
+        .expect("response")
+}
+
+/// Polls `check` until it yields a value; the overall bound only turns a hang into a failure.
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..400 {
+        if let Some(v) = check() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn pod(name: &str, image: &str, ports: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"nodeName": "node-t", "containers": [{"name": "main", "image": image, "ports": ports}]},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]},
+    })
+}
+
+#[tokio::test]
+async fn agent_registers_renews_runs_pods_and_finishes_graceful_deletion() {
+    let (events, _) = broadcast::channel(1024);
+    let fake = Fake {
+        store: Arc::default(),
+        events,
+    };
+    let app = axum::Router::new()
+        .fallback(handle)
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let api_addr = listener.local_addr().expect("addr");
+    let api_shutdown = CancellationToken::new();
+    let api_stop = api_shutdown.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(api_stop.cancelled_owned())
+            .await;
+    });
+
+    let node_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let mut config = NodeConfig::new("node-t", node_ip, "127.0.93.0/29".parse().expect("cidr"));
+    config.kubelet_port = 0;
+    config
+        .labels
+        .insert("node-role.kubernetes.io/worker".into(), "".into());
+    config.lease_renew_interval = Duration::from_millis(100);
+    config.status_update_interval = Duration::from_millis(100);
+    let client = kube::Client::try_from(kube::Config::new(
+        format!("http://{api_addr}").parse().expect("uri"),
+    ))
+    .expect("client");
+    config.kube = KubeSource::Client(client);
+    let bound = Node::bind(config).await.expect("bind");
+    let kubelet_port = bound.kubelet_addr().port();
+    let table = bound.pods();
+    let shutdown = CancellationToken::new();
+    let agent = tokio::spawn(bound.serve(shutdown.clone()));
+
+    // Registration: labels, podCIDR, addresses, kubelet port, Ready.
+    let node = eventually("node status", || {
+        fake.get("nodes//node-t").filter(|n| !n["status"].is_null())
+    })
+    .await;
+    assert_eq!(
+        node["metadata"]["labels"]["kubernetes.io/hostname"],
+        "node-t"
+    );
+    assert_eq!(
+        node["metadata"]["labels"]["node-role.kubernetes.io/worker"],
+        ""
+    );
+    assert_eq!(node["spec"]["podCIDR"], "127.0.93.0/29");
+    assert_eq!(node["status"]["addresses"][0]["address"], "127.0.0.1");
+    assert_eq!(
+        node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
+        kubelet_port
+    );
+    assert!(
+        node["status"]["conditions"]
+            .as_array()
+            .expect("conds")
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    );
+
+    // Lease: created (with the namespace), owned by the node, then renewed.
+    let lease = eventually("lease", || fake.get("leases/kube-node-lease/node-t")).await;
+    assert_eq!(lease["spec"]["holderIdentity"], "node-t");
+    assert_eq!(
+        lease["metadata"]["ownerReferences"][0]["uid"],
+        node["metadata"]["uid"]
+    );
+    let first_renew = lease["spec"]["renewTime"].clone();
+    eventually("lease renewal", || {
+        fake.get("leases/kube-node-lease/node-t")
+            .filter(|l| l["spec"]["renewTime"] != first_renew)
+    })
+    .await;
+
+    // A pod: started on the first usable IP, reported Running, reachable.
+    fake.create_pod(pod(
+        "web-1",
+        "proxylab/echo-http:1",
+        json!([{"name": "http", "containerPort": 8080}]),
+    ));
+    let running = eventually("web-1 running", || {
+        fake.get("pods/default/web-1")
+            .filter(|p| p["status"]["phase"] == "Running")
+    })
+    .await;
+    assert_eq!(running["status"]["podIP"], "127.0.93.2");
+    assert_eq!(running["status"]["hostIP"], "127.0.0.1");
+    assert_eq!(running["status"]["containerStatuses"][0]["ready"], true);
+    let web: SocketAddr = "127.0.93.2:8080".parse().expect("addr");
+    let mut conn = TcpStream::connect(web).await.expect("pod reachable");
+    conn.write_all(b"GET /hostname HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.ends_with("web-1"), "{answer}");
+    eventually("pod in the kubelet table", || {
+        table
+            .snapshot()
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some("web-1"))
+            .then_some(())
+    })
+    .await;
+
+    // An image the node cannot run: waiting, not ready; it still gets the next IP.
+    fake.create_pod(pod("bad", "nginx:1.27", json!([])));
+    let bad = eventually("bad pod status", || {
+        fake.get("pods/default/bad")
+            .filter(|p| !p["status"]["containerStatuses"].is_null())
+    })
+    .await;
+    assert_eq!(bad["status"]["phase"], "Pending");
+    assert_eq!(
+        bad["status"]["containerStatuses"][0]["state"]["waiting"]["reason"],
+        "ImagePullBackOff"
+    );
+    assert_eq!(bad["status"]["podIP"], "127.0.93.3");
+
+    // Graceful deletion: Ready=False first, then DELETE with grace 0; the workload is gone.
+    fake.mark_deleted("default", "web-1");
+    eventually("web-1 removed", || {
+        fake.get("pods/default/web-1").is_none().then_some(())
+    })
+    .await;
+    let log = fake.log();
+    let not_ready = log
+        .iter()
+        .position(|l| {
+            l.starts_with("PATCH /api/v1/namespaces/default/pods/web-1/status")
+                && l.contains("PodTerminating")
+        })
+        .expect("Ready=False patch");
+    let delete = log
+        .iter()
+        .position(|l| l.starts_with("DELETE /api/v1/namespaces/default/pods/web-1"))
+        .expect("delete");
+    assert!(not_ready < delete, "{log:#?}");
+    assert!(
+        TcpStream::connect(web).await.is_err(),
+        "the workload stopped before the final delete"
+    );
+    eventually("pod gone from the kubelet table", || {
+        (!table
+            .snapshot()
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some("web-1")))
+        .then_some(())
+    })
+    .await;
+
+    // The freed IP is not handed out at once: the next pod gets .4.
+    fake.create_pod(pod("web-2", "echo-tcp", json!([{"containerPort": 7000}])));
+    let web2 = eventually("web-2 running", || {
+        fake.get("pods/default/web-2")
+            .filter(|p| p["status"]["phase"] == "Running")
+    })
+    .await;
+    assert_eq!(web2["status"]["podIP"], "127.0.93.4");
+
+    shutdown.cancel();
+    agent.await.expect("join").expect("serve");
+    assert!(
+        TcpStream::connect("127.0.93.4:7000").await.is_err(),
+        "agent shutdown stops pods"
+    );
+    api_shutdown.cancel();
+}

@@ -1,0 +1,143 @@
+//! The kubelet API only answers clients with a certificate from the client CA.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use proxylab_node::certs::{self, CertificateAuthority, CertifiedKey};
+use proxylab_node::{KubeSource, Node, NodeConfig};
+use rustls_pki_types::ServerName;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn client_config(
+    ca: &CertificateAuthority,
+    identity: Option<&CertifiedKey>,
+) -> Arc<rustls::ClientConfig> {
+    let builder = rustls::ClientConfig::builder_with_provider(certs::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(ca.root_store());
+    let mut config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+            .expect("client cert"),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// GET `path` over TLS; Err when the TLS layer or the connection refuses us.
+async fn get(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    path: &str,
+) -> Result<(StatusCode, Bytes), String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::IpAddress(LOCALHOST.into()), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", "node-1")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
+}
+
+#[tokio::test]
+async fn kubelet_api_requires_a_client_certificate_from_the_cluster_ca() {
+    certs::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster_ca = CertificateAuthority::generate("cluster-ca").expect("ca");
+    let serving =
+        certs::issue_serving(&["node-1".into(), LOCALHOST.to_string()], Some(&cluster_ca))
+            .expect("serving");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let mut config = NodeConfig::new("node-1", LOCALHOST, "127.0.30.0/25".parse().expect("cidr"));
+    config.kubelet_port = 0;
+    config.tls_cert_file = Some(write("kubelet.crt", &serving.cert_pem));
+    config.tls_private_key_file = Some(write("kubelet.key", &serving.key_pem));
+    config.client_ca_file = Some(write("ca.crt", cluster_ca.cert_pem()));
+    // An apiserver that is not there: the agent keeps retrying registration in the background,
+    // which does not concern the kubelet API.
+    let kube_config = kube::Config::new("http://127.0.0.1:9".parse().expect("uri"));
+    config.kube = KubeSource::Client(kube::Client::try_from(kube_config).expect("client"));
+
+    let bound = Node::bind(config).await.expect("bind");
+    let addr = bound.kubelet_addr();
+    assert_eq!(bound.local_addrs(), vec![addr]);
+    let shutdown = CancellationToken::new();
+    let serving_task = tokio::spawn(bound.serve(shutdown.clone()));
+
+    // The apiserver's kubelet client certificate: accepted.
+    let apiserver = cluster_ca
+        .issue_client("kube-apiserver-kubelet-client", &["kubeadm:cluster-admins"])
+        .expect("client");
+    let (status, body) = get(
+        addr,
+        client_config(&cluster_ca, Some(&apiserver)),
+        "/healthz",
+    )
+    .await
+    .expect("healthz");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "ok");
+    let (status, body) = get(addr, client_config(&cluster_ca, Some(&apiserver)), "/pods")
+        .await
+        .expect("pods");
+    assert_eq!(status, StatusCode::OK);
+    let list: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(list["kind"], "PodList");
+    assert_eq!(list["items"], serde_json::json!([]));
+    let (status, _) = get(addr, client_config(&cluster_ca, Some(&apiserver)), "/nope")
+        .await
+        .expect("404");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // No certificate: the handshake completes, the request is unauthorized.
+    let (status, body) = get(addr, client_config(&cluster_ca, None), "/pods")
+        .await
+        .expect("401 response");
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let status_doc: Value = serde_json::from_slice(&body).expect("Status JSON");
+    assert_eq!(status_doc["kind"], "Status");
+    assert_eq!(status_doc["code"], 401);
+
+    // A certificate from another CA: refused by TLS, no response at all.
+    let other_ca = CertificateAuthority::generate("someone-else").expect("ca");
+    let stranger = other_ca
+        .issue_client("kube-apiserver-kubelet-client", &[])
+        .expect("client");
+    let refused = get(addr, client_config(&cluster_ca, Some(&stranger)), "/pods").await;
+    assert!(
+        refused.is_err(),
+        "a foreign client certificate got a response: {refused:?}"
+    );
+
+    shutdown.cancel();
+    serving_task.await.expect("join").expect("serve");
+}
