@@ -29,7 +29,8 @@
 //! slices and Endpoints belong to whoever wrote them); objects of deleted Services are
 //! deleted directly rather than by the garbage collector following `ownerReferences`.
 //! Legacy Endpoints written here carry the label `endpoints.kubernetes.io/managed-by:
-//! endpoint-controller` so that only they are deleted when their Service goes.
+//! endpoint-controller`, as the real controller's do since 1.33, and only Endpoints with that
+//! label are deleted when their Service goes (hand-written ones are left alone).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

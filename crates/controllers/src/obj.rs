@@ -59,16 +59,13 @@ pub(crate) fn object_mut<'a>(obj: &'a mut Value, key: &str) -> &'a mut Map<Strin
     if !obj.is_object() {
         *obj = json!({});
     }
-    let Value::Object(map) = obj else {
-        unreachable!("made an object above")
-    };
-    let entry = map.entry(key.to_string()).or_insert_with(|| json!({}));
-    if !entry.is_object() {
-        *entry = json!({});
+    if !obj.get(key).is_some_and(Value::is_object) {
+        obj[key] = json!({});
     }
-    match entry {
-        Value::Object(m) => m,
-        _ => unreachable!("made an object above"),
+    match obj.get_mut(key) {
+        Some(Value::Object(m)) => m,
+        // Both branches above made `obj[key]` an object.
+        _ => unreachable!("obj[key] was just made an object"),
     }
 }
 
