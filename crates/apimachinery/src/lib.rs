@@ -44,7 +44,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod discovery;
 pub mod meta;
+pub mod openapi;
 pub mod patch;
 pub mod registry;
 pub mod selector;
