@@ -1,1 +1,24 @@
-//! proxylab-kube
+//! # proxylab-kube — the one crate that speaks kube-rs
+//!
+//! Everything in proxylab that needs a real Kubernetes client goes through here, so that kube-rs
+//! (and its long compile) stays in one crate and the proxies depend only on small, plain types:
+//!
+//! - [`config`]: kubectl's kubeconfig loading rules (`--kubeconfig`, `KUBECONFIG` with several files
+//!   merged first-wins, `~/.kube/config`, in-cluster), `--context`/`--cluster`/`--user`, and errors
+//!   that name the file and the field.
+//! - [`upstream`]: the client stack a proxy uses to reach that apiserver — credentials (tokens, token
+//!   files, exec plugins, basic auth, impersonation) from kube-rs's `ConfigExt`, rustls with the
+//!   kubeconfig's CA, client certificate and `tls-server-name`, a pooled HTTP/2-capable client for
+//!   ordinary requests and an HTTP/1.1 connection per upgrade, both honouring `proxy-url`.
+//! - [`dialer`]: TCP connections, direct or through an HTTP CONNECT / SOCKS5 `proxy-url`.
+//! - `watch`: watches of Services, EndpointSlices, Nodes and Pods feeding a `core::cluster` view.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dialer;
+pub mod upstream;
+// pub mod watch;
+
+pub use config::{ClusterConfig, ConfigSource, KubeconfigError, KubeconfigOptions, load};
+pub use upstream::{Credentials, Upstream, UpstreamOptions};

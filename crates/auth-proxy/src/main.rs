@@ -1,0 +1,92 @@
+//! `auth-proxy`: a drop-in `kubectl proxy`. See the crate docs and `docs/auth-proxy.md`.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use proxylab_auth_proxy::{AuthProxy, AuthProxyArgs, AuthProxyConfig};
+use proxylab_core::telemetry::{AdminState, LogFormat, admin_router, init_tracing};
+
+/// Creates a proxy server or application-level gateway between localhost and the Kubernetes API
+/// server, as `kubectl proxy` does — with a safer filter and credentials policy, streaming, and
+/// observability.
+#[derive(Debug, Parser)]
+#[command(name = "auth-proxy", version)]
+struct Cli {
+    #[command(flatten)]
+    proxy: AuthProxyArgs,
+
+    /// Log format: text or json (the access log is the `access` target).
+    #[arg(long, default_value = "text")]
+    log_format: LogFormat,
+
+    /// Admin endpoint (/healthz, /readyz, /metrics, /debug/hops); empty to disable.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    admin_address: String,
+}
+
+fn main() -> ExitCode {
+    proxylab_core::tls::install_crypto_provider();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("auth-proxy: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    init_tracing(cli.log_format);
+    let admin = AdminState::new();
+    let mut config = match AuthProxyConfig::from_args(&cli.proxy).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("auth-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    config.hops = Some(admin.hops.clone());
+    let bound = match AuthProxy::bind(config).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("auth-proxy: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let shutdown = proxylab_core::runtime::shutdown_token();
+    if !cli.admin_address.is_empty() {
+        match tokio::net::TcpListener::bind(&cli.admin_address).await {
+            Ok(l) => {
+                if let Ok(a) = l.local_addr() {
+                    eprintln!("Admin endpoint on http://{a}");
+                }
+                let router = admin_router(admin.clone());
+                let token = shutdown.clone();
+                tokio::spawn(async move {
+                    let _ = proxylab_core::serve::serve_http(l, None, router, token).await;
+                });
+            }
+            Err(e) => {
+                eprintln!("auth-proxy: --admin-address {}: {e}", cli.admin_address);
+                return ExitCode::from(2);
+            }
+        }
+    }
+    // kubectl prints this to stdout; scripts wait for it.
+    println!("Starting to serve on {}", bound.local_addr());
+    admin.set_ready(true);
+    match bound.serve(shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("auth-proxy: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,600 @@
+//! Binding, serving, and the one request handler.
+//!
+//! A request's way through the proxy:
+//!
+//! ```text
+//!  www prefix? ──► static file (not filtered, as kubectl)
+//!  outside the api prefix? ──► 404
+//!  path canonical? no ──► 301 to the clean path (as Go's mux)     undecodable ──► 400
+//!  filter (canonical path after the prefix, method, Host) ──► 403 Forbidden
+//!  credentials: replace the client's Authorization/Impersonate-* (default) or add only when absent
+//!  core::http::forward ──► apiserver (pooled, h2) or, for an upgrade, a fresh HTTP/1.1 connection
+//!  errors ──► 502/504 text naming the apiserver, or 500 when credentials could not be obtained
+//! ```
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::header::{self, HeaderValue};
+use http::{StatusCode, Uri};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use proxylab_core::http::{Forward, ProxyError, forward};
+use proxylab_core::route::{Decision, Filter, canonicalize};
+use proxylab_core::serve::ConnInfo;
+use proxylab_core::telemetry::{HopLog, HopRecord, HttpHop, Metrics};
+use proxylab_kube::Upstream;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+use tracing::{info, warn};
+
+use crate::config::{AuthProxyConfig, Listen};
+
+/// The auth-proxy: `kubectl proxy`, re-implemented. See the crate docs.
+pub struct AuthProxy;
+
+/// The address the proxy listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP address (port 0 resolved).
+    Tcp(SocketAddr),
+    /// A unix socket path.
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    /// The TCP address, if listening on TCP.
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            ListenAddr::Tcp(a) => Some(*a),
+            ListenAddr::Unix(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    /// As kubectl prints it after `Starting to serve on`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Errors from [`AuthProxy::bind`] and [`Bound::serve`].
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listening socket could not be created.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// What we tried to bind.
+        addr: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+/// A bound, not yet serving, auth-proxy.
+pub struct Bound {
+    listener: Listener,
+    local: ListenAddr,
+    state: Arc<ProxyState>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+struct ProxyState {
+    filter: Option<Arc<Filter>>,
+    api_prefix: String,
+    strip_prefix: bool,
+    www: Option<(PathBuf, String)>,
+    upstream: Upstream,
+    base_scheme: String,
+    base_authority: String,
+    base_path: String,
+    pass_client_credentials: bool,
+    hops: Arc<HopLog>,
+    name: Arc<str>,
+    proto: &'static str,
+    listener: ListenAddr,
+    tunnels: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl AuthProxy {
+    /// Binds the listening socket. A unix socket is created private to the user (0600) without a
+    /// window in which others could connect; an old socket file at the path is removed first.
+    pub async fn bind(config: AuthProxyConfig) -> Result<Bound, ServeError> {
+        let (listener, local) = match &config.listen {
+            Listen::Tcp { host, port } => {
+                let target = format!("{host}:{port}");
+                let addr = tokio::net::lookup_host((host.as_str(), *port))
+                    .await
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| ServeError::Bind {
+                        addr: target.clone(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            "cannot resolve --address",
+                        ),
+                    })?;
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::Bind {
+                        addr: addr.to_string(),
+                        source,
+                    })?;
+                let local = l.local_addr()?;
+                (Listener::Tcp(l), ListenAddr::Tcp(local))
+            }
+            Listen::Unix(path) => {
+                let l = bind_private_unix(path).map_err(|source| ServeError::Bind {
+                    addr: path.display().to_string(),
+                    source,
+                })?;
+                (
+                    Listener::Unix(l, path.clone()),
+                    ListenAddr::Unix(path.clone()),
+                )
+            }
+        };
+        let base = config.upstream.base().clone();
+        let hops = config
+            .hops
+            .clone()
+            .unwrap_or_else(|| HopLog::new(1024, &Metrics::new()));
+        let proto = match (&local, config.tls.is_some()) {
+            (_, true) => "https",
+            _ => "http",
+        };
+        let strip_prefix = !config.api_prefix.starts_with("/api");
+        let state = Arc::new(ProxyState {
+            filter: config.filter,
+            api_prefix: config.api_prefix,
+            strip_prefix,
+            www: config.www,
+            base_scheme: base.scheme_str().unwrap_or("https").to_owned(),
+            base_authority: base.authority().map(|a| a.to_string()).unwrap_or_default(),
+            base_path: if config.append_server_path {
+                config.server_path
+            } else {
+                String::new()
+            },
+            upstream: config.upstream,
+            pass_client_credentials: config.pass_client_credentials,
+            hops,
+            name: config.name.into(),
+            proto,
+            listener: local.clone(),
+            tunnels: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        });
+        Ok(Bound {
+            listener,
+            local,
+            state,
+            tls: config.tls,
+        })
+    }
+}
+
+impl Bound {
+    /// The real listening address.
+    pub fn local_addr(&self) -> &ListenAddr {
+        &self.local
+    }
+
+    /// The router that handles every request (exposed so the lab can mount it elsewhere).
+    fn router(&self) -> Router {
+        Router::new()
+            .fallback(handle)
+            .with_state(self.state.clone())
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, closes open upgrade tunnels and
+    /// drains in-flight requests (bounded by core::serve's drain timeout).
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), ServeError> {
+        let router = self.router();
+        let state = self.state.clone();
+        // Tunnels end at shutdown: they would otherwise hold the drain for their whole life.
+        let tunnels_stop = state.shutdown.clone();
+        let s = shutdown.clone();
+        tokio::spawn(async move {
+            s.cancelled().await;
+            tunnels_stop.cancel();
+        });
+        let result = match self.listener {
+            Listener::Tcp(l) => {
+                proxylab_core::serve::serve_http(l, self.tls, router, shutdown).await
+            }
+            Listener::Unix(l, path) => {
+                let r = serve_unix(l, router, shutdown).await;
+                let _ = std::fs::remove_file(&path);
+                r
+            }
+        };
+        state.tunnels.close();
+        state.tunnels.wait().await;
+        result.map_err(ServeError::Io)
+    }
+}
+
+/// Binds a unix socket readable and writable only by this user. kubectl sets umask 0077 around
+/// `net.Listen`; a process-wide umask is unsafe in a multi-threaded program, so the socket is
+/// created inside a fresh 0700 directory, restricted to 0600, then renamed into place.
+fn bind_private_unix(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp_dir = parent.join(format!(
+        ".auth-proxy-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::DirBuilder::new().mode(0o700).create(&tmp_dir)?;
+    let tmp_sock = tmp_dir.join("sock");
+    let result = (|| {
+        let l = std::os::unix::net::UnixListener::bind(&tmp_sock)?;
+        std::fs::set_permissions(&tmp_sock, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&tmp_sock, path)?;
+        l.set_nonblocking(true)?;
+        UnixListener::from_std(l)
+    })();
+    let _ = std::fs::remove_file(&tmp_sock);
+    let _ = std::fs::remove_dir(&tmp_dir);
+    result
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
+async fn serve_unix(
+    listener: UnixListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let tracker = TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    warn!(error = %e, "unix accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let router = router.clone();
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let router = router.clone();
+                    async move {
+                        Ok::<_, Infallible>(
+                            router
+                                .oneshot(req.map(Body::new))
+                                .await
+                                .unwrap_or_else(|e| match e {}),
+                        )
+                    }
+                });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    let mut r = Response::new(Body::from(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// The request handler: see the module docs for the order of decisions.
+async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
+    let started = Instant::now();
+    let conn = req.extensions().get::<ConnInfo>().cloned();
+    let method = req.method().clone();
+    let raw_path = req.uri().path().to_owned();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let (resp, outcome) = route(&st, req, &raw_path, &host, conn.as_ref()).await;
+
+    let status = resp.status().as_u16();
+    let client = conn
+        .as_ref()
+        .map(|c| c.remote)
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let listener = conn
+        .as_ref()
+        .map(|c| c.local)
+        .or(st.listener.tcp())
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let protocol = if matches!(st.listener, ListenAddr::Unix(_)) {
+        "unix"
+    } else {
+        st.proto
+    };
+    let mut hop = HopRecord::start(&st.name, &st.name, protocol, client, listener);
+    hop.upstream = st.base_authority.parse().ok();
+    hop.endpoint = Some(format!("{}://{}", st.base_scheme, st.base_authority));
+    hop.target = Some(raw_path.clone());
+    hop.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    hop.outcome = outcome.to_owned();
+    hop.http = Some(HttpHop {
+        method: method.to_string(),
+        path: raw_path.clone(),
+        host: (!host.is_empty()).then(|| host.clone()),
+        status: Some(status),
+    });
+    info!(
+        target: "access",
+        client = %client,
+        method = %method,
+        path = %raw_path,
+        host = %host,
+        status,
+        outcome,
+        duration_ms = hop.duration_ms,
+        "request"
+    );
+    st.hops.record(hop);
+    resp
+}
+
+async fn route(
+    st: &ProxyState,
+    mut req: Request,
+    raw_path: &str,
+    host: &str,
+    conn: Option<&ConnInfo>,
+) -> (Response, &'static str) {
+    // Static files: kubectl serves them outside the filter.
+    if let Some((dir, prefix)) = &st.www
+        && raw_path.starts_with(prefix.as_str())
+        && (prefix.len() >= st.api_prefix.len() || !raw_path.starts_with(&st.api_prefix))
+    {
+        let rest = &raw_path[prefix.len() - 1..];
+        let mut parts = req.into_parts();
+        let pq = match parts.0.uri.query() {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest.to_owned(),
+        };
+        parts.0.uri = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
+        let req = Request::from_parts(parts.0, parts.1);
+        let resp = tower_http::services::ServeDir::new(dir)
+            .oneshot(req)
+            .await
+            .map(|r| r.map(Body::new))
+            .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")));
+        return (resp, "static");
+    }
+    if !raw_path.starts_with(&st.api_prefix) {
+        return (
+            text(StatusCode::NOT_FOUND, "404 page not found\n"),
+            "not-found",
+        );
+    }
+    let canonical = match canonicalize(raw_path) {
+        Ok(c) => c,
+        Err(e) => return (text(StatusCode::BAD_REQUEST, format!("{e}\n")), "bad-path"),
+    };
+    if canonical.cleaned {
+        // As Go's mux: a non-canonical path is answered with a redirect to the clean one, so the
+        // filter below only ever sees paths the apiserver will read the same way.
+        let location = match req.uri().query() {
+            Some(q) => format!("{}?{q}", canonical.encoded),
+            None => canonical.encoded.clone(),
+        };
+        let mut r = text(StatusCode::MOVED_PERMANENTLY, "");
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        return (r, "redirect-clean-path");
+    }
+    // The path the filter checks and the apiserver receives: prefix removed, leading '/' kept.
+    let (checked, sent) = if st.strip_prefix {
+        let keep = st.api_prefix.len() - 1;
+        (
+            canonical.decoded.get(keep..).unwrap_or("/").to_owned(),
+            strip_encoded(&canonical.encoded, &st.api_prefix),
+        )
+    } else {
+        (canonical.decoded.clone(), canonical.encoded.clone())
+    };
+    let checked = if checked.is_empty() {
+        "/".to_owned()
+    } else {
+        checked
+    };
+    if let Some(filter) = &st.filter {
+        let decision = filter.decide(req.method().as_str(), &checked, host);
+        if decision != Decision::Accept {
+            warn!(target: "access", method = %req.method(), path = %checked, host, rule = decision.as_str(), "request rejected by filter");
+            return (text(StatusCode::FORBIDDEN, "Forbidden\n"), "rejected");
+        }
+    }
+
+    // Credentials.
+    let ours = match st.upstream.credentials().headers().await {
+        Ok(h) => h,
+        Err(e) => return (error_response(&e), e.kind()),
+    };
+    let headers = req.headers_mut();
+    if st.pass_client_credentials {
+        let mut last = None;
+        for (name, value) in ours {
+            let name = match name {
+                Some(n) => {
+                    last = Some(n.clone());
+                    n
+                }
+                None => match &last {
+                    Some(n) => n.clone(),
+                    None => continue,
+                },
+            };
+            if !headers.contains_key(&name) {
+                headers.append(name, value);
+            }
+        }
+    } else {
+        // The client's own identity claims never reach the apiserver: the kubeconfig user is the
+        // only identity this proxy lends out.
+        headers.remove(header::AUTHORIZATION);
+        let impersonation: Vec<_> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("impersonate-"))
+            .cloned()
+            .collect();
+        for k in impersonation {
+            headers.remove(k);
+        }
+        let mut last = None;
+        for (name, value) in ours {
+            let name = match name {
+                Some(n) => {
+                    last = Some(n.clone());
+                    n
+                }
+                None => match &last {
+                    Some(n) => n.clone(),
+                    None => continue,
+                },
+            };
+            headers.append(name, value);
+        }
+    }
+
+    let path = format!("{}{}", st.base_path, sent);
+    let target = match req.uri().query() {
+        Some(q) => format!("{}://{}{}?{}", st.base_scheme, st.base_authority, path, q),
+        None => format!("{}://{}{}", st.base_scheme, st.base_authority, path),
+    };
+    let target: Uri = match target.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            return (
+                text(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad request target: {e}\n"),
+                ),
+                "bad-path",
+            );
+        }
+    };
+    let fwd = Forward {
+        target,
+        client: conn.map(|c| c.remote),
+        proto: st.proto,
+        via: st.name.clone(),
+        tunnels: Some(st.tunnels.clone()),
+        shutdown: Some(st.shutdown.clone()),
+        tunnel_stats: None,
+    };
+    match forward(&st.upstream, req, &fwd).await {
+        Ok(resp) => {
+            let outcome = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                "upgraded"
+            } else {
+                "ok"
+            };
+            (resp, outcome)
+        }
+        Err(e) => (error_response(&e), e.kind()),
+    }
+}
+
+/// Removes the api-prefix (which ends in `/`) from an encoded path, keeping the leading `/`.
+fn strip_encoded(encoded: &str, prefix: &str) -> String {
+    // The prefix is plain ASCII in practice; compare on the encoded form and fall back to `/`.
+    match encoded.strip_prefix(&prefix[..prefix.len() - 1]) {
+        Some(rest) if rest.starts_with('/') => rest.to_owned(),
+        Some("") => "/".to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+/// The one place errors become responses: text the user can act on, never a bare 500.
+fn error_response(e: &ProxyError) -> Response {
+    let hint = match e.side() {
+        proxylab_core::http::Side::Upstream => {
+            " (auth-proxy could not get an answer from the apiserver named in the kubeconfig: check that it is running and reachable)"
+        }
+        _ => "",
+    };
+    let mut r = text(e.status(), format!("auth-proxy: {e}{hint}\n"));
+    if e.closes_connection() {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strip_encoded_prefix() {
+        assert_eq!(strip_encoded("/custom/api/v1", "/custom/"), "/api/v1");
+        assert_eq!(strip_encoded("/custom/", "/custom/"), "/");
+        assert_eq!(strip_encoded("/custom", "/custom/"), "/");
+    }
+}
