@@ -6,19 +6,19 @@
 //! with rcgen — signed by a CA the node was given (so clients that trust the lab CA can verify pods),
 //! or self-signed when there is none.
 //!
-//! Every rustls configuration is built with the ring provider explicitly, so nothing here depends on
-//! which process-wide default provider is installed.
+//! Server configurations come from core's [`ServerTls`] builder (ring provider, ALPN h2 and
+//! http/1.1), so nothing here depends on which process-wide default provider is installed.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use proxylab_core::tls::{ClientAuth, ServerTls, TlsError};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
 use rustls::RootCertStore;
 use rustls::ServerConfig;
-use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -31,12 +31,9 @@ pub enum CertError {
     /// rcgen refused to generate or sign.
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
-    /// rustls refused the configuration (e.g. a key that does not match its certificate).
-    #[error("TLS configuration rejected: {0}")]
-    Rustls(#[from] rustls::Error),
-    /// The client verifier could not be built (e.g. an empty CA bundle).
-    #[error("client certificate verifier: {0}")]
-    Verifier(String),
+    /// Loading PEM files or assembling the rustls configuration failed (core's TLS layer).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The ring crypto provider, shared by every configuration built here.
@@ -46,9 +43,7 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Installs ring as the process-wide rustls provider; a no-op when one is already installed
 /// (kube-rs builds its client configuration from the process default).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use proxylab_core::tls::install_crypto_provider;
 
 /// A certificate chain and its private key, ready for rustls.
 #[derive(Debug)]
@@ -210,80 +205,19 @@ fn certified(cert: rcgen::Certificate, key: KeyPair) -> CertifiedKey {
     }
 }
 
-/// Loads a certificate chain and private key from PEM files (`--tls-cert-file`, `--tls-private-key-file`).
-pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
-    let cert_pem = read_text(cert)?;
-    let key_pem = read_text(key)?;
-    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CertError::File {
-            path: cert.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    if chain.is_empty() {
-        return Err(CertError::File {
-            path: cert.display().to_string(),
-            reason: "no CERTIFICATE block".into(),
-        });
-    }
-    let key_der =
-        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| CertError::File {
-            path: key.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    Ok(CertifiedKey {
-        chain,
-        key: key_der,
-        cert_pem,
-        key_pem,
-    })
-}
-
-/// Loads every certificate of a CA bundle into a root store (`--client-ca-file`).
-pub fn load_roots(path: &Path) -> Result<RootCertStore, CertError> {
-    let pem = read_text(path)?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        let cert = cert.map_err(|e| CertError::File {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        roots.add(cert).map_err(|e| CertError::File {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    }
-    if roots.is_empty() {
-        return Err(CertError::File {
-            path: path.display().to_string(),
-            reason: "no CERTIFICATE block".into(),
-        });
-    }
-    Ok(roots)
-}
-
-/// A server configuration offering ALPN `h2` and `http/1.1`. With `client_roots`, clients may present
-/// a certificate, which must then chain to those roots (the handshake fails otherwise); clients without
-/// one are let through so the application can answer 401 as the kubelet does.
+/// A server configuration offering ALPN `h2` and `http/1.1` (built with core's [`ServerTls`]).
+/// With `client_cas`, clients may present a certificate, which must then chain to those CAs (the
+/// handshake fails otherwise); clients without one are let through so the application can answer
+/// 401 as the kubelet does.
 pub fn server_config(
     key: &CertifiedKey,
-    client_roots: Option<RootCertStore>,
+    client_cas: Vec<CertificateDer<'static>>,
 ) -> Result<Arc<ServerConfig>, CertError> {
-    let builder =
-        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
-    let builder = match client_roots {
-        None => builder.with_no_client_auth(),
-        Some(roots) => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| CertError::Verifier(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let mut config = builder.with_single_cert(key.chain.clone(), key.key.clone_key())?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let mut tls = ServerTls::new(key.chain.clone(), key.key.clone_key());
+    if !client_cas.is_empty() {
+        tls = tls.client_cas(client_cas, ClientAuth::Optional);
+    }
+    Ok(tls.build()?)
 }
 
 fn read_text(path: &Path) -> Result<String, CertError> {

@@ -24,7 +24,7 @@ use http::{StatusCode, header};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 
-use crate::serve::ConnInfo;
+use proxylab_core::serve::ConnInfo;
 
 /// The pods this node runs, as last seen from the apiserver, keyed by (namespace, name).
 /// Shared between the pod manager (writer) and the kubelet API (reader).
@@ -77,7 +77,7 @@ impl PodTable {
     }
 }
 
-/// The kubelet API router. Serve it with [`crate::serve::serve_http`] and a TLS configuration whose
+/// The kubelet API router. Serve it with [`proxylab_core::serve::serve_http`] and a TLS configuration whose
 /// client verifier trusts the cluster CA ([`crate::certs::server_config`] with client roots).
 pub fn kubelet_router(pods: PodTable) -> Router {
     Router::new()
@@ -109,7 +109,7 @@ async fn require_client_certificate(req: Request, next: Next) -> Response {
     let authenticated = req
         .extensions()
         .get::<ConnInfo>()
-        .is_some_and(|c| c.tls && c.client_cert);
+        .is_some_and(|c| c.tls && c.peer.is_some());
     if !authenticated {
         return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
     }

@@ -50,7 +50,7 @@ impl Pod {
             .expect("cert");
         let ctx = PodContext {
             identity: Arc::new(identity),
-            tls: Some(certs::server_config(&serving, None).expect("tls")),
+            tls: Some(certs::server_config(&serving, Vec::new()).expect("tls")),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         };

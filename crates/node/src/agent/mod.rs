@@ -14,7 +14,7 @@
 //! `serve` starts four loops that share one cancellation token:
 //! 1. registration, then a node status heartbeat every `status_update_interval`;
 //! 2. the Lease renewal every `lease_renew_interval` (what the node lifecycle controller watches);
-//! 3. the pod manager ([`pods`]);
+//! 3. the pod manager (the private `pods` module);
 //! 4. the kubelet API server ([`crate::kubelet_api`]).
 
 pub mod objects;
@@ -33,6 +33,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node as K8sNode};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+use proxylab_core::tls::{ClientAuth, ServerTls, load_certs};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -258,11 +259,15 @@ impl Node {
         certs::install_crypto_provider();
         let client = kube_client(&config).await?;
         let serving = match (&config.tls_cert_file, &config.tls_private_key_file) {
-            (Some(cert), Some(key)) => certs::load_certified_key(cert, key)?,
-            (None, None) => certs::issue_serving(
-                &[config.node_name.clone(), config.node_ip.to_string()],
-                None,
-            )?,
+            (Some(cert), Some(key)) => ServerTls::from_files(cert, key).map_err(CertError::from)?,
+            (None, None) => {
+                // As a kubelet without --tls-cert-file: a self-signed certificate for its name and address.
+                let minted = certs::issue_serving(
+                    &[config.node_name.clone(), config.node_ip.to_string()],
+                    None,
+                )?;
+                ServerTls::new(minted.chain, minted.key)
+            }
             _ => {
                 return Err(NodeError::InvalidFlag {
                     flag: "--tls-cert-file",
@@ -270,15 +275,17 @@ impl Node {
                 });
             }
         };
-        let client_roots = config
-            .client_ca_file
-            .as_deref()
-            .map(certs::load_roots)
-            .transpose()?;
-        if client_roots.is_none() {
-            tracing::warn!(node = %config.node_name, "no --client-ca-file: every kubelet API request will get 401");
-        }
-        let tls = certs::server_config(&serving, client_roots)?;
+        let serving = match &config.client_ca_file {
+            Some(path) => serving.client_cas(
+                load_certs(path).map_err(CertError::from)?,
+                ClientAuth::Optional,
+            ),
+            None => {
+                tracing::warn!(node = %config.node_name, "no --client-ca-file: every kubelet API request will get 401");
+                serving
+            }
+        };
+        let tls = serving.build().map_err(CertError::from)?;
         let workload_ca = match &config.workload_ca {
             Some((cert, key)) => Some(Arc::new(CertificateAuthority::from_files(cert, key)?)),
             None => None,
@@ -369,7 +376,7 @@ impl BoundNode {
 
         let tasks = TaskTracker::new();
         let api_shutdown = shutdown.clone();
-        let api = tasks.spawn(crate::serve::serve_http(
+        let api = tasks.spawn(proxylab_core::serve::serve_http(
             listener,
             Some(tls),
             kubelet_router(pods.clone()),

@@ -282,7 +282,7 @@ impl PodManager {
             format!("{}.{}.pod.cluster.local", identity.name, identity.namespace),
         ];
         let minted = certs::issue_serving(&names, self.ca.as_deref())
-            .and_then(|key| certs::server_config(&key, None));
+            .and_then(|key| certs::server_config(&key, Vec::new()));
         match minted {
             Ok(config) => Some(config),
             Err(err) => {

@@ -34,7 +34,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::PodIdentity;
-use crate::serve::ConnInfo;
+use proxylab_core::serve::ConnInfo;
 
 /// The longest `/delay/{ms}` waits.
 pub const MAX_DELAY: Duration = Duration::from_secs(60);
@@ -60,7 +60,7 @@ impl EchoState {
     }
 }
 
-/// The echo-http router. Serve it with [`crate::serve::serve_http`] so that requests carry a
+/// The echo-http router. Serve it with [`proxylab_core::serve::serve_http`] so that requests carry a
 /// [`ConnInfo`]; without one, address fields are `null` and `tls` is false.
 pub fn echo_router(state: EchoState) -> Router {
     Router::new()

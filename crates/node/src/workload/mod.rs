@@ -264,7 +264,8 @@ pub async fn start_container(
                 let shutdown = pod.shutdown.clone();
                 pod.tracker.spawn(async move {
                     if let Err(err) =
-                        crate::serve::serve_http(listener, tls_config, router, shutdown).await
+                        proxylab_core::serve::serve_http(listener, tls_config, router, shutdown)
+                            .await
                     {
                         tracing::warn!(%addr, error = %err, "echo-http server stopped");
                     }
