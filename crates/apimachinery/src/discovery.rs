@@ -309,10 +309,12 @@ mod tests {
                 "endpoints",
                 "events",
                 "namespaces",
+                "namespaces/status",
                 "nodes",
                 "nodes/proxy",
                 "nodes/status",
                 "pods",
+                "pods/binding",
                 "pods/proxy",
                 "pods/status",
                 "secrets",
@@ -322,7 +324,7 @@ mod tests {
                 "services/status"
             ]
         );
-        let pods = &l["resources"][7];
+        let pods = &l["resources"][8];
         assert_eq!(pods["kind"], "Pod");
         assert_eq!(pods["singularName"], "pod");
         assert_eq!(pods["namespaced"], true);
@@ -333,9 +335,21 @@ mod tests {
                 .as_array()
                 .is_some_and(|v| v.contains(&json!("watch")))
         );
+        let verbs = |i: usize| {
+            l["resources"][i]["verbs"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert!(verbs(8).contains(&json!("deletecollection")));
+        assert!(!verbs(3).contains(&json!("deletecollection")), "namespaces");
         // The value kube-apiserver publishes for pods, which proves the hash recipe.
         assert_eq!(pods["storageVersionHash"], "xPOwRZ+Yhw8=");
-        let status = &l["resources"][9];
+        assert_eq!(
+            l["resources"][9],
+            json!({"name":"pods/binding","singularName":"","namespaced":true,"kind":"Binding","verbs":["create"]})
+        );
+        let status = &l["resources"][11];
         assert_eq!(
             status,
             &json!({"name":"pods/status","singularName":"","namespaced":true,"kind":"Pod","verbs":["get","patch","update"]})
@@ -390,6 +404,8 @@ mod tests {
             nodes["subresources"][1]["responseKind"]["kind"],
             "NodeProxyOptions"
         );
+        let pods = res.iter().find(|r| r["resource"] == "pods").expect("pods");
+        assert_eq!(pods["subresources"][0]["responseKind"]["kind"], "Binding");
         let apis = aggregated_discovery(false);
         assert_eq!(apis["items"].as_array().map(Vec::len), Some(2));
         assert_eq!(

@@ -424,6 +424,25 @@ fn resource_paths(info: &ResourceInfo, flavor: Flavor, paths: &mut Map<String, V
             ),
         );
     }
+    if info.supports_verb("deletecollection") {
+        let params: Vec<&Param> = delete_params
+            .iter()
+            .copied()
+            .chain(LIST_PARAMS.iter())
+            .collect();
+        coll.insert(
+            "delete".into(),
+            op(
+                "deleteCollection",
+                "deletecollection",
+                &format!("{ns_word}{kind}"),
+                format!("delete collection of {kind}"),
+                params,
+                None,
+                &status_schema,
+            ),
+        );
+    }
     paths.insert(collection.clone(), Value::Object(coll));
 
     // Item: read, replace, patch, delete.

@@ -89,9 +89,20 @@ impl ResourceInfo {
     }
 }
 
-/// Verbs of every top-level resource the lab serves. `deletecollection` is deliberately absent: the lab's
-/// apiserver does not implement DELETE on collections, and discovery must not promise it.
+/// Verbs of the top-level resources: the lab's apiserver implements all of them, including
+/// `deletecollection` (DELETE on a collection URL with selectors).
 const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+/// Namespaces cannot be deleted as a collection (as in Kubernetes).
+const NAMESPACE_VERBS: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 
@@ -156,10 +167,10 @@ static RESOURCES: &[ResourceInfo] = &[
         resource: "namespaces",
         singular: "namespace",
         namespaced: false,
-        verbs: VERBS,
+        verbs: NAMESPACE_VERBS,
         short_names: &["ns"],
         categories: &[],
-        subresources: &[],
+        subresources: &["status"],
         field_selectors: &["status.phase"],
     },
     ResourceInfo {
@@ -185,7 +196,7 @@ static RESOURCES: &[ResourceInfo] = &[
         verbs: VERBS,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &["status", "proxy"],
+        subresources: &["binding", "status", "proxy"],
         field_selectors: &[
             "spec.nodeName",
             "spec.restartPolicy",
