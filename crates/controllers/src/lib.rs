@@ -88,6 +88,7 @@
 
 pub mod action;
 pub mod endpointslices;
+pub mod events;
 pub mod informer;
 pub mod jwt;
 mod manager;

@@ -134,7 +134,7 @@ impl Kind {
             Kind::Tokens => &[SECRETS, SERVICE_ACCOUNTS],
             Kind::EndpointSlices => &[SERVICES, PODS, NODES, ENDPOINT_SLICES, ENDPOINTS],
             Kind::Scheduler => &[PODS, NODES],
-            Kind::NodeLifecycle => &[NODES, LEASES],
+            Kind::NodeLifecycle => &[NODES, LEASES, PODS],
         }
     }
 }
@@ -349,6 +349,7 @@ fn reconcile(
             let out = nodelifecycle::reconcile(
                 &shared.snapshot(NODES),
                 &shared.snapshot(LEASES),
+                &shared.snapshot(PODS),
                 now,
                 shared.config.node_monitor_grace_period,
             );

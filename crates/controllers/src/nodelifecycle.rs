@@ -12,8 +12,15 @@
 //! the Node `node.kubernetes.io/unreachable` (NoSchedule, NoExecute), and the taint manager
 //! evicts Pods that do not tolerate it after their `tolerationSeconds` (300 s by default).
 //!
-//! Here: only the condition change. The scheduler treats a not-ready Node as if it carried the
-//! NoSchedule taint; there are no taints written and no evictions. A never-heard-from Node
+//! When a Node's Ready condition leaves `True`, the controller also marks every Pod on it not
+//! ready (`MarkPodsNotReady`: the Pod's `Ready` condition becomes `False`, plus a Warning Event
+//! `NodeNotReady`, "Node is not ready"). That is what takes a dead Node's Pods out of the
+//! Services' ready endpoints long before they are evicted — the fail-over a proxy user sees.
+//!
+//! Here: the condition change and `MarkPodsNotReady` — the latter only for Nodes whose Ready is
+//! `Unknown` (nobody else is updating those Pods; a Node reporting `Ready=False` has a live
+//! kubelet that owns its Pods' status). The scheduler treats a not-ready Node as if it carried
+//! the NoSchedule taint; there are no taints written and no evictions. A never-heard-from Node
 //! gets the grace period counted from its `creationTimestamp` (the real controller uses the
 //! separate `--node-startup-grace-period`, 60 s). Instead of polling every 5 s, the reconcile
 //! returns the instant at which the next Node would expire, and the driver sleeps until then
@@ -25,7 +32,10 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 use crate::action::{Action, Target, resources};
-use crate::obj;
+use crate::{events, obj};
+
+/// The event source of the real node lifecycle controller.
+pub const COMPONENT: &str = "node-controller";
 
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD: Duration = Duration::from_secs(40);
@@ -66,13 +76,32 @@ pub fn last_heard(node: &Value, leases: &[Value]) -> Option<Timestamp> {
     [lease, heartbeat, created].into_iter().flatten().max()
 }
 
-/// Marks Nodes whose heartbeat is older than `grace` as `Unknown`.
-pub fn reconcile(nodes: &[Value], leases: &[Value], now: Timestamp, grace: Duration) -> Outcome {
+fn ready_status(node: &Value) -> Option<&str> {
+    obj::at(node, &["status", "conditions"])
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["status"].as_str())
+}
+
+/// Marks Nodes whose heartbeat is older than `grace` as `Unknown`, and the Pods on
+/// `Unknown` Nodes not ready.
+pub fn reconcile(
+    nodes: &[Value],
+    leases: &[Value],
+    pods: &[Value],
+    now: Timestamp,
+    grace: Duration,
+) -> Outcome {
     let grace = SignedDuration::try_from(grace).unwrap_or(SignedDuration::MAX);
     let now_s = obj::rfc3339(now);
     let mut actions = Vec::new();
     let mut next_check: Option<Timestamp> = None;
+    let mut unknown: Vec<&str> = Vec::new();
     for node in nodes {
+        if ready_status(node) == Some("Unknown") {
+            unknown.push(obj::name(node));
+        }
         let Some(last) = last_heard(node, leases) else {
             continue;
         };
@@ -114,6 +143,9 @@ pub fn reconcile(nodes: &[Value], leases: &[Value], now: Timestamp, grace: Durat
             changed = true;
         }
         if changed {
+            if ready_status(node) != Some("Unknown") {
+                unknown.push(obj::name(node));
+            }
             actions.push(Action::Update {
                 target: Target::new(resources::NODES, None, obj::name(node)),
                 object: updated,
@@ -121,10 +153,57 @@ pub fn reconcile(nodes: &[Value], leases: &[Value], now: Timestamp, grace: Durat
             });
         }
     }
+    for pod in pods {
+        let on_unknown =
+            obj::str_at(pod, &["spec", "nodeName"]).is_some_and(|n| unknown.contains(&n));
+        let finished = matches!(
+            obj::str_at(pod, &["status", "phase"]),
+            Some("Succeeded" | "Failed")
+        );
+        if on_unknown && !finished {
+            actions.extend(mark_pod_not_ready(pod, now));
+        }
+    }
     Outcome {
         actions,
         next_check,
     }
+}
+
+/// `MarkPodsNotReady` for one Pod: its Ready condition to False (if it is not already), and
+/// the `NodeNotReady` Event.
+fn mark_pod_not_ready(pod: &Value, now: Timestamp) -> Vec<Action> {
+    let Some(conditions) = obj::at(pod, &["status", "conditions"]).and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let Some(i) = conditions
+        .iter()
+        .position(|c| c["type"] == "Ready" && c["status"] != "False")
+    else {
+        return Vec::new();
+    };
+    let mut updated = pod.clone();
+    let mut cond = conditions[i].clone();
+    cond["status"] = json!("False");
+    cond["lastTransitionTime"] = json!(obj::rfc3339(now));
+    if let Some(list) = updated["status"]["conditions"].as_array_mut() {
+        list[i] = cond;
+    }
+    vec![
+        Action::Update {
+            target: Target::new(resources::PODS, Some(obj::namespace(pod)), obj::name(pod)),
+            object: updated,
+            precondition_rv: obj::resource_version(pod),
+        },
+        events::create(events::pod_event(
+            pod,
+            COMPONENT,
+            "Warning",
+            "NodeNotReady",
+            "Node is not ready",
+            now,
+        )),
+    ]
 }
 
 #[cfg(test)]
@@ -157,7 +236,7 @@ mod tests {
     fn renewed_lease_keeps_node_ready_and_reports_next_deadline() {
         let nodes = [node("node-1", "2026-11-28T09:00:00Z")];
         let leases = [lease("node-1", "2026-11-28T10:00:00.250000Z")];
-        let out = reconcile(&nodes, &leases, t("2026-11-28T10:00:30Z"), GRACE);
+        let out = reconcile(&nodes, &leases, &[], t("2026-11-28T10:00:30Z"), GRACE);
         assert!(out.actions.is_empty());
         assert_eq!(out.next_check, Some(t("2026-11-28T10:00:40.25Z")));
     }
@@ -173,7 +252,7 @@ mod tests {
             lease("node-2", "2026-11-28T10:00:50Z"),
         ];
         let now = t("2026-11-28T10:00:41Z");
-        let out = reconcile(&nodes, &leases, now, GRACE);
+        let out = reconcile(&nodes, &leases, &[], now, GRACE);
         assert_eq!(out.actions.len(), 1);
         let Action::Update {
             target,
@@ -201,6 +280,7 @@ mod tests {
         let again = reconcile(
             std::slice::from_ref(object),
             &leases,
+            &[],
             t("2026-11-28T10:05:00Z"),
             GRACE,
         );
@@ -213,7 +293,7 @@ mod tests {
         let nodes = [node("node-1", "2026-11-28T10:00:30Z")];
         let leases = [lease("node-1", "2026-11-28T09:00:00Z")];
         assert!(
-            reconcile(&nodes, &leases, t("2026-11-28T10:01:00Z"), GRACE)
+            reconcile(&nodes, &leases, &[], t("2026-11-28T10:01:00Z"), GRACE)
                 .actions
                 .is_empty()
         );
@@ -227,16 +307,68 @@ mod tests {
             reconcile(
                 std::slice::from_ref(&n),
                 &[],
+                &[],
                 t("2026-11-28T10:00:20Z"),
                 GRACE
             )
             .actions
             .is_empty()
         );
-        let out = reconcile(&[n], &[], t("2026-11-28T10:01:00Z"), GRACE);
+        let out = reconcile(&[n], &[], &[], t("2026-11-28T10:01:00Z"), GRACE);
         let cond = &out.actions[0].object().unwrap()["status"]["conditions"][0];
         assert_eq!(cond["type"], "Ready");
         assert_eq!(cond["status"], "Unknown");
         assert_eq!(cond["reason"], "NodeStatusNeverUpdated");
+    }
+
+    #[test]
+    fn pods_on_unknown_nodes_are_marked_not_ready_once() {
+        let pod = |name: &str, node: &str, ready: &str| {
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": name, "namespace": "default", "uid": format!("u-{name}"), "resourceVersion": "8"},
+                   "spec": {"nodeName": node},
+                   "status": {"phase": "Running", "conditions": [
+                       {"type": "PodScheduled", "status": "True"},
+                       {"type": "Ready", "status": ready, "lastTransitionTime": "2026-11-28T09:00:00Z"}]}})
+        };
+        let nodes = [
+            node("node-1", "2026-11-28T09:00:00Z"),
+            node("node-2", "2026-11-28T10:00:30Z"),
+        ];
+        let leases = [lease("node-1", "2026-11-28T10:00:00Z")];
+        let pods = [
+            pod("a", "node-1", "True"),
+            pod("b", "node-2", "True"),
+            pod("c", "node-1", "False"),
+        ];
+        let now = t("2026-11-28T10:00:41Z");
+        let out = reconcile(&nodes, &leases, &pods, now, GRACE);
+        let what: Vec<(&str, &str)> = out
+            .actions
+            .iter()
+            .map(|a| (a.verb(), a.target().name.as_str()))
+            .collect();
+        assert_eq!(what.len(), 3, "{what:?}");
+        assert_eq!(what[0], ("update", "node-1"));
+        assert_eq!(what[1], ("update", "a"));
+        let pod_a = out.actions[1].object().unwrap();
+        assert_eq!(pod_a["status"]["conditions"][1]["status"], "False");
+        assert_eq!(
+            pod_a["status"]["conditions"][1]["lastTransitionTime"],
+            "2026-11-28T10:00:41Z"
+        );
+        let ev = out.actions[2].object().unwrap();
+        assert_eq!(ev["reason"], "NodeNotReady");
+        assert_eq!(ev["involvedObject"]["uid"], "u-a");
+        assert_eq!(ev["source"]["component"], "node-controller");
+
+        // Next pass: the node is already Unknown, the pod already not ready → nothing.
+        let nodes2 = [out.actions[0].object().unwrap().clone(), nodes[1].clone()];
+        let pods2 = [pod_a.clone(), pods[1].clone(), pods[2].clone()];
+        assert!(
+            reconcile(&nodes2, &leases, &pods2, now, GRACE)
+                .actions
+                .is_empty()
+        );
     }
 }

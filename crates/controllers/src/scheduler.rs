@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 
 use crate::action::{Action, Target, resources};
-use crate::obj;
+use crate::{events, obj};
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 
@@ -196,57 +196,6 @@ fn set_condition(
     }
 }
 
-/// A core/v1 Event about a Pod, as the scheduler's event recorder writes it.
-pub fn pod_event(
-    pod: &Value,
-    event_type: &str,
-    reason: &str,
-    message: &str,
-    now: jiff::Timestamp,
-) -> Value {
-    let ns = obj::namespace(pod);
-    // client-go's recorder names events "<object>.<unix nanos in hex>".
-    let name = format!("{}.{:x}", obj::name(pod), now.as_nanosecond());
-    let ts = obj::rfc3339(now);
-    let mut involved = json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "namespace": ns,
-        "name": obj::name(pod),
-        "uid": obj::uid(pod),
-    });
-    if let Some(rv) = obj::str_at(pod, &["metadata", "resourceVersion"]) {
-        involved["resourceVersion"] = json!(rv);
-    }
-    json!({
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": obj::new_metadata(Some(ns), &name, now),
-        "involvedObject": involved,
-        "reason": reason,
-        "message": message,
-        "source": { "component": SCHEDULER_NAME },
-        "firstTimestamp": ts,
-        "lastTimestamp": ts,
-        "count": 1,
-        "type": event_type,
-        "eventTime": null,
-        "reportingComponent": SCHEDULER_NAME,
-        "reportingInstance": SCHEDULER_NAME,
-    })
-}
-
-fn event_action(event: Value) -> Action {
-    Action::Create {
-        target: Target::new(
-            resources::EVENTS,
-            Some(obj::namespace(&event)),
-            obj::name(&event),
-        ),
-        object: event,
-    }
-}
-
 /// Schedules every pending Pod. Returns, per Pod, either a bind (Pod update + `Scheduled`
 /// Event) or, when the Pod's PodScheduled condition does not already say so, an
 /// Unschedulable status (Pod update + `FailedScheduling` Event).
@@ -311,8 +260,9 @@ pub fn reconcile(pods: &[Value], nodes: &[Value], now: jiff::Timestamp) -> Vec<A
                 object: updated,
                 precondition_rv: rv,
             });
-            actions.push(event_action(pod_event(
+            actions.push(events::create(events::pod_event(
                 pod,
+                SCHEDULER_NAME,
                 "Normal",
                 "Scheduled",
                 &msg,
@@ -346,8 +296,9 @@ pub fn reconcile(pods: &[Value], nodes: &[Value], now: jiff::Timestamp) -> Vec<A
                 object: updated,
                 precondition_rv: rv,
             });
-            actions.push(event_action(pod_event(
+            actions.push(events::create(events::pod_event(
                 pod,
+                SCHEDULER_NAME,
                 "Warning",
                 "FailedScheduling",
                 &msg,

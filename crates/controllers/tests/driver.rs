@@ -534,6 +534,16 @@ async fn node_without_lease_renewal_becomes_unknown() {
                "metadata": {"name": "node-1", "namespace": "kube-node-lease"},
                "spec": {"holderIdentity": "node-1", "leaseDurationSeconds": 40, "renewTime": micro_now()}}),
     );
+    lab.create(
+        "services",
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "web", "namespace": "default", "uid": "uid-svc-web"},
+               "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
+    );
+    let mut web = pod("web-1", json!({"app": "web"}));
+    web["spec"]["nodeName"] = json!("node-1");
+    run_pod(&mut web, "127.0.30.2");
+    lab.create("pods", web);
     let nodes = lab
         .wait_for("nodes", "Ready=Unknown", |n| {
             n[0]["status"]["conditions"][0]["status"] == "Unknown"
@@ -542,6 +552,24 @@ async fn node_without_lease_renewal_becomes_unknown() {
     let cond = &nodes[0]["status"]["conditions"][0];
     assert_eq!(cond["reason"], "NodeStatusUnknown");
     assert_eq!(cond["message"], "Kubelet stopped posting node status.");
+
+    // Its pod is marked not ready, so it leaves the Service's ready endpoints.
+    lab.wait_for("pods", "pod on the lost node not ready", |p| {
+        p[0]["status"]["conditions"][0]["type"] == "Ready"
+            && p[0]["status"]["conditions"][0]["status"] == "False"
+    })
+    .await;
+    lab.wait_for(
+        "endpointslices.discovery.k8s.io",
+        "endpoint not ready",
+        |s| s.len() == 1 && s[0]["endpoints"][0]["conditions"]["ready"] == false,
+    )
+    .await;
+    lab.wait_for("events", "NodeNotReady event", |e| {
+        e.iter()
+            .any(|e| e["reason"] == "NodeNotReady" && e["involvedObject"]["name"] == "web-1")
+    })
+    .await;
 
     // The kubelet comes back: it renews the lease and posts Ready=True; it stays Ready for now.
     lab.modify(
