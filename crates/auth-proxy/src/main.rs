@@ -48,7 +48,7 @@ async fn run(cli: Cli) -> ExitCode {
     let mut config = match AuthProxyConfig::from_args(&cli.proxy).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("auth-proxy: {e}");
+            eprintln!("auth-proxy: {}", one_line(&e.to_string()));
             return ExitCode::from(2);
         }
     };
@@ -89,4 +89,22 @@ async fn run(cli: Cli) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Folds a multi-line error (regex and YAML parsers draw code frames) into the one line a user
+/// reads: the message lines are kept, the frame drawing (`-->`, `|`, `^` lines) dropped.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .filter(|l| {
+            let frame = l.starts_with("-->")
+                || l.starts_with('|')
+                || l.starts_with('^')
+                || l.split_once('|')
+                    .is_some_and(|(n, _)| n.trim().chars().all(|c| c.is_ascii_digit()));
+            !frame
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

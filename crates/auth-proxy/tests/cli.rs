@@ -1,0 +1,157 @@
+//! The `auth-proxy` binary: startup line, flag and kubeconfig errors (one line, exit 2), shutdown.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_auth-proxy");
+
+fn run_expect_exit_2(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one clear line expected, got: {stderr}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn missing_client_certificate_names_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _, _) = test_pki();
+    let kc = write_kubeconfig(
+        dir.path(),
+        "https://127.0.0.1:6443",
+        &ca,
+        "    client-certificate: /nonexistent/admin.crt\n    client-key: /nonexistent/admin.key",
+    );
+    let line = run_expect_exit_2(&["--kubeconfig", kc.to_str().unwrap()]);
+    assert!(line.contains(kc.to_str().unwrap()), "{line}");
+    assert!(
+        line.contains("users[tester].user.client-certificate"),
+        "{line}"
+    );
+    assert!(line.contains("/nonexistent/admin.crt"), "{line}");
+}
+
+#[test]
+fn context_pointing_to_missing_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("config");
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\ncurrent-context: dev\ncontexts:\n- name: dev\n  context:\n    cluster: nowhere\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n",
+    )
+    .unwrap();
+    let line = run_expect_exit_2(&["--kubeconfig", kc.to_str().unwrap()]);
+    assert!(line.contains("contexts[dev].context.cluster"), "{line}");
+    assert!(line.contains("nowhere"), "{line}");
+    let line = run_expect_exit_2(&["--kubeconfig", kc.to_str().unwrap(), "--context", "prod"]);
+    assert!(
+        line.contains("--context") && line.contains("prod"),
+        "{line}"
+    );
+}
+
+#[test]
+fn unparseable_kubeconfig_and_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("config");
+    std::fs::write(&kc, "clusters: [this is: not: valid").unwrap();
+    let line = run_expect_exit_2(&["--kubeconfig", kc.to_str().unwrap()]);
+    assert!(line.contains(kc.to_str().unwrap()), "{line}");
+    let line = run_expect_exit_2(&["--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert!(line.contains("/nonexistent/kubeconfig"), "{line}");
+}
+
+#[test]
+fn kubeconfig_list_merges_first_wins() {
+    // KUBECONFIG=a:b — current-context from a, the cluster from b; the user "u" of a wins over b's.
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    std::fs::write(&a, "apiVersion: v1\nkind: Config\ncurrent-context: dev\ncontexts:\n- name: dev\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    client-certificate: /nonexistent/from-a.crt\n").unwrap();
+    std::fs::write(&b, "apiVersion: v1\nkind: Config\ncurrent-context: other\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\nusers:\n- name: u\n  user:\n    token: from-b\n").unwrap();
+    let out = Command::new(BIN)
+        .env(
+            "KUBECONFIG",
+            format!("{}:{}:/nonexistent/skipped", a.display(), b.display()),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // The user came from file a (first wins), and the error says so.
+    assert!(stderr.contains(a.to_str().unwrap()), "{stderr}");
+    assert!(
+        stderr.contains("users[u].user.client-certificate"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _, _) = test_pki();
+    let kc = write_kubeconfig(dir.path(), "https://127.0.0.1:6443", &ca, "    token: t");
+    let line = run_expect_exit_2(&[
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--unix-socket",
+        "/tmp/x.sock",
+        "--port",
+        "9999",
+    ]);
+    assert!(line.contains("--unix-socket"), "{line}");
+    let line = run_expect_exit_2(&["--kubeconfig", kc.to_str().unwrap(), "--reject-paths", "("]);
+    assert!(line.contains("--reject-paths"), "{line}");
+}
+
+#[tokio::test]
+async fn prints_starting_line_and_serves_then_exits_on_sigterm() {
+    let api = start_apiserver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = write_kubeconfig(
+        dir.path(),
+        &format!("https://{}", api.addr),
+        &api.ca_pem,
+        "    token: t",
+    );
+    let mut child = Command::new(BIN)
+        .args(["--kubeconfig", kc.to_str().unwrap(), "-p", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut l = String::new();
+        BufReader::new(stdout).read_line(&mut l).unwrap();
+        l
+    })
+    .await
+    .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("Starting to serve on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    let (status, _, body) = get(addr, "/version", &[]).await;
+    assert_eq!(status, 200, "{body}");
+
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
