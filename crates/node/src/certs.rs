@@ -127,6 +127,11 @@ impl CertificateAuthority {
         &self.cert_pem
     }
 
+    /// The CA's private key in PEM (to write a generated CA to files).
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
     /// The CA certificate in DER.
     pub fn cert_der(&self) -> &CertificateDer<'static> {
         &self.cert_der

@@ -12,6 +12,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
+use proxylab_node::certs::{self, CertificateAuthority};
 use proxylab_node::{KubeSource, Node, NodeConfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -343,6 +344,13 @@ async fn agent_registers_renews_runs_pods_and_finishes_graceful_deletion() {
     config
         .labels
         .insert("node-role.kubernetes.io/worker".into(), "".into());
+    // Pods' HTTPS certificates are signed by this CA (--workload-ca-cert-file/--workload-ca-key-file).
+    let workload_ca = CertificateAuthority::generate("lab-ca").expect("ca");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca_crt, ca_key) = (dir.path().join("ca.crt"), dir.path().join("ca.key"));
+    std::fs::write(&ca_crt, workload_ca.cert_pem()).expect("write");
+    std::fs::write(&ca_key, workload_ca.key_pem()).expect("write");
+    config.workload_ca = Some((ca_crt, ca_key));
     config.lease_renew_interval = Duration::from_millis(100);
     config.status_update_interval = Duration::from_millis(100);
     let client = kube::Client::try_from(kube::Config::new(
@@ -401,7 +409,7 @@ async fn agent_registers_renews_runs_pods_and_finishes_graceful_deletion() {
     fake.create_pod(pod(
         "web-1",
         "proxylab/echo-http:1",
-        json!([{"name": "http", "containerPort": 8080}]),
+        json!([{"name": "http", "containerPort": 8080}, {"name": "https", "containerPort": 8443}]),
     ));
     let running = eventually("web-1 running", || {
         fake.get("pods/default/web-1")
@@ -419,6 +427,28 @@ async fn agent_registers_renews_runs_pods_and_finishes_graceful_deletion() {
     let mut answer = String::new();
     conn.read_to_string(&mut answer).await.expect("read");
     assert!(answer.ends_with("web-1"), "{answer}");
+    // The pod's HTTPS port presents a certificate from the workload CA, valid for Service names.
+    let mut tls_client = rustls::ClientConfig::builder_with_provider(certs::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(workload_ca.root_store())
+        .with_no_client_auth();
+    tls_client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect("127.0.93.2:8443")
+        .await
+        .expect("https port");
+    let name = rustls_pki_types::ServerName::try_from("web.default.svc").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(tls_client))
+        .connect(name, tcp)
+        .await
+        .expect("verified handshake");
+    tls.write_all(b"GET /hostname HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    assert!(String::from_utf8_lossy(&answer).contains("web-1"));
+
     eventually("pod in the kubelet table", || {
         table
             .snapshot()

@@ -474,7 +474,7 @@ impl Heartbeat {
         let ready_since = Timestamp::now();
         // The control plane may not answer yet (the lab starts everything at once): retry.
         let mut backoff = Duration::from_millis(250);
-        let node_uid = loop {
+        let mut node_uid = loop {
             match self.register(ready_since).await {
                 Ok(uid) => break uid,
                 Err(err) => {
@@ -503,8 +503,17 @@ impl Heartbeat {
                     }
                 }
                 _ = status_tick.tick() => {
-                    if let Err(err) = self.post_status(ready_since).await {
-                        tracing::warn!(node = %self.facts.name, error = %err, "node status update failed");
+                    match self.post_status(ready_since).await {
+                        Ok(_) => {}
+                        // Someone deleted the Node (`kubectl delete node`): register again.
+                        Err(kube::Error::Api(status)) if status.is_not_found() => {
+                            tracing::warn!(node = %self.facts.name, "Node object is gone; registering again");
+                            match self.register(ready_since).await {
+                                Ok(uid) => node_uid = uid,
+                                Err(err) => tracing::warn!(node = %self.facts.name, error = %err, "re-registration failed"),
+                            }
+                        }
+                        Err(err) => tracing::warn!(node = %self.facts.name, error = %err, "node status update failed"),
                     }
                 }
             }

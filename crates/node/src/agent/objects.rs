@@ -248,6 +248,19 @@ pub fn lease_renewal(node: &str, duration_seconds: u32, now: Timestamp) -> Value
     }})
 }
 
+/// When the pod's PodScheduled condition turned True, if it says.
+pub fn scheduled_at(pod: &Pod) -> Option<Timestamp> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "True")?
+        .last_transition_time
+        .as_ref()
+        .map(|t| t.0)
+}
+
 /// The containers of a pod as the workload layer sees them.
 pub fn container_specs(pod: &Pod) -> Vec<ContainerSpec> {
     let Some(spec) = &pod.spec else {
@@ -317,6 +330,9 @@ pub struct StartedPod<'a> {
     pub host_ip: IpAddr,
     /// When the agent started it.
     pub started_at: Timestamp,
+    /// When the scheduler bound the pod (its PodScheduled condition), kept as it was: a merge
+    /// patch replaces the whole conditions list.
+    pub scheduled_at: Option<Timestamp>,
     /// One outcome per container, in spec order.
     pub containers: &'a [ContainerOutcome],
 }
@@ -385,8 +401,8 @@ pub fn pod_started_status(started: &StartedPod<'_>, now: Timestamp) -> Value {
 }
 
 fn scheduled_time(started: &StartedPod<'_>) -> String {
-    // The scheduler's own condition time is not known here; the start time is the closest fact.
-    k8s_time(started.started_at)
+    // Without the scheduler's own time, the start time is the closest fact.
+    k8s_time(started.scheduled_at.unwrap_or(started.started_at))
 }
 
 /// The status patch when a pod is being deleted: Ready and ContainersReady turn False (so endpoint
@@ -624,6 +640,11 @@ mod tests {
 
     #[test]
     fn container_specs_from_pod() {
+        assert_eq!(
+            scheduled_at(&pod()),
+            None,
+            "the test pod's condition has no time"
+        );
         let specs = container_specs(&pod());
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[0].image, "proxylab/echo-http:1");
@@ -650,6 +671,7 @@ mod tests {
             pod_ip: "127.0.30.2".parse().expect("ip"),
             host_ip: "127.0.20.1".parse().expect("ip"),
             started_at: ts("2026-01-01T00:00:00Z"),
+            scheduled_at: Some(ts("2025-12-31T23:59:59Z")),
             containers: &running,
         };
         let patch = pod_started_status(&started, ts("2026-01-01T00:00:01Z"));
@@ -659,6 +681,13 @@ mod tests {
         assert_eq!(s["podIPs"], json!([{"ip": "127.0.30.2"}]));
         assert_eq!(s["hostIPs"], json!([{"ip": "127.0.20.1"}]));
         assert_eq!(s["startTime"], "2026-01-01T00:00:00Z");
+        let scheduled = s["conditions"]
+            .as_array()
+            .expect("conds")
+            .iter()
+            .find(|c| c["type"] == "PodScheduled")
+            .expect("kept");
+        assert_eq!(scheduled["lastTransitionTime"], "2025-12-31T23:59:59Z");
         for kind in ["Initialized", "Ready", "ContainersReady", "PodScheduled"] {
             let c = s["conditions"]
                 .as_array()

@@ -252,6 +252,7 @@ impl PodManager {
             pod_ip: IpAddr::V4(ip),
             host_ip: self.node_ip,
             started_at,
+            scheduled_at: objects::scheduled_at(&pod),
             containers: &outcomes,
         };
         let patch = objects::pod_started_status(&started, Timestamp::now());
@@ -280,6 +281,10 @@ impl PodManager {
             identity.ip.to_string(),
             format!("{}.{}.pod", identity.name, identity.namespace),
             format!("{}.{}.pod.cluster.local", identity.name, identity.namespace),
+            // Any Service of the namespace may front this pod; a wildcard lets clients verify the
+            // pod's certificate whichever Service name they dialled.
+            format!("*.{}.svc", identity.namespace),
+            format!("*.{}.svc.cluster.local", identity.namespace),
         ];
         let minted = certs::issue_serving(&names, self.ca.as_deref())
             .and_then(|key| certs::server_config(&key, Vec::new()));
@@ -311,23 +316,30 @@ impl PodManager {
         self.tasks.spawn(async move {
             tracing::info!(%namespace, pod = %name, "terminating");
             if running.is_some() {
-                patch_status(&api, &name, &objects::pod_terminating_status(&pod, Timestamp::now())).await;
+                patch_status(
+                    &api,
+                    &name,
+                    &objects::pod_terminating_status(&pod, Timestamp::now()),
+                )
+                .await;
             }
             if let Some(running) = running {
                 stop_and_release(running, &ipam).await;
             }
             let params = DeleteParams {
                 grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }),
                 ..DeleteParams::default()
             };
-            match api.delete(&name, &params).await {
-                Ok(_) => tracing::info!(%namespace, pod = %name, "deleted"),
-                Err(kube::Error::Api(status)) if status.is_not_found() => {}
-                Err(err) => {
-                    tracing::warn!(%namespace, pod = %name, error = %err, "final delete failed; will retry on the next event");
-                    terminating.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
-                }
+            if !delete_for_good(&api, &name, &params).await {
+                // Let the next event about this pod try again.
+                terminating
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&uid);
             }
         });
     }
@@ -356,6 +368,28 @@ async fn stop_and_release(running: RunningPod, ipam: &Mutex<PodIpAllocator>) {
     ipam.lock()
         .unwrap_or_else(|e| e.into_inner())
         .release(running.ip);
+}
+
+/// The final `DELETE` (grace 0), retried a few times; true when the pod is gone.
+async fn delete_for_good(api: &Api<Pod>, name: &str, params: &DeleteParams) -> bool {
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1..=5 {
+        match api.delete(name, params).await {
+            Ok(_) => {
+                tracing::info!(pod = %name, "deleted");
+                return true;
+            }
+            Err(kube::Error::Api(status)) if status.is_not_found() => return true,
+            // A uid precondition failure means a new pod took the name: ours is gone already.
+            Err(kube::Error::Api(status)) if status.is_conflict() => return true,
+            Err(err) => {
+                tracing::warn!(pod = %name, attempt, error = %err, "final delete failed");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    false
 }
 
 /// Patches a pod's status, retrying a few times: a lost status update would leave the pod
