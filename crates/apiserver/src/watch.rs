@@ -1,0 +1,247 @@
+//! Watch: a long-running GET that streams changes as newline-delimited JSON.
+//!
+//! `GET …/pods?watch=true&resourceVersion=RV` (or the legacy `/api/v1/watch/…` paths) answers `200` and
+//! then writes one `{"type": "ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"|"ERROR", "object": …}` per line
+//! for as long as the watch lasts. What the starting resourceVersion means follows kube-apiserver:
+//!
+//! - **absent or `0`**: "start from now, but tell me the current state first" — a synthetic `ADDED` for
+//!   every object that currently matches, then live changes (this is `kubectl get -w`).
+//! - **`N`**: every change after `N`, replayed from the store's history, then live. If `N` is older than
+//!   the history the stream carries a single `ERROR` event whose object is a `410 Expired` Status; the
+//!   client must list again (the informer "relist").
+//!
+//! `allowWatchBookmarks=true` adds periodic `BOOKMARK` events that carry only a resourceVersion, so a
+//! client can resume from a recent point even when nothing it watches has changed.
+//! `sendInitialEvents=true` (streaming lists) ends the synthetic `ADDED`s with a bookmark annotated
+//! `k8s.io/initial-events-end: "true"`. `timeoutSeconds` ends the stream cleanly.
+//!
+//! With a label or field selector, a change that moves an object *into* the selection is sent as
+//! `ADDED`, and *out of* it as `DELETED` — e.g. a node agent watching `spec.nodeName=node-1` sees a pod
+//! appear when the scheduler binds it. kube-apiserver knows each event's previous object; the lab tracks
+//! which objects the watcher has been shown instead (seeded from the current state when the watch starts
+//! from an explicit resourceVersion — an approximation at the edges).
+//!
+//! If the client asked for a Table (`kubectl get -w`), every event's object is a one-row Table.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use proxylab_apimachinery::selector::FieldSelector;
+use proxylab_apimachinery::status::Status;
+use proxylab_apimachinery::{meta, table};
+use proxylab_store::{EventType, StoreError};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::response::{self, ApiError, ApiResult};
+use crate::rest::{Query, Target, table_request};
+use crate::server::AppState;
+
+fn line(event_type: &str, object: &Value) -> Bytes {
+    let mut v =
+        serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+fn key_of(o: &Value) -> (String, String) {
+    (
+        meta::namespace(o).unwrap_or("").to_owned(),
+        meta::name(o).unwrap_or("").to_owned(),
+    )
+}
+
+pub(crate) async fn watch(
+    state: &Arc<AppState>,
+    target: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+) -> ApiResult {
+    let info = target.info;
+    let label = match q.get("labelSelector").filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            proxylab_apimachinery::selector::LabelSelector::parse(s)
+                .map_err(|e| Status::bad_request(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let mut field_str = q.get("fieldSelector").unwrap_or("").to_owned();
+    if let Some(n) = &target.name {
+        let extra = format!("metadata.name={n}");
+        field_str = if field_str.is_empty() {
+            extra
+        } else {
+            format!("{field_str},{extra}")
+        };
+    }
+    let field = if field_str.is_empty() {
+        None
+    } else {
+        let f = FieldSelector::parse(&field_str).map_err(|e| Status::bad_request(e.to_string()))?;
+        f.validate(info)
+            .map_err(|e| Status::bad_request(e.to_string()))?;
+        Some(f)
+    };
+    let filtered = label.is_some() || field.is_some();
+    let matches = move |o: &Value| {
+        label.as_ref().is_none_or(|l| l.matches(meta::labels(o)))
+            && field.as_ref().is_none_or(|f| f.matches(o))
+    };
+    let timeout =
+        match q.get("timeoutSeconds").filter(|s| !s.is_empty()) {
+            Some(t) => std::time::Duration::from_secs(t.parse::<u64>().map_err(|_| {
+                ApiError(Status::bad_request(format!("invalid timeoutSeconds {t:?}")))
+            })?),
+            None => state.default_watch_timeout,
+        };
+    let bookmarks = q.flag("allowWatchBookmarks");
+    let send_initial = q.flag("sendInitialEvents");
+    let table_mode = table_request(headers, q);
+    let resource = info.store_resource();
+    let ns = target.namespace.clone();
+
+    let rv_param = q.get("resourceVersion").filter(|s| !s.is_empty());
+    let explicit_rv = match rv_param {
+        None | Some("0") => None,
+        Some(s) => Some(s.parse::<u64>().map_err(|_| {
+            ApiError(Status::bad_request(format!(
+                "invalid resourceVersion {s:?}"
+            )))
+        })?),
+    };
+    let (current, list_rv) = state
+        .store
+        .list(&resource, ns.as_deref())
+        .map_err(|e| ApiError(Status::internal(e)))?;
+    let mut shown: HashSet<(String, String)> = HashSet::new();
+    let mut initial = Vec::new();
+    let since = match explicit_rv {
+        None => {
+            for o in current.into_iter().filter(|o| matches(o)) {
+                shown.insert(key_of(&o));
+                initial.push(o);
+            }
+            list_rv
+        }
+        Some(rv) => {
+            if send_initial {
+                for o in current.into_iter().filter(|o| matches(o)) {
+                    shown.insert(key_of(&o));
+                    initial.push(o);
+                }
+                list_rv.max(rv)
+            } else {
+                if filtered {
+                    shown.extend(current.iter().filter(|o| matches(o)).map(key_of));
+                }
+                rv
+            }
+        }
+    };
+
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let mut events = match state.store.watch(&resource, ns.as_deref(), since) {
+        Ok(r) => Some(r),
+        Err(StoreError::Expired { oldest }) => {
+            let st = Status::expired(format!("too old resource version: {since} ({oldest})"));
+            let _ = tx.try_send(Ok(line("ERROR", &st.to_value())));
+            None
+        }
+        Err(e) => return Err(ApiError(Status::internal(e))),
+    };
+
+    let now = jiff::Timestamp::now;
+    let render = move |o: &Value| -> Value {
+        match table_mode {
+            Some(inc) => table::to_table(info, std::slice::from_ref(o), inc, now()),
+            None => o.clone(),
+        }
+    };
+    let bookmark_obj = move |rv: u64, initial_end: bool| {
+        let mut m = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            m["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": m})
+    };
+    let interval = state.bookmark_interval;
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        let Some(mut events) = events.take() else {
+            return;
+        };
+        let send = |b: Bytes| {
+            let tx = tx.clone();
+            async move { tx.send(Ok(b)).await.is_ok() }
+        };
+        for o in &initial {
+            if !send(line("ADDED", &render(o))).await {
+                return;
+            }
+        }
+        let mut last_rv = since;
+        if send_initial && !send(line("BOOKMARK", &bookmark_obj(last_rv, true))).await {
+            return;
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        loop {
+            tokio::select! {
+                ev = events.recv() => {
+                    let Some(ev) = ev else { break };
+                    last_rv = ev.resource_version;
+                    let obj = ev.object.as_ref();
+                    let key = key_of(obj);
+                    let ty = if filtered {
+                        let now_matches = matches(obj);
+                        let was = shown.contains(&key);
+                        match (ev.event_type, was, now_matches) {
+                            (EventType::Deleted, true, _) => { shown.remove(&key); Some("DELETED") }
+                            (EventType::Deleted, false, _) => None,
+                            (_, false, true) => { shown.insert(key); Some("ADDED") }
+                            (_, true, true) => Some(if ev.event_type == EventType::Added { "ADDED" } else { "MODIFIED" }),
+                            (_, true, false) => { shown.remove(&key); Some("DELETED") }
+                            (_, false, false) => None,
+                        }
+                    } else {
+                        Some(ev.event_type.as_str())
+                    };
+                    if let Some(ty) = ty
+                        && !send(line(ty, &render(obj))).await
+                    {
+                        break;
+                    }
+                }
+                _ = tick.tick(), if bookmarks => {
+                    if !send(line("BOOKMARK", &bookmark_obj(last_rv, false))).await {
+                        break;
+                    }
+                }
+                _ = &mut deadline => break,
+                _ = tx.closed() => break,
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    });
+
+    let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    *resp.status_mut() = StatusCode::OK;
+    let ct = if table_mode.is_some() {
+        response::TABLE_CONTENT_TYPE
+    } else {
+        "application/json"
+    };
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    Ok(resp)
+}
