@@ -53,6 +53,7 @@ pub mod selector;
 pub mod serviceaccount;
 pub mod status;
 pub mod table;
+pub mod validation;
 
 pub use patch::{PatchError, apply_patch};
 pub use registry::{ResourceInfo, lookup, lookup_kind, resources};
