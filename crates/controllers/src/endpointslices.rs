@@ -21,10 +21,15 @@
 //! with ready Pods under `addresses` and the others under `notReadyAddresses`; terminating
 //! Pods are left out (unless `publishNotReadyAddresses`).
 //!
-//! What this one simplifies: slices are IPv4 only (the lab's pod network is IPv4); names are
-//! `<service>-<suffix>` with a deterministic suffix derived from the port set instead of the
-//! random `generateName` suffix, so a reconcile can match desired slices to existing ones by
-//! name; there is no 100-endpoints-per-slice split, no topology hints, and no
+//! As in the real reconciler, existing slices are updated in place rather than replaced: a
+//! desired port set goes to the existing slice with the same ports, else to any slice of the
+//! Service that is no longer needed (the placeholder becomes the first populated slice), and
+//! only then to a new slice named `<service>-<5 characters>`.
+//!
+//! What this one simplifies: slices are IPv4 only (the lab's pod network is IPv4); a new
+//! slice's suffix is derived from a hash of the port set instead of being random (the
+//! `generateName` is recorded all the same), which keeps reconciles deterministic and
+//! testable; there is no 100-endpoints-per-slice split, no topology hints, and no
 //! `last-change-trigger-time` annotation. Services without a selector are left alone (their
 //! slices and Endpoints belong to whoever wrote them); objects of deleted Services are
 //! deleted directly rather than by the garbage collector following `ownerReferences`.
@@ -441,6 +446,59 @@ fn upsert(
     })
 }
 
+/// Decides which slice each desired port set is written to. Like the real reconciler, it
+/// prefers updating an existing slice over creating one: first an existing slice with the same
+/// ports, then any existing slice this Service no longer needs (so a placeholder slice turns
+/// into the populated one under the same name); only the rest are created, under their
+/// generated names — salted again if such a name is already taken in the namespace.
+fn assign_slice_names(
+    desired: Vec<Value>,
+    existing: &[&Value],
+    name_taken: impl Fn(&str) -> bool,
+) -> Vec<(String, Value)> {
+    let same_ports = |e: &Value, d: &Value| {
+        empty_as_null(field(e, &["ports"])) == empty_as_null(field(d, &["ports"]))
+    };
+    let mut unclaimed: Vec<&Value> = existing.to_vec();
+    let mut placed: Vec<(Option<String>, Value)> = desired
+        .into_iter()
+        .map(|d| {
+            let claimed = unclaimed
+                .iter()
+                .position(|e| same_ports(e, &d))
+                .map(|i| obj::name(unclaimed.remove(i)).to_string());
+            (claimed, d)
+        })
+        .collect();
+    for (name, _) in placed.iter_mut().filter(|(n, _)| n.is_none()) {
+        if !unclaimed.is_empty() {
+            *name = Some(obj::name(unclaimed.remove(0)).to_string());
+        }
+    }
+    let mut chosen: HashSet<String> = placed.iter().filter_map(|(n, _)| n.clone()).collect();
+    placed
+        .into_iter()
+        .map(|(name, mut slice)| {
+            let name = name.unwrap_or_else(|| {
+                let base = obj::name(&slice).to_string();
+                let svc = obj::label(&slice, LABEL_SERVICE_NAME)
+                    .unwrap_or("")
+                    .to_string();
+                let mut candidate = base.clone();
+                let mut salt = 0u32;
+                while name_taken(&candidate) || chosen.contains(&candidate) {
+                    salt += 1;
+                    candidate = format!("{svc}-{}", name_suffix(&[&base, &salt.to_string()]));
+                }
+                chosen.insert(candidate.clone());
+                candidate
+            });
+            obj::set_path(&mut slice, &["metadata", "name"], Some(json!(name)));
+            (name, slice)
+        })
+        .collect()
+}
+
 const SLICE_FIELDS: &[&[&str]] = &[
     &["metadata", "labels"],
     &["metadata", "ownerReferences"],
@@ -476,7 +534,22 @@ pub fn reconcile(snap: &Snapshot<'_>, now: jiff::Timestamp) -> Vec<Action> {
         }
         let ns = obj::namespace(service);
         let name = obj::name(service);
-        for (slice_name, slice) in desired_slices(service, snap.pods, snap.nodes) {
+        let existing_for_service: Vec<&Value> = snap
+            .endpoint_slices
+            .iter()
+            .filter(|s| {
+                obj::namespace(s) == ns
+                    && obj::label(s, LABEL_MANAGED_BY) == Some(CONTROLLER_NAME)
+                    && obj::label(s, LABEL_SERVICE_NAME) == Some(name)
+            })
+            .collect();
+        let desired: Vec<Value> = desired_slices(service, snap.pods, snap.nodes)
+            .into_values()
+            .collect();
+        let placed = assign_slice_names(desired, &existing_for_service, |n| {
+            slices_by_key.contains_key(&(ns, n))
+        });
+        for (slice_name, slice) in placed {
             let existing = slices_by_key.get(&(ns, slice_name.as_str())).copied();
             actions.extend(upsert(
                 resources::ENDPOINT_SLICES,
@@ -831,23 +904,66 @@ mod tests {
     }
 
     #[test]
-    fn stale_port_set_slice_is_replaced() {
-        let pods = [pod("web-1", "127.0.30.2", "node-1", true)];
+    fn slices_are_reused_rather_than_recreated() {
+        // Placeholder first (no pods), then the populated slice keeps the placeholder's name.
         let (mut slices, mut eps) = (Vec::new(), Vec::new());
-        apply(&run(&[web()], &pods, &[], &[], &[]), &mut slices, &mut eps);
-        let old = slices[0]["metadata"]["name"].as_str().unwrap().to_string();
+        apply(&run(&[web()], &[], &[], &[], &[]), &mut slices, &mut eps);
+        let placeholder = slices[0]["metadata"]["name"].as_str().unwrap().to_string();
+        let pods = [pod("web-1", "127.0.30.2", "node-1", true)];
+        let a = run(&[web()], &pods, &[], &slices, &eps);
+        assert_eq!(a[0].verb(), "update");
+        assert_eq!(a[0].target().name, placeholder);
+        apply(&a, &mut slices, &mut eps);
+
+        // A changed port set updates that slice in place too.
         let mut svc = web();
         svc["spec"]["ports"][0]["targetPort"] = json!(7000);
-        let a = run(&[svc], &pods, &[], &slices, &eps);
-        let verbs: Vec<(&str, &str)> = a.iter().map(|a| (a.verb(), a.target().resource)).collect();
-        assert_eq!(
-            verbs,
-            [
-                ("create", "endpointslices.discovery.k8s.io"),
-                ("update", "endpoints"),
-                ("delete", "endpointslices.discovery.k8s.io")
-            ]
+        let a = run(std::slice::from_ref(&svc), &pods, &[], &slices, &eps);
+        let verbs: Vec<(&str, &str)> = a
+            .iter()
+            .map(|a| (a.verb(), a.target().name.as_str()))
+            .collect();
+        assert_eq!(verbs, [("update", placeholder.as_str()), ("update", "web")]);
+        apply(&a, &mut slices, &mut eps);
+        assert!(run(&[svc], &pods, &[], &slices, &eps).is_empty());
+    }
+
+    #[test]
+    fn a_second_port_set_gets_a_new_slice_and_names_never_collide() {
+        let mut p2 = pod("web-2", "127.0.30.3", "node-1", true);
+        p2["spec"]["containers"][0]["ports"][0]["containerPort"] = json!(9090);
+        let pods = vec![pod("web-1", "127.0.30.2", "node-1", true), p2];
+        let (mut slices, mut eps) = (Vec::new(), Vec::new());
+        apply(
+            &run(&[web()], &pods[..1], &[], &[], &[]),
+            &mut slices,
+            &mut eps,
         );
-        assert_eq!(a[2].target().name, old);
+        // Squat on the name the second port set would be generated with.
+        let generated: Vec<String> = desired_slices(&web(), &pods, &[]).into_keys().collect();
+        for n in &generated {
+            if !slices.iter().any(|s| obj::name(s) == n) {
+                slices.push(
+                    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                                   "metadata": {"name": n, "namespace": "default", "labels": {}}}),
+                );
+            }
+        }
+        let a = run(&[web()], &pods, &[], &slices, &eps);
+        let creates: Vec<&str> = a
+            .iter()
+            .filter(|a| a.verb() == "create")
+            .map(|a| a.target().name.as_str())
+            .collect();
+        assert_eq!(creates.len(), 1, "{a:#?}");
+        assert!(
+            !generated.iter().any(|g| g == creates[0]),
+            "salted away from the squatter"
+        );
+        assert!(creates[0].starts_with("web-"));
+        assert!(
+            a.iter().all(|a| a.verb() != "delete"),
+            "the foreign slice is not ours to delete"
+        );
     }
 }

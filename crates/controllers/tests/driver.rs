@@ -384,12 +384,14 @@ async fn endpoint_slices_follow_pods_through_their_lifecycle() {
                         "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}),
     );
     // Before any pod: a placeholder slice and an empty Endpoints.
-    lab.wait_for(
-        "endpointslices.discovery.k8s.io",
-        "placeholder slice",
-        |s| s.len() == 1,
-    )
-    .await;
+    let placeholder = lab
+        .wait_for(
+            "endpointslices.discovery.k8s.io",
+            "placeholder slice",
+            |s| s.len() == 1,
+        )
+        .await;
+    let slice_name = name(&placeholder[0]).to_string();
     lab.wait_for("endpoints", "endpoints object", |e| e.len() == 1)
         .await;
 
@@ -411,7 +413,11 @@ async fn endpoint_slices_follow_pods_through_their_lifecycle() {
         })
         .await;
     let slice = &slices[0];
-    assert!(name(slice).starts_with("web-"));
+    assert_eq!(
+        name(slice),
+        slice_name,
+        "the placeholder slice is filled in, not replaced"
+    );
     assert_eq!(
         slice["metadata"]["labels"]["kubernetes.io/service-name"],
         "web"
