@@ -245,9 +245,10 @@ impl ControllerManager {
 
 /// Converts a jiff instant to a tokio deadline (now if it is in the past), plus a little slack
 /// so the deadline's reconcile sees the instant as passed.
-fn deadline_from(ts: jiff::Timestamp, now: jiff::Timestamp) -> Instant {
+fn deadline_from(ts: jiff::Timestamp, now: jiff::Timestamp) -> Option<Instant> {
     let wait = Duration::try_from(ts.duration_since(now)).unwrap_or(Duration::ZERO);
-    Instant::now() + wait + Duration::from_millis(5)
+    // A renewTime far in the future (it comes from the network) must not overflow Instant.
+    Instant::now().checked_add(wait.saturating_add(Duration::from_millis(5)))
 }
 
 async fn run_controller(
@@ -276,7 +277,7 @@ async fn run_controller(
         }
         let now = jiff::Timestamp::now();
         let (actions, next) = reconcile(kind, &shared, now);
-        wake_at = next.map(|t| deadline_from(t, now));
+        wake_at = next.and_then(|t| deadline_from(t, now));
         let mut failed = false;
         for action in actions {
             if let Err(e) = apply(&shared, &action) {
