@@ -647,8 +647,15 @@ async fn converged_cluster_sees_no_write_storms() {
         },
     )
     .await;
-    lab.wait_for("endpoints", "5 endpoints", |e| e.len() == 5)
-        .await;
+    lab.wait_for("endpoints", "5 endpoints of 10 ready addresses", |e| {
+        e.len() == 5
+            && e.iter().all(|e| {
+                e["subsets"][0]["addresses"]
+                    .as_array()
+                    .is_some_and(|a| a.len() == 10)
+            })
+    })
+    .await;
 
     // Each probe Service costs exactly three writes (the Service, its slice, its Endpoints).
     // The second probe is processed after the first has settled, so any rewrite loop the
