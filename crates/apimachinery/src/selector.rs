@@ -603,11 +603,11 @@ impl FieldSelector {
             // The first position where an operator starts decides the split (`!=` before `==` before `=`),
             // exactly like fields.splitTerm; the field label itself never contains these characters.
             let mut found = None;
-            let bytes = term.as_bytes();
-            let mut i = 0;
-            while i < bytes.len() {
-                if bytes[i] == b'\\' {
-                    i += 2;
+            // Walk by characters (not bytes: values may be any UTF-8), skipping escaped ones.
+            let mut chars = term.char_indices();
+            while let Some((i, c)) = chars.next() {
+                if c == '\\' {
+                    chars.next();
                     continue;
                 }
                 let rest = &term[i..];
@@ -621,7 +621,6 @@ impl FieldSelector {
                 if found.is_some() {
                     break;
                 }
-                i += 1;
             }
             let Some((at, len, equals)) = found else {
                 return Err(SelectorError::FieldSyntax(format!(
@@ -632,6 +631,15 @@ impl FieldSelector {
             if field.is_empty() {
                 return Err(SelectorError::FieldSyntax(format!(
                     "empty field label in {term:?}"
+                )));
+            }
+            // Field labels are dotted field paths; refusing anything else keeps `Display` reparsable.
+            if !field
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                return Err(SelectorError::FieldSyntax(format!(
+                    "invalid field label {field:?}"
                 )));
             }
             let value = unescape_field_value(&term[at + len..])?;
@@ -885,6 +893,7 @@ mod tests {
         assert!(FieldSelector::parse(r"metadata.name=a\x").is_err());
         assert!(FieldSelector::parse("metadata.name").is_err());
         assert!(FieldSelector::parse("=x").is_err());
+        assert!(FieldSelector::parse("! =x").is_err());
     }
 
     #[test]
