@@ -13,7 +13,8 @@
 //!
 //! [`validate_update`] adds the immutability rules for updates (names, service clusterIP, pod container
 //! set and node binding, secret type, immutable secrets/configmaps, endpointslice addressType). It does
-//! not repeat [`validate`]; call both on update.
+//! not repeat [`validate`]; call both on update. A service update that leaves `clusterIP` empty passes:
+//! the caller is expected to carry the allocated address over, as kube-apiserver does.
 //!
 //! Not modelled: defaulting (the apiserver fills defaults before validating), resource quantities,
 //! probes, volumes beyond their names, security contexts.
@@ -898,7 +899,9 @@ pub fn validate_update(info: &ResourceInfo, old: &Value, new: &Value) -> Vec<Cau
             let o = str_at(old, &["spec", "clusterIP"]).unwrap_or_default();
             let n = str_at(new, &["spec", "clusterIP"]).unwrap_or_default();
             let to_external = str_at(new, &["spec", "type"]) == Some("ExternalName");
-            if !o.is_empty() && o != n && !to_external {
+            // An empty clusterIP in the new object means "keep the allocated one": kube-apiserver copies
+            // allocated values from the old object before validating, and the lab's apiserver should too.
+            if !o.is_empty() && !n.is_empty() && o != n && !to_external {
                 v.push(Cause::invalid("spec.clusterIP", &Value::from(n), IMMUTABLE));
             }
         }
@@ -1194,6 +1197,7 @@ mod tests {
             ["spec.clusterIP"]
         );
         assert_eq!(validate_update(s, &svc(""), &svc("127.0.40.2")), vec![]);
+        assert_eq!(validate_update(s, &svc("127.0.40.1"), &svc("")), vec![]);
         let mut renamed = svc("127.0.40.1");
         renamed["metadata"]["name"] = json!("other");
         assert_eq!(
