@@ -20,7 +20,7 @@
 //! | [`tokens`] | `serviceaccount-token` controller | fills `kubernetes.io/service-account-token` Secrets with a signed JWT, `ca.crt`, `namespace` and the SA uid annotation; deletes them when their ServiceAccount is gone |
 //! | [`endpointslices`] | `endpointslice` + `endpoints` controllers | publishes the Pods selected by each Service as EndpointSlices (ready/serving/terminating, node, zone, per-Pod resolved ports) and as a legacy Endpoints object |
 //! | [`scheduler`] | kube-scheduler | binds Pods without a Node to a Ready, matching, least-loaded Node; records `Scheduled` / `FailedScheduling` Events and the `PodScheduled` condition |
-//! | [`nodelifecycle`] | `nodelifecycle` controller | a Node whose Lease has not been renewed for the grace period gets `Ready=Unknown` |
+//! | [`nodelifecycle`] | `nodelifecycle` controller | a Node whose Lease has not been renewed for the grace period gets `Ready=Unknown` and the `unreachable` NoSchedule taint; its Pods are marked not ready, so they leave the Services' ready endpoints |
 //!
 //! Each module's doc says what the real controller does and what this one leaves out.
 //!

@@ -17,10 +17,12 @@
 //! `NodeNotReady`, "Node is not ready"). That is what takes a dead Node's Pods out of the
 //! Services' ready endpoints long before they are evicted — the fail-over a proxy user sees.
 //!
-//! Here: the condition change and `MarkPodsNotReady` — the latter only for Nodes whose Ready is
-//! `Unknown` (nobody else is updating those Pods; a Node reporting `Ready=False` has a live
-//! kubelet that owns its Pods' status). The scheduler treats a not-ready Node as if it carried
-//! the NoSchedule taint; there are no taints written and no evictions. A never-heard-from Node
+//! Here: the condition change; the NoSchedule readiness taints (`not-ready` while Ready is
+//! False, `unreachable` while it is Unknown, removed when it is True again — what
+//! `TaintNodesByCondition` maintains, and what `kubectl describe node` shows under Taints);
+//! and `MarkPodsNotReady`, only for Nodes whose Ready is `Unknown` (nobody else is updating
+//! those Pods; a Node reporting `Ready=False` has a live kubelet that owns its Pods' status).
+//! No NoExecute taints and no evictions. A never-heard-from Node
 //! gets the grace period counted from its `creationTimestamp` (the real controller uses the
 //! separate `--node-startup-grace-period`, 60 s). Instead of polling every 5 s, the reconcile
 //! returns the instant at which the next Node would expire, and the driver sleeps until then
@@ -36,6 +38,8 @@ use crate::{events, obj};
 
 /// The event source of the real node lifecycle controller.
 pub const COMPONENT: &str = "node-controller";
+pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD: Duration = Duration::from_secs(40);
@@ -84,8 +88,84 @@ fn ready_status(node: &Value) -> Option<&str> {
         .and_then(|c| c["status"].as_str())
 }
 
-/// Marks Nodes whose heartbeat is older than `grace` as `Unknown`, and the Pods on
-/// `Unknown` Nodes not ready.
+/// Sets the monitored conditions of a silent Node to Unknown; true if anything changed.
+fn expire_conditions(node: &mut Value, created: Option<&str>, now_s: &str) -> bool {
+    let mut changed = false;
+    let conditions = obj::object_mut(node, "status")
+        .entry("conditions")
+        .or_insert_with(|| json!([]));
+    if !conditions.is_array() {
+        *conditions = json!([]);
+    }
+    let Some(list) = conditions.as_array_mut() else {
+        return false;
+    };
+    for cond in list.iter_mut() {
+        // A non-object entry has no "type" and is skipped, so these writes cannot panic.
+        let kind = cond["type"].as_str().unwrap_or("");
+        if MONITORED_CONDITIONS.contains(&kind) && cond["status"] != "Unknown" {
+            cond["status"] = json!("Unknown");
+            cond["reason"] = json!("NodeStatusUnknown");
+            cond["message"] = json!("Kubelet stopped posting node status.");
+            cond["lastTransitionTime"] = json!(now_s);
+            changed = true;
+        }
+    }
+    if !list.iter().any(|c| c["type"] == "Ready") {
+        list.push(json!({
+            "type": "Ready",
+            "status": "Unknown",
+            "reason": "NodeStatusNeverUpdated",
+            "message": "Kubelet never posted node status.",
+            "lastHeartbeatTime": created,
+            "lastTransitionTime": now_s,
+        }));
+        changed = true;
+    }
+    changed
+}
+
+/// `TaintNodesByCondition` for readiness: `node.kubernetes.io/not-ready:NoSchedule` while Ready
+/// is False, `node.kubernetes.io/unreachable:NoSchedule` while it is Unknown, neither
+/// while it is True. Other taints are kept as they are. True if anything changed.
+fn reconcile_taints(node: &mut Value) -> bool {
+    let wanted = match ready_status(node) {
+        Some("True") => None,
+        Some("False") => Some(TAINT_NOT_READY),
+        Some(_) => Some(TAINT_UNREACHABLE),
+        // Not reported yet: the grace period decides (then Ready becomes Unknown).
+        None => return false,
+    };
+    let current: Vec<Value> = obj::at(node, &["spec", "taints"])
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let ours = |t: &Value| {
+        t["effect"] == "NoSchedule"
+            && (t["key"] == TAINT_NOT_READY || t["key"] == TAINT_UNREACHABLE)
+    };
+    let mut taints: Vec<Value> = current
+        .iter()
+        .filter(|t| !ours(t) || wanted.is_some_and(|w| t["key"] == w))
+        .cloned()
+        .collect();
+    if let Some(w) = wanted
+        && !taints
+            .iter()
+            .any(|t| t["key"] == w && t["effect"] == "NoSchedule")
+    {
+        taints.push(json!({ "key": w, "effect": "NoSchedule" }));
+    }
+    if taints == current {
+        return false;
+    }
+    let value = (!taints.is_empty()).then_some(Value::Array(taints));
+    obj::set_path(node, &["spec", "taints"], value);
+    true
+}
+
+/// Marks Nodes whose heartbeat is older than `grace` as `Unknown`, keeps the readiness
+/// taints in step with the Ready condition, and marks the Pods on `Unknown` Nodes not ready.
 pub fn reconcile(
     nodes: &[Value],
     leases: &[Value],
@@ -99,53 +179,22 @@ pub fn reconcile(
     let mut next_check: Option<Timestamp> = None;
     let mut unknown: Vec<&str> = Vec::new();
     for node in nodes {
-        if ready_status(node) == Some("Unknown") {
-            unknown.push(obj::name(node));
-        }
-        let Some(last) = last_heard(node, leases) else {
-            continue;
-        };
-        let deadline = last.checked_add(grace).unwrap_or(Timestamp::MAX);
-        if now <= deadline {
-            next_check = Some(next_check.map_or(deadline, |n| n.min(deadline)));
-            continue;
-        }
         let mut updated = node.clone();
         let mut changed = false;
-        let conditions = obj::object_mut(&mut updated, "status")
-            .entry("conditions")
-            .or_insert_with(|| json!([]));
-        if !conditions.is_array() {
-            *conditions = json!([]);
-        }
-        let Some(list) = conditions.as_array_mut() else {
-            continue;
-        };
-        for cond in list.iter_mut() {
-            let kind = cond["type"].as_str().unwrap_or("");
-            if MONITORED_CONDITIONS.contains(&kind) && cond["status"] != "Unknown" {
-                cond["status"] = json!("Unknown");
-                cond["reason"] = json!("NodeStatusUnknown");
-                cond["message"] = json!("Kubelet stopped posting node status.");
-                cond["lastTransitionTime"] = json!(now_s);
-                changed = true;
+        if let Some(last) = last_heard(node, leases) {
+            let deadline = last.checked_add(grace).unwrap_or(Timestamp::MAX);
+            if now <= deadline {
+                next_check = Some(next_check.map_or(deadline, |n| n.min(deadline)));
+            } else {
+                let created = obj::str_at(node, &["metadata", "creationTimestamp"]);
+                changed |= expire_conditions(&mut updated, created, &now_s);
             }
         }
-        if !list.iter().any(|c| c["type"] == "Ready") {
-            list.push(json!({
-                "type": "Ready",
-                "status": "Unknown",
-                "reason": "NodeStatusNeverUpdated",
-                "message": "Kubelet never posted node status.",
-                "lastHeartbeatTime": obj::str_at(node, &["metadata", "creationTimestamp"]),
-                "lastTransitionTime": now_s,
-            }));
-            changed = true;
+        changed |= reconcile_taints(&mut updated);
+        if ready_status(&updated) == Some("Unknown") {
+            unknown.push(obj::name(node));
         }
         if changed {
-            if ready_status(node) != Some("Unknown") {
-                unknown.push(obj::name(node));
-            }
             actions.push(Action::Update {
                 target: Target::new(resources::NODES, None, obj::name(node)),
                 object: updated,
@@ -369,6 +418,71 @@ mod tests {
             reconcile(&nodes2, &leases, &pods2, now, GRACE)
                 .actions
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn readiness_taints_follow_the_ready_condition() {
+        let nodes = [node("node-1", "2026-11-28T09:00:00Z")];
+        let leases = [lease("node-1", "2026-11-28T10:00:00Z")];
+        let out = reconcile(&nodes, &leases, &[], t("2026-11-28T10:00:41Z"), GRACE);
+        let lost = out.actions[0].object().unwrap().clone();
+        assert_eq!(
+            lost["spec"]["taints"],
+            json!([{"key": TAINT_UNREACHABLE, "effect": "NoSchedule"}])
+        );
+
+        // The kubelet is back and says Ready=False: the taint becomes not-ready; other taints stay.
+        let mut back = lost.clone();
+        back["status"]["conditions"][1]["status"] = json!("False");
+        back["spec"]["taints"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"key": "dedicated", "value": "db", "effect": "NoSchedule"}));
+        let fresh = [lease("node-1", "2026-11-28T10:01:00Z")];
+        let out = reconcile(
+            std::slice::from_ref(&back),
+            &fresh,
+            &[],
+            t("2026-11-28T10:01:01Z"),
+            GRACE,
+        );
+        let taints = &out.actions[0].object().unwrap()["spec"]["taints"];
+        assert_eq!(
+            taints,
+            &json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"},
+                    {"key": TAINT_NOT_READY, "effect": "NoSchedule"}])
+        );
+
+        // Ready=True again: only the foreign taint is left; a converged node needs nothing.
+        let mut ready = out.actions[0].object().unwrap().clone();
+        ready["status"]["conditions"][1]["status"] = json!("True");
+        let out = reconcile(
+            std::slice::from_ref(&ready),
+            &fresh,
+            &[],
+            t("2026-11-28T10:01:02Z"),
+            GRACE,
+        );
+        let healed = out.actions[0].object().unwrap().clone();
+        assert_eq!(
+            healed["spec"]["taints"],
+            json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}])
+        );
+        assert!(
+            reconcile(&[healed], &fresh, &[], t("2026-11-28T10:01:03Z"), GRACE)
+                .actions
+                .is_empty()
+        );
+
+        // Without foreign taints the field goes away entirely.
+        let mut plain = lost;
+        plain["status"]["conditions"][1]["status"] = json!("True");
+        let out = reconcile(&[plain], &fresh, &[], t("2026-11-28T10:01:02Z"), GRACE);
+        assert!(
+            out.actions[0].object().unwrap()["spec"]
+                .get("taints")
+                .is_none()
         );
     }
 }

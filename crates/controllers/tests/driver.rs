@@ -558,6 +558,10 @@ async fn node_without_lease_renewal_becomes_unknown() {
     let cond = &nodes[0]["status"]["conditions"][0];
     assert_eq!(cond["reason"], "NodeStatusUnknown");
     assert_eq!(cond["message"], "Kubelet stopped posting node status.");
+    assert_eq!(
+        nodes[0]["spec"]["taints"],
+        json!([{"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}])
+    );
 
     // Its pod is marked not ready, so it leaves the Service's ready endpoints.
     lab.wait_for("pods", "pod on the lost node not ready", |p| {
