@@ -227,6 +227,7 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, Status> {
             serde_saphyr::from_str(s)
                 .map_err(|e| Status::bad_request(format!("yaml parse error: {e}")))?
         }
+        mt if crate::protobuf::is_protobuf(mt) => crate::protobuf::decode(body)?,
         other => return Err(Status::unsupported_media_type(other)),
     };
     if !v.is_object() {
