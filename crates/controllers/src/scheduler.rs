@@ -13,8 +13,9 @@
 //! - filters: the Node's `Ready` condition must be `True` (a not-ready Node counts as carrying
 //!   the `node.kubernetes.io/not-ready` or `…/unreachable` NoSchedule taint the real node
 //!   lifecycle controller would add), `spec.unschedulable` must be false, the Pod's
-//!   `spec.nodeSelector` must match the Node's labels, and every NoSchedule/NoExecute taint
-//!   must be tolerated. No resources, affinity or ports.
+//!   `spec.nodeSelector` and required node affinity must match the Node, and every
+//!   NoSchedule/NoExecute taint must be tolerated. No resources, preferred affinity, pod
+//!   (anti-)affinity, topology spread or host ports.
 //! - score: fewest (non-finished) Pods on the Node, ties broken by Node name — a spreading
 //!   policy that keeps the lab's traffic visibly split across nodes.
 //! - all pending Pods are placed in one pass (oldest first), counting the Pods placed earlier in
@@ -101,6 +102,69 @@ fn tolerates(tolerations: &[Value], taint: &Taint) -> bool {
     })
 }
 
+/// One `NodeSelectorRequirement` against a value (a label, or the Node's name for
+/// `matchFields`). `Gt`/`Lt` compare integers, as in the real NodeAffinity plugin.
+fn requirement_matches(req: &Value, value: Option<&str>) -> bool {
+    let values: Vec<&str> = req["values"]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let int = |s: &str| s.parse::<i64>().ok();
+    match req["operator"].as_str().unwrap_or("") {
+        "In" => value.is_some_and(|v| values.contains(&v)),
+        "NotIn" => value.is_none_or(|v| !values.contains(&v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" => {
+            matches!((value.and_then(int), values.first().and_then(|v| int(v))), (Some(a), Some(b)) if a > b)
+        }
+        "Lt" => {
+            matches!((value.and_then(int), values.first().and_then(|v| int(v))), (Some(a), Some(b)) if a < b)
+        }
+        _ => false,
+    }
+}
+
+/// `spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution`: the terms are
+/// ORed, the requirements within a term ANDed, and a term with no requirements matches nothing.
+fn required_node_affinity_matches(pod: &Value, node: &Value) -> bool {
+    let Some(required) = obj::at(
+        pod,
+        &[
+            "spec",
+            "affinity",
+            "nodeAffinity",
+            "requiredDuringSchedulingIgnoredDuringExecution",
+        ],
+    )
+    .filter(|v| !v.is_null()) else {
+        return true;
+    };
+    let terms = required["nodeSelectorTerms"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    terms.iter().any(|term| {
+        let exprs = term["matchExpressions"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let fields = term["matchFields"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        (!exprs.is_empty() || !fields.is_empty())
+            && exprs.iter().all(|r| {
+                let key = r["key"].as_str().unwrap_or("");
+                requirement_matches(r, obj::label(node, key))
+            })
+            && fields.iter().all(|r| {
+                let value = (r["key"] == "metadata.name").then(|| obj::name(node));
+                requirement_matches(r, value)
+            })
+    })
+}
+
 /// Why a Node cannot take a Pod (the wording of the real filter plugins), or `None` if it can.
 pub fn filter(pod: &Value, node: &Value) -> Option<String> {
     let tolerations = obj::at(pod, &["spec", "tolerations"])
@@ -116,9 +180,10 @@ pub fn filter(pod: &Value, node: &Value) -> Option<String> {
     if cordoned && !tolerates(tolerations, &unschedulable_taint) {
         return Some("node(s) were unschedulable".into());
     }
-    if let Some(sel) = obj::at(pod, &["spec", "nodeSelector"]).and_then(Value::as_object)
-        && !obj::map_selector_matches(sel, obj::labels(node))
-    {
+    let selector_ok = obj::at(pod, &["spec", "nodeSelector"])
+        .and_then(Value::as_object)
+        .is_none_or(|sel| obj::map_selector_matches(sel, obj::labels(node)));
+    if !selector_ok || !required_node_affinity_matches(pod, node) {
         return Some("node(s) didn't match Pod's node affinity/selector".into());
     }
     if let Some((k, v, _)) = effective_taints(node)
@@ -503,6 +568,58 @@ mod tests {
                 now()
             )
             .is_empty()
+        );
+    }
+
+    #[test]
+    fn honours_required_node_affinity() {
+        let mut big = node("node-big", "True");
+        big["metadata"]["labels"]["cores"] = json!("16");
+        big["metadata"]["labels"]["zone"] = json!("a");
+        let mut small = node("node-small", "True");
+        small["metadata"]["labels"]["cores"] = json!("2");
+        small["metadata"]["labels"]["zone"] = json!("b");
+        let nodes = [big, small];
+        let with_affinity = |terms: Value| {
+            let mut p = pod("p", None);
+            p["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                                           {"nodeSelectorTerms": terms}}});
+            p
+        };
+        let place = |p: Value| bound_to(&reconcile(&[p], &nodes, now()));
+        let on = |n: &str| vec![("p".to_string(), n.to_string())];
+        assert_eq!(
+            place(with_affinity(
+                json!([{"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]}])
+            )),
+            on("node-big")
+        );
+        assert_eq!(
+            place(with_affinity(
+                json!([{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}])
+            )),
+            on("node-small")
+        );
+        assert_eq!(
+            place(with_affinity(
+                json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-small"]}]}])
+            )),
+            on("node-small")
+        );
+        // ORed terms: the first matches nothing, the second picks node-big.
+        assert_eq!(
+            place(with_affinity(json!([
+                {"matchExpressions": [{"key": "gpu", "operator": "Exists"}]},
+                {"matchExpressions": [{"key": "cores", "operator": "Lt", "values": ["100"]}, {"key": "zone", "operator": "In", "values": ["a"]}]}
+            ]))),
+            on("node-big")
+        );
+        // An empty term matches nothing.
+        let actions = reconcile(&[with_affinity(json!([{}]))], &nodes, now());
+        assert_eq!(
+            actions[0].object().unwrap()["status"]["conditions"][0]["message"],
+            "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. \
+             preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
         );
     }
 }
