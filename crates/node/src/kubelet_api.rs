@@ -3,7 +3,9 @@
 //! A real kubelet serves HTTPS on port 10250: `/healthz`, `/pods`, `/logs`, `/exec`, `/metrics`, …
 //! The apiserver reaches it with its kubelet client certificate (`--kubelet-client-certificate`),
 //! and the kubelet authenticates that certificate against `--client-ca-file`. This node serves the
-//! part proxies need: `/healthz` and `/pods` (the PodList of the pods it runs).
+//! part proxies need: `/healthz`, `/pods` (the PodList of the pods it runs) and
+//! `/containerLogs/{namespace}/{pod}/{container}` (what `kubectl logs` reads through the apiserver;
+//! query `tailLines`, `follow`, `timestamps`).
 //!
 //! Authentication follows the kubelet with anonymous auth disabled: a client must present a
 //! certificate signed by the client CA. The TLS layer rejects certificates from any other CA during
@@ -13,18 +15,23 @@
 //! SubjectAccessReview; here every authenticated client may read.)
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures_util::StreamExt;
 use http::{StatusCode, header};
 use k8s_openapi::api::core::v1::Pod;
-use serde_json::json;
-
 use proxylab_core::serve::ConnInfo;
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use crate::workload::logs::{ContainerLog, LogLine};
 
 /// The pods this node runs, as last seen from the apiserver, keyed by (namespace, name).
 /// Shared between the pod manager (writer) and the kubelet API (reader).
@@ -77,13 +84,66 @@ impl PodTable {
     }
 }
 
+type LogKey = (String, String, String);
+
+/// The logs of the containers this node runs, keyed by (namespace, pod, container).
+#[derive(Clone, Debug, Default)]
+pub struct ContainerLogs(Arc<RwLock<BTreeMap<LogKey, ContainerLog>>>);
+
+impl ContainerLogs {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a started container's log.
+    pub fn insert(&self, namespace: &str, pod: &str, container: &str, log: ContainerLog) {
+        let key = (namespace.to_owned(), pod.to_owned(), container.to_owned());
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, log);
+    }
+
+    /// Forgets every container log of a pod (the pod is gone).
+    pub fn remove_pod(&self, namespace: &str, pod: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(ns, p, _), _| !(ns == namespace && p == pod));
+    }
+
+    /// A container's log.
+    pub fn get(&self, namespace: &str, pod: &str, container: &str) -> Option<ContainerLog> {
+        let key = (namespace.to_owned(), pod.to_owned(), container.to_owned());
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned()
+    }
+}
+
+/// What the kubelet API serves from.
+#[derive(Clone, Debug, Default)]
+pub struct KubeletState {
+    /// The pods (for `/pods`).
+    pub pods: PodTable,
+    /// The container logs (for `/containerLogs`).
+    pub logs: ContainerLogs,
+}
+
 /// The kubelet API router. Serve it with [`proxylab_core::serve::serve_http`] and a TLS configuration whose
-/// client verifier trusts the cluster CA ([`crate::certs::server_config`] with client roots).
-pub fn kubelet_router(pods: PodTable) -> Router {
+/// client verifier trusts the cluster CA ([`crate::certs::server_config`] with client CAs).
+pub fn kubelet_router(state: KubeletState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/pods", get(list_pods))
         .route("/pods/", get(list_pods))
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(container_logs),
+        )
         .fallback(|| async {
             status(
                 StatusCode::NOT_FOUND,
@@ -92,17 +152,87 @@ pub fn kubelet_router(pods: PodTable) -> Router {
             )
         })
         .layer(middleware::from_fn(require_client_certificate))
-        .with_state(pods)
+        .with_state(state)
 }
 
-async fn list_pods(State(pods): State<PodTable>) -> Response {
-    let list = crate::agent::objects::pod_list(pods.snapshot());
+async fn list_pods(State(state): State<KubeletState>) -> Response {
+    let list = crate::agent::objects::pod_list(state.pods.snapshot());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
         list.to_string(),
     )
         .into_response()
+}
+
+/// Query parameters of `/containerLogs` (names as the kubelet's).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogQuery {
+    tail_lines: Option<usize>,
+    follow: Option<bool>,
+    timestamps: Option<bool>,
+}
+
+async fn container_logs(
+    State(state): State<KubeletState>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "invalid query: tailLines must be a number, follow and timestamps true or false",
+        );
+    };
+    let Some(log) = state.logs.get(&namespace, &pod, &container) else {
+        let message =
+            format!("container {container:?} in pod {namespace}/{pod} is not running on this node");
+        return status(StatusCode::NOT_FOUND, "NotFound", &message);
+    };
+    let timestamps = query.timestamps.unwrap_or(false);
+    let format = move |line: &LogLine| {
+        if timestamps {
+            format!(
+                "{} {}\n",
+                line.time.strftime("%Y-%m-%dT%H:%M:%S.%9fZ"),
+                line.text
+            )
+        } else {
+            format!("{}\n", line.text)
+        }
+    };
+    let (past, live) = log.follow(query.tail_lines);
+    // Drop our handle: once the container's workloads stop and the registry forgets it, the
+    // channel closes and a follower's stream ends.
+    drop(log);
+    let backlog: String = past.iter().map(&format).collect();
+    if !query.follow.unwrap_or(false) {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain")],
+            backlog,
+        )
+            .into_response();
+    }
+    let first = futures_util::stream::iter([Ok::<_, Infallible>(backlog)]);
+    let rest = futures_util::stream::unfold(live, move |mut rx| {
+        async move {
+            loop {
+                match rx.recv().await {
+                    Ok(line) => return Some((Ok(format(&line)), rx)),
+                    // A slow reader skips what it missed rather than stalling the workload.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from_stream(first.chain(rest)))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 async fn require_client_certificate(req: Request, next: Next) -> Response {

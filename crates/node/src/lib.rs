@@ -34,8 +34,13 @@
 //!   an address still says which pod answered and which address the client came from.
 //! - **No probes, restarts or resource accounting.** A container that binds its sockets is ready; one
 //!   that cannot is waiting (`CreateContainerError`) for good. Capacity is reported, never enforced.
-//! - **A small kubelet API** ([`kubelet_api`]): `/healthz` and `/pods` only; every client with a
-//!   certificate from `--client-ca-file` is allowed (no SubjectAccessReview).
+//! - **Logs are access logs.** Each container keeps a bounded in-memory log with one line per HTTP
+//!   request, TCP connection or UDP client (who connected, from which address, to which), served at
+//!   `/containerLogs/…` — so `kubectl logs` on a backend shows what the proxies in front of it did.
+//! - **A small kubelet API** ([`kubelet_api`]): `/healthz`, `/pods` and `/containerLogs` only; every
+//!   client with a certificate from `--client-ca-file` is allowed (no SubjectAccessReview).
+//! - `hostNetwork: true` pods bind to the node's address instead of getting their own. Events
+//!   (`Started`, `Failed`, `Killing`) are reported as a kubelet reports them, best effort.
 //! - **Stopping the agent stops its pods** (a real kubelet's containers would outlive it).
 //!
 //! ## Layout

@@ -127,6 +127,7 @@ async fn handle(State(fake): State<Fake>, req: Request) -> Response {
         ["api", "v1", "nodes", n, "status"] => ("nodes", "", Some(*n), Some("status")),
         ["api", "v1", "namespaces"] => ("namespaces", "", None, None),
         ["api", "v1", "pods"] => ("pods", "", None, None),
+        ["api", "v1", "namespaces", ns, "events"] => ("events", *ns, None, None),
         ["api", "v1", "namespaces", ns, "pods", n] => ("pods", *ns, Some(*n), None),
         ["api", "v1", "namespaces", ns, "pods", n, "status"] => {
             ("pods", *ns, Some(*n), Some("status"))
@@ -361,6 +362,7 @@ async fn agent_registers_renews_runs_pods_and_finishes_graceful_deletion() {
     let bound = Node::bind(config).await.expect("bind");
     let kubelet_port = bound.kubelet_addr().port();
     let table = bound.pods();
+    let logs = bound.logs();
     let shutdown = CancellationToken::new();
     let agent = tokio::spawn(bound.serve(shutdown.clone()));
 
@@ -427,6 +429,12 @@ async fn agent_registers_renews_runs_pods_and_finishes_graceful_deletion() {
     let mut answer = String::new();
     conn.read_to_string(&mut answer).await.expect("read");
     assert!(answer.ends_with("web-1"), "{answer}");
+    let log = logs.get("default", "web-1", "main").expect("container log");
+    assert!(
+        log.tail(None)
+            .iter()
+            .any(|l| l.text.contains("\"GET /hostname HTTP/1.1\""))
+    );
     // The pod's HTTPS port presents a certificate from the workload CA, valid for Service names.
     let mut tls_client = rustls::ClientConfig::builder_with_provider(certs::provider())
         .with_safe_default_protocol_versions()
@@ -503,6 +511,31 @@ async fn agent_registers_renews_runs_pods_and_finishes_graceful_deletion() {
         .then_some(())
     })
     .await;
+
+    assert!(
+        logs.get("default", "web-1", "main").is_none(),
+        "logs go with the pod"
+    );
+    // Kubelet Events are best effort and sent in the background: wait for each.
+    for (pod, reason) in [
+        ("web-1", "Started"),
+        ("web-1", "Killing"),
+        ("bad", "Failed"),
+    ] {
+        eventually(&format!("{reason} event for {pod}"), || {
+            let s = fake.store.lock().expect("lock");
+            s.objects
+                .iter()
+                .any(|(k, e)| {
+                    k.starts_with("events/default/")
+                        && e["involvedObject"]["name"] == pod
+                        && e["reason"] == reason
+                        && e["source"]["host"] == "node-t"
+                })
+                .then_some(())
+        })
+        .await;
+    }
 
     // The freed IP is not handed out at once: the next pod gets .4.
     fake.create_pod(pod("web-2", "echo-tcp", json!([{"containerPort": 7000}])));

@@ -8,6 +8,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use proxylab_node::certs::{self, CertificateAuthority, CertifiedKey};
+use proxylab_node::workload::logs::ContainerLog;
 use proxylab_node::{KubeSource, Node, NodeConfig};
 use rustls_pki_types::ServerName;
 use serde_json::Value;
@@ -64,6 +65,38 @@ async fn get(
     Ok((status, body))
 }
 
+/// `follow=true` streams the backlog, then each new line as it is written.
+async fn follow_logs(addr: SocketAddr, config: Arc<rustls::ClientConfig>, log: &ContainerLog) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::IpAddress(LOCALHOST.into()), tcp)
+        .await
+        .expect("handshake");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("h1");
+    tokio::spawn(conn);
+    let req = Request::get("/containerLogs/default/web-1/main?follow=true&tailLines=1")
+        .header("host", "node-1")
+        .body(Empty::<Bytes>::new())
+        .expect("req");
+    let mut body = sender.send_request(req).await.expect("resp").into_body();
+    let mut received = String::new();
+    while !received.ends_with("second\n") {
+        let frame = body.frame().await.expect("open").expect("frame");
+        received
+            .push_str(std::str::from_utf8(&frame.into_data().unwrap_or_default()).expect("utf8"));
+    }
+    assert_eq!(received, "second\n");
+    log.push("third");
+    while !received.ends_with("third\n") {
+        let frame = body.frame().await.expect("open").expect("frame");
+        received
+            .push_str(std::str::from_utf8(&frame.into_data().unwrap_or_default()).expect("utf8"));
+    }
+    assert_eq!(received, "second\nthird\n");
+}
+
 #[tokio::test]
 async fn kubelet_api_requires_a_client_certificate_from_the_cluster_ca() {
     certs::install_crypto_provider();
@@ -88,6 +121,11 @@ async fn kubelet_api_requires_a_client_certificate_from_the_cluster_ca() {
     config.kube = KubeSource::Client(kube::Client::try_from(kube_config).expect("client"));
 
     let bound = Node::bind(config).await.expect("bind");
+    // A container log, as the pod manager registers one when it starts a container.
+    let log = ContainerLog::new(100);
+    log.push("first");
+    log.push("second");
+    bound.logs().insert("default", "web-1", "main", log.clone());
     let addr = bound.kubelet_addr();
     assert_eq!(bound.local_addrs(), vec![addr]);
     let shutdown = CancellationToken::new();
@@ -113,9 +151,32 @@ async fn kubelet_api_requires_a_client_certificate_from_the_cluster_ca() {
     let list: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(list["kind"], "PodList");
     assert_eq!(list["items"], serde_json::json!([]));
-    let (status, _) = get(addr, client_config(&cluster_ca, Some(&apiserver)), "/nope")
+    let admin = || client_config(&cluster_ca, Some(&apiserver));
+    let (status, body) = get(addr, admin(), "/containerLogs/default/web-1/main")
+        .await
+        .expect("logs");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "first\nsecond\n");
+    let path = "/containerLogs/default/web-1/main?tailLines=1&timestamps=true";
+    let (_, body) = get(addr, admin(), path).await.expect("logs");
+    let text = String::from_utf8(body.to_vec()).expect("utf8");
+    let (stamp, rest) = text.split_once(' ').expect("timestamp first");
+    assert!(stamp.parse::<jiff::Timestamp>().is_ok(), "{stamp}");
+    assert_eq!(rest, "second\n");
+    let (status, _) = get(addr, admin(), "/containerLogs/default/web-1/other")
         .await
         .expect("404");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(
+        addr,
+        admin(),
+        "/containerLogs/default/web-1/main?tailLines=x",
+    )
+    .await
+    .expect("400");
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    follow_logs(addr, admin(), &log).await;
+    let (status, _) = get(addr, admin(), "/nope").await.expect("404");
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // No certificate: the handshake completes, the request is unauthorized.

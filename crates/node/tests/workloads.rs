@@ -9,6 +9,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use proxylab_node::certs::{self, CertificateAuthority};
+use proxylab_node::workload::logs::ContainerLog;
 use proxylab_node::workload::{
     ContainerSpec, Listening, PodContext, PodIdentity, PortProtocol, PortSpec, WorkloadError,
     start_container,
@@ -33,6 +34,7 @@ fn port(name: &str, protocol: PortProtocol) -> PortSpec {
 struct Pod {
     ctx: PodContext,
     listening: Vec<Listening>,
+    log: ContainerLog,
     ca: CertificateAuthority,
 }
 
@@ -59,8 +61,13 @@ impl Pod {
             image: image.into(),
             ports,
         };
-        let listening = start_container(&container, &ctx).await.expect("start");
-        Pod { ctx, listening, ca }
+        let started = start_container(&container, &ctx).await.expect("start");
+        Pod {
+            ctx,
+            listening: started.listening,
+            log: started.log,
+            ca,
+        }
     }
 
     fn http(&self) -> SocketAddr {
@@ -176,6 +183,19 @@ async fn http_echo_reports_request_and_connection() {
     assert_eq!(frames.concat(), b"web-1");
     let (_, frames) = h1(addr, get("/clientip")).await;
     assert_eq!(frames.concat(), b"127.0.0.1");
+
+    // The container log has one access line per request, with the forwarding headers.
+    let lines: Vec<String> = pod.log.tail(None).into_iter().map(|l| l.text).collect();
+    let post = lines
+        .iter()
+        .find(|l| l.contains("\"POST /some/path?x=1&y=two HTTP/1.1\""))
+        .expect("access line");
+    assert!(post.starts_with(&format!("{client} -> {addr} ")), "{post}");
+    assert!(
+        post.contains("x-forwarded-for=\"203.0.113.7, 10.0.0.1\""),
+        "{post}"
+    );
+    assert!(post.ends_with(" 200"), "{post}");
     pod.stop().await;
 }
 
@@ -387,6 +407,7 @@ async fn tcp_echo_is_half_close_aware() {
     let Listening::Tcp(addr) = pod.listening[0] else {
         panic!("tcp listener expected")
     };
+    let pod_log = pod.log.clone();
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let (mut r, mut w) = stream.split();
@@ -400,7 +421,15 @@ async fn tcp_echo_is_half_close_aware() {
     let ((), read) = tokio::join!(writer, reader);
     read.expect("read to the server's FIN");
     assert_eq!(echoed, payload);
+    let local = stream.local_addr().expect("addr");
     pod.stop().await;
+    let lines: Vec<String> = pod_log.tail(None).into_iter().map(|l| l.text).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == &format!("{local} -> {addr} closed after echoing 200000 bytes")),
+        "{lines:?}"
+    );
     // Stopped: nothing listens any more.
     assert!(TcpStream::connect(addr).await.is_err());
 }

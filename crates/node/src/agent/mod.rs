@@ -41,7 +41,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::certs::{self, CertError, CertificateAuthority};
 use crate::ipam::PodIpAllocator;
-use crate::kubelet_api::{PodTable, kubelet_router};
+use crate::kubelet_api::{ContainerLogs, KubeletState, PodTable, kubelet_router};
 use objects::NodeFacts;
 
 /// Errors of binding and running a node.
@@ -304,7 +304,7 @@ impl Node {
             kubelet_addr,
             tls,
             workload_ca,
-            pods: PodTable::new(),
+            kubelet: KubeletState::default(),
         })
     }
 }
@@ -317,7 +317,7 @@ pub struct BoundNode {
     kubelet_addr: SocketAddr,
     tls: Arc<ServerConfig>,
     workload_ca: Option<Arc<CertificateAuthority>>,
-    pods: PodTable,
+    kubelet: KubeletState,
 }
 
 impl std::fmt::Debug for BoundNode {
@@ -347,7 +347,12 @@ impl BoundNode {
 
     /// The pods the node runs (the table `/pods` serves).
     pub fn pods(&self) -> PodTable {
-        self.pods.clone()
+        self.kubelet.pods.clone()
+    }
+
+    /// The logs of the containers the node runs (what `/containerLogs` serves).
+    pub fn logs(&self) -> ContainerLogs {
+        self.kubelet.logs.clone()
     }
 
     /// Runs until `shutdown` is cancelled, then stops every pod workload and returns.
@@ -359,7 +364,7 @@ impl BoundNode {
             kubelet_addr,
             tls,
             workload_ca,
-            pods,
+            kubelet,
         } = self;
         let max_pods = config.max_pods.min(
             u32::try_from(PodIpAllocator::new(config.pod_cidr).capacity()).unwrap_or(u32::MAX),
@@ -379,7 +384,7 @@ impl BoundNode {
         let api = tasks.spawn(proxylab_core::serve::serve_http(
             listener,
             Some(tls),
-            kubelet_router(pods.clone()),
+            kubelet_router(kubelet.clone()),
             api_shutdown,
         ));
 
@@ -396,7 +401,8 @@ impl BoundNode {
             config.node_ip,
             PodIpAllocator::new(config.pod_cidr),
             workload_ca,
-            pods,
+            kubelet.pods,
+            kubelet.logs,
         );
         tasks.spawn(manager.run(shutdown.clone()));
         tasks.close();

@@ -472,6 +472,59 @@ fn container_id(uid: &str, name: &str) -> String {
     format!("proxylab://{uid}/{name}")
 }
 
+/// What an Event is about and says.
+#[derive(Clone, Debug)]
+pub struct EventFacts<'a> {
+    /// The pod's namespace.
+    pub namespace: &'a str,
+    /// The pod's name.
+    pub pod: &'a str,
+    /// The pod's uid.
+    pub uid: &'a str,
+    /// The container, when the event is about one (becomes `involvedObject.fieldPath`).
+    pub container: Option<&'a str>,
+    /// `Normal` or `Warning`.
+    pub kind: &'a str,
+    /// The machine-readable reason (`Started`, `Killing`, `Failed`).
+    pub reason: &'a str,
+    /// The human-readable message.
+    pub message: &'a str,
+    /// The reporting node.
+    pub node: &'a str,
+}
+
+/// A core/v1 Event as a kubelet reports it (`kubectl describe pod` and `kubectl get events` show
+/// these). `seq` makes names unique among events created in the same nanosecond.
+pub fn pod_event(facts: &EventFacts<'_>, now: Timestamp, seq: u64) -> Value {
+    let t = k8s_time(now);
+    let mut involved = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "namespace": facts.namespace, "name": facts.pod, "uid": facts.uid,
+    });
+    if let Some(container) = facts.container {
+        involved["fieldPath"] = json!(format!("spec.containers{{{container}}}"));
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": format!("{}.{:x}{:x}", facts.pod, now.as_nanosecond(), seq),
+            "namespace": facts.namespace,
+        },
+        "involvedObject": involved,
+        "reason": facts.reason,
+        "message": facts.message,
+        "type": facts.kind,
+        "source": { "component": "kubelet", "host": facts.node },
+        "reportingComponent": "kubelet",
+        "reportingInstance": facts.node,
+        "firstTimestamp": t,
+        "lastTimestamp": t,
+        "eventTime": null,
+        "count": 1,
+    })
+}
+
 /// The PodList the kubelet API's `/pods` answers with.
 pub fn pod_list(pods: impl IntoIterator<Item = Pod>) -> Value {
     let items: Vec<Value> = pods
@@ -750,6 +803,28 @@ mod tests {
         assert_eq!(get("ContainersReady").expect("cr")["status"], "False");
         assert_eq!(conds.iter().filter(|c| c["type"] == "Ready").count(), 1);
         assert_eq!(patch["status"]["containerStatuses"][0]["ready"], false);
+    }
+
+    #[test]
+    fn events() {
+        let facts = EventFacts {
+            namespace: "default",
+            pod: "web-1",
+            uid: "u1",
+            container: Some("web"),
+            kind: "Normal",
+            reason: "Started",
+            message: "Started container web",
+            node: "node-1",
+        };
+        let a = pod_event(&facts, ts("2026-01-01T00:00:00Z"), 1);
+        let b = pod_event(&facts, ts("2026-01-01T00:00:00Z"), 2);
+        assert_ne!(a["metadata"]["name"], b["metadata"]["name"]);
+        assert_eq!(a["involvedObject"]["fieldPath"], "spec.containers{web}");
+        assert_eq!(a["source"]["host"], "node-1");
+        let typed: k8s_openapi::api::core::v1::Event =
+            serde_json::from_value(a).expect("typed Event");
+        assert_eq!(typed.reason.as_deref(), Some("Started"));
     }
 
     #[test]

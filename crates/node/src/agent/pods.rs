@@ -13,13 +13,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
@@ -28,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use super::objects::{self, ContainerOutcome, StartedPod};
 use crate::certs::{self, CertificateAuthority};
 use crate::ipam::PodIpAllocator;
-use crate::kubelet_api::PodTable;
+use crate::kubelet_api::{ContainerLogs, PodTable};
 use crate::workload::{self, PodContext, PodIdentity, WorkloadError, WorkloadKind};
 
 /// How long a stopping pod's servers may take to drain before the agent moves on.
@@ -37,7 +38,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 struct RunningPod {
     namespace: String,
     name: String,
-    ip: Ipv4Addr,
+    /// The allocated pod IP (None for hostNetwork pods).
+    ip: Option<Ipv4Addr>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -49,6 +51,9 @@ pub(crate) struct PodManager {
     pub(crate) ipam: Arc<Mutex<PodIpAllocator>>,
     pub(crate) ca: Option<Arc<CertificateAuthority>>,
     pub(crate) table: PodTable,
+    pub(crate) logs: ContainerLogs,
+    /// Makes Event names unique.
+    event_seq: AtomicU64,
     running: HashMap<String, RunningPod>,
     /// uids whose termination is in progress (duplicate MODIFIED events must not start another).
     terminating: Arc<Mutex<HashSet<String>>>,
@@ -65,6 +70,7 @@ impl PodManager {
         ipam: PodIpAllocator,
         ca: Option<Arc<CertificateAuthority>>,
         table: PodTable,
+        logs: ContainerLogs,
     ) -> Self {
         Self {
             client,
@@ -73,6 +79,8 @@ impl PodManager {
             ipam: Arc::new(Mutex::new(ipam)),
             ca,
             table,
+            logs,
+            event_seq: AtomicU64::new(0),
             running: HashMap::new(),
             terminating: Arc::new(Mutex::new(HashSet::new())),
             relist: None,
@@ -175,25 +183,35 @@ impl PodManager {
         let namespace = pod.namespace().unwrap_or_else(|| "default".into());
         let name = pod.name_any();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let ip = match self.assign_ip(&pod) {
-            Ok(ip) => ip,
-            Err(err) => {
-                tracing::warn!(%namespace, %name, error = %err, "no pod IP");
-                let patch = objects::pod_failed_to_start_status(
-                    "PodIPExhausted",
-                    &err.to_string(),
-                    self.node_ip,
-                    Timestamp::now(),
-                );
-                patch_status(&api, &name, &patch).await;
-                return;
+        // hostNetwork pods share the node's address (and need no IP of their own).
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let (pod_ip, allocated) = if host_network {
+            (self.node_ip, None)
+        } else {
+            match self.assign_ip(&pod) {
+                Ok(ip) => (IpAddr::V4(ip), Some(ip)),
+                Err(err) => {
+                    tracing::warn!(%namespace, %name, error = %err, "no pod IP");
+                    let patch = objects::pod_failed_to_start_status(
+                        "PodIPExhausted",
+                        &err.to_string(),
+                        self.node_ip,
+                        Timestamp::now(),
+                    );
+                    patch_status(&api, &name, &patch).await;
+                    return;
+                }
             }
         };
         let identity = Arc::new(PodIdentity {
             name: name.clone(),
             namespace: namespace.clone(),
             node: self.node_name.clone(),
-            ip: IpAddr::V4(ip),
+            ip: pod_ip,
         });
         let containers = objects::container_specs(&pod);
         let needs_tls = containers
@@ -214,8 +232,17 @@ impl PodManager {
         let mut outcomes = Vec::with_capacity(containers.len());
         for container in &containers {
             let outcome = match workload::start_container(container, &ctx).await {
-                Ok(listening) => {
-                    tracing::info!(%namespace, pod = %name, container = %container.name, ?listening, "container started");
+                Ok(started) => {
+                    tracing::info!(%namespace, pod = %name, container = %container.name, listening = ?started.listening, "container started");
+                    self.logs
+                        .insert(&namespace, &name, &container.name, started.log);
+                    self.event(
+                        &pod,
+                        Some(&container.name),
+                        "Normal",
+                        "Started",
+                        &format!("Started container {}", container.name),
+                    );
                     ContainerOutcome::Running {
                         name: container.name.clone(),
                         image: container.image.clone(),
@@ -227,6 +254,13 @@ impl PodManager {
                         _ => "CreateContainerError",
                     };
                     tracing::warn!(%namespace, pod = %name, container = %container.name, error = %err, "container not started");
+                    self.event(
+                        &pod,
+                        Some(&container.name),
+                        "Warning",
+                        "Failed",
+                        &err.to_string(),
+                    );
                     ContainerOutcome::Waiting {
                         name: container.name.clone(),
                         image: container.image.clone(),
@@ -242,14 +276,14 @@ impl PodManager {
             RunningPod {
                 namespace,
                 name: name.clone(),
-                ip,
+                ip: allocated,
                 shutdown: ctx.shutdown.clone(),
                 tracker: ctx.tracker.clone(),
             },
         );
         let started = StartedPod {
             uid: &uid,
-            pod_ip: IpAddr::V4(ip),
+            pod_ip,
             host_ip: self.node_ip,
             started_at,
             scheduled_at: objects::scheduled_at(&pod),
@@ -257,6 +291,35 @@ impl PodManager {
         };
         let patch = objects::pod_started_status(&started, Timestamp::now());
         patch_status(&api, &name, &patch).await;
+    }
+
+    /// Reports a kubelet Event about a pod, in the background (events are best effort).
+    fn event(&self, pod: &Pod, container: Option<&str>, kind: &str, reason: &str, message: &str) {
+        let namespace = pod.namespace().unwrap_or_else(|| "default".into());
+        let name = pod.name_any();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let facts = objects::EventFacts {
+            namespace: &namespace,
+            pod: &name,
+            uid: &uid,
+            container,
+            kind,
+            reason,
+            message,
+            node: &self.node_name,
+        };
+        let seq = self.event_seq.fetch_add(1, Ordering::Relaxed);
+        let Ok(event) =
+            serde_json::from_value::<Event>(objects::pod_event(&facts, Timestamp::now(), seq))
+        else {
+            return;
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        self.tasks.spawn(async move {
+            if let Err(err) = api.create(&PostParams::default(), &event).await {
+                tracing::debug!(error = %err, "event not recorded");
+            }
+        });
     }
 
     /// Keeps the IP a pod already reports (the agent restarted) when it is free, else allocates.
@@ -312,7 +375,19 @@ impl PodManager {
         let name = pod.name_any();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let ipam = self.ipam.clone();
+        let logs = self.logs.clone();
         let terminating = self.terminating.clone();
+        if running.is_some() {
+            for container in objects::container_specs(&pod) {
+                self.event(
+                    &pod,
+                    Some(&container.name),
+                    "Normal",
+                    "Killing",
+                    &format!("Stopping container {}", container.name),
+                );
+            }
+        }
         self.tasks.spawn(async move {
             tracing::info!(%namespace, pod = %name, "terminating");
             if running.is_some() {
@@ -324,7 +399,7 @@ impl PodManager {
                 .await;
             }
             if let Some(running) = running {
-                stop_and_release(running, &ipam).await;
+                stop_and_release(running, &ipam, &logs).await;
             }
             let params = DeleteParams {
                 grace_period_seconds: Some(0),
@@ -349,13 +424,14 @@ impl PodManager {
         if let Some(running) = self.running.remove(uid) {
             tracing::info!(namespace = %running.namespace, pod = %running.name, "stopping workloads");
             let ipam = self.ipam.clone();
+            let logs = self.logs.clone();
             self.tasks
-                .spawn(async move { stop_and_release(running, &ipam).await });
+                .spawn(async move { stop_and_release(running, &ipam, &logs).await });
         }
     }
 }
 
-async fn stop_and_release(running: RunningPod, ipam: &Mutex<PodIpAllocator>) {
+async fn stop_and_release(running: RunningPod, ipam: &Mutex<PodIpAllocator>, logs: &ContainerLogs) {
     running.shutdown.cancel();
     running.tracker.close();
     if tokio::time::timeout(STOP_TIMEOUT, running.tracker.wait())
@@ -364,10 +440,11 @@ async fn stop_and_release(running: RunningPod, ipam: &Mutex<PodIpAllocator>) {
     {
         tracing::warn!(namespace = %running.namespace, pod = %running.name, "workloads did not stop in time");
     }
+    logs.remove_pod(&running.namespace, &running.name);
     // Only after the sockets are closed may another pod get this address.
-    ipam.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .release(running.ip);
+    if let Some(ip) = running.ip {
+        ipam.lock().unwrap_or_else(|e| e.into_inner()).release(ip);
+    }
 }
 
 /// The final `DELETE` (grace 0), retried a few times; true when the pod is gone.

@@ -25,6 +25,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures_util::StreamExt;
@@ -34,6 +35,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::PodIdentity;
+use super::logs::ContainerLog;
 use proxylab_core::serve::ConnInfo;
 
 /// The longest `/delay/{ms}` waits.
@@ -51,12 +53,23 @@ pub const MAX_BODY: usize = 1 << 20;
 pub struct EchoState {
     pod: Arc<PodIdentity>,
     shutdown: CancellationToken,
+    log: ContainerLog,
 }
 
 impl EchoState {
-    /// State for one pod's echo server.
+    /// State for one pod's echo server (with a log of its own).
     pub fn new(pod: Arc<PodIdentity>, shutdown: CancellationToken) -> Self {
-        Self { pod, shutdown }
+        Self {
+            pod,
+            shutdown,
+            log: ContainerLog::default(),
+        }
+    }
+
+    /// Writes request lines into `log` (the container's log) instead.
+    pub fn with_log(mut self, log: ContainerLog) -> Self {
+        self.log = log;
+        self
     }
 }
 
@@ -72,7 +85,44 @@ pub fn echo_router(state: EchoState) -> Router {
         .route("/redirect", any(redirect))
         .route("/ws", any(websocket))
         .fallback(echo)
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
+}
+
+/// One access-log line per request: who (as this socket saw it), to where, what, the answer, and
+/// the forwarding headers a proxy may have added.
+async fn log_request(State(state): State<EchoState>, req: Request, next: Next) -> Response {
+    let conn = req.extensions().get::<ConnInfo>();
+    let (remote, local, tls) = match conn {
+        Some(c) => (c.remote.to_string(), c.local.to_string(), c.tls),
+        None => ("?".to_owned(), "?".to_owned(), false),
+    };
+    let line = format!(
+        "{remote} -> {local} \"{} {} {}\"{}{}",
+        req.method(),
+        req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        protocol_name(req.version()),
+        if tls { " tls" } else { "" },
+        forwarding_summary(req.headers()),
+    );
+    let response = next.run(req).await;
+    state
+        .log
+        .push(format!("{line} {}", response.status().as_u16()));
+    response
+}
+
+fn forwarding_summary(headers: &HeaderMap) -> String {
+    let mut out = String::new();
+    for name in ["x-forwarded-for", "forwarded", "via"] {
+        for value in headers.get_all(name) {
+            out.push_str(&format!(
+                " {name}=\"{}\"",
+                String::from_utf8_lossy(value.as_bytes())
+            ));
+        }
+    }
+    out
 }
 
 async fn hostname(State(state): State<EchoState>) -> String {

@@ -16,6 +16,7 @@
 //! stops when the pod's [`CancellationToken`] is cancelled, and none of them panics on input.
 
 pub mod http;
+pub mod logs;
 pub mod tcp;
 pub mod udp;
 
@@ -26,6 +27,8 @@ use rustls::ServerConfig;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use logs::ContainerLog;
 
 /// The images this node can "run".
 pub const SUPPORTED_IMAGES: &[&str] = &["echo-http", "echo-tcp", "echo-udp"];
@@ -185,12 +188,21 @@ enum Planned {
     Udp(UdpSocket),
 }
 
+/// A started container: where it listens and its log.
+#[derive(Clone, Debug)]
+pub struct StartedContainer {
+    /// Every socket it serves on.
+    pub listening: Vec<Listening>,
+    /// Its log (one line per request, connection or `whoami`), served as `kubectl logs`.
+    pub log: ContainerLog,
+}
+
 /// Starts one container: binds every socket first (so any failure leaves nothing running), then
-/// spawns the servers on the pod's tracker. Returns where they listen.
+/// spawns the servers on the pod's tracker. Returns where they listen and the container's log.
 pub async fn start_container(
     container: &ContainerSpec,
     pod: &PodContext,
-) -> Result<Vec<Listening>, WorkloadError> {
+) -> Result<StartedContainer, WorkloadError> {
     let kind =
         WorkloadKind::from_image(&container.image).ok_or_else(|| WorkloadError::UnknownImage {
             image: container.image.clone(),
@@ -246,21 +258,23 @@ pub async fn start_container(
         }
     }
 
+    let log = ContainerLog::default();
     let mut listening = Vec::with_capacity(planned.len());
     for plan in planned {
         match plan {
             Planned::Http(listener, tls) => {
                 let addr = local_addr(&listener);
                 let tls_config = if tls { pod.tls.clone() } else { None };
+                let scheme = if tls { "https" } else { "http" };
+                log.push(format!("{} serving {scheme} on {addr}", kind.image_name()));
                 listening.push(if tls {
                     Listening::Https(addr)
                 } else {
                     Listening::Http(addr)
                 });
-                let router = http::echo_router(http::EchoState::new(
-                    pod.identity.clone(),
-                    pod.shutdown.clone(),
-                ));
+                let state = http::EchoState::new(pod.identity.clone(), pod.shutdown.clone())
+                    .with_log(log.clone());
+                let router = http::echo_router(state);
                 let shutdown = pod.shutdown.clone();
                 pod.tracker.spawn(async move {
                     if let Err(err) =
@@ -272,25 +286,31 @@ pub async fn start_container(
                 });
             }
             Planned::Tcp(listener) => {
-                listening.push(Listening::Tcp(local_addr(&listener)));
-                pod.tracker
-                    .spawn(tcp::serve_tcp_echo(listener, pod.shutdown.clone()));
+                let addr = local_addr(&listener);
+                log.push(format!("echo-tcp serving on {addr}"));
+                listening.push(Listening::Tcp(addr));
+                pod.tracker.spawn(tcp::serve_tcp_echo(
+                    listener,
+                    log.clone(),
+                    pod.shutdown.clone(),
+                ));
             }
             Planned::Udp(socket) => {
-                listening.push(Listening::Udp(
-                    socket
-                        .local_addr()
-                        .unwrap_or_else(|_| SocketAddr::new(ip, 0)),
-                ));
+                let addr = socket
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::new(ip, 0));
+                log.push(format!("echo-udp serving on {addr}/udp"));
+                listening.push(Listening::Udp(addr));
                 pod.tracker.spawn(udp::serve_udp_echo(
                     socket,
                     pod.identity.clone(),
+                    log.clone(),
                     pod.shutdown.clone(),
                 ));
             }
         }
     }
-    Ok(listening)
+    Ok(StartedContainer { listening, log })
 }
 
 async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, WorkloadError> {

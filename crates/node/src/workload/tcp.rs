@@ -5,6 +5,8 @@
 //! has, and only then sends its own FIN — a relay that closes both directions at the first FIN
 //! breaks this, and the tests for proxies use this server to prove they do not.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,14 +14,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::logs::ContainerLog;
+
 /// Accepts connections until `shutdown` is cancelled; open connections are closed then too.
-pub async fn serve_tcp_echo(listener: TcpListener, shutdown: CancellationToken) {
+/// Each connection writes an open and a close line (with the bytes echoed) to `log`.
+pub async fn serve_tcp_echo(listener: TcpListener, log: ContainerLog, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(pair) => pair,
                 Err(err) => {
                     tracing::warn!(error = %err, "echo-tcp accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -28,15 +33,23 @@ pub async fn serve_tcp_echo(listener: TcpListener, shutdown: CancellationToken) 
             },
         };
         let shutdown = shutdown.clone();
+        let log = log.clone();
+        let local = stream.local_addr().ok();
         tracker.spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                result = echo_connection(stream) => {
-                    if let Err(err) = result {
-                        tracing::debug!(error = %err, "echo-tcp connection ended with an error");
-                    }
-                }
-            }
+            let local = local.map_or_else(|| "?".to_owned(), |a| a.to_string());
+            log.push(format!("{peer} -> {local} connected"));
+            let echoed = Arc::new(AtomicU64::new(0));
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => "closed by pod shutdown".to_owned(),
+                result = echo_connection(stream, &echoed) => match result {
+                    Ok(()) => "closed".to_owned(),
+                    Err(err) => format!("ended: {err}"),
+                },
+            };
+            log.push(format!(
+                "{peer} -> {local} {outcome} after echoing {} bytes",
+                echoed.load(Ordering::Relaxed)
+            ));
         });
     }
     drop(listener);
@@ -45,7 +58,8 @@ pub async fn serve_tcp_echo(listener: TcpListener, shutdown: CancellationToken) 
 }
 
 /// Echoes one connection until the peer's FIN, then sends FIN after the last echoed byte.
-pub async fn echo_connection(mut stream: TcpStream) -> std::io::Result<()> {
+/// `echoed` counts the bytes sent back (readable even if the future is dropped midway).
+pub async fn echo_connection(mut stream: TcpStream, echoed: &AtomicU64) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.split();
     let mut buf = vec![0u8; 64 * 1024];
@@ -55,6 +69,7 @@ pub async fn echo_connection(mut stream: TcpStream) -> std::io::Result<()> {
             break;
         }
         writer.write_all(&buf[..n]).await?;
+        echoed.fetch_add(n as u64, Ordering::Relaxed);
     }
     writer.shutdown().await
 }

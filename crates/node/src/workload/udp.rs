@@ -5,17 +5,32 @@
 //! the datagram `whoami` (optionally followed by a newline) is answered with
 //! `pod=<name> node=<node> client=<ip:port>`: which endpoint answered and which source address it saw.
 
+use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use super::PodIdentity;
+use super::logs::ContainerLog;
 
-/// Serves datagrams on `socket` until `shutdown` is cancelled.
-pub async fn serve_udp_echo(socket: UdpSocket, pod: Arc<PodIdentity>, shutdown: CancellationToken) {
+/// Serves datagrams on `socket` until `shutdown` is cancelled. `log` gets a line for each client
+/// address seen for the first time and for each `whoami` (not one per datagram: UDP echo is also a
+/// load-test target).
+pub async fn serve_udp_echo(
+    socket: UdpSocket,
+    pod: Arc<PodIdentity>,
+    log: ContainerLog,
+    shutdown: CancellationToken,
+) {
     // The largest UDP payload; a smaller buffer would silently truncate datagrams.
     let mut buf = vec![0u8; 65_535];
+    let local = socket
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    // Bounded: forgotten wholesale when full, so a flood of sources cannot grow it.
+    let mut seen: HashSet<SocketAddr> = HashSet::new();
     loop {
         let (n, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -30,8 +45,15 @@ pub async fn serve_udp_echo(socket: UdpSocket, pod: Arc<PodIdentity>, shutdown: 
             },
         };
         let payload = &buf[..n];
+        if seen.len() >= 4096 {
+            seen.clear();
+        }
+        if seen.insert(peer) {
+            log.push(format!("{peer} -> {local}/udp first datagram ({n} bytes)"));
+        }
         let result = if is_whoami(payload) {
             let answer = format!("pod={} node={} client={peer}", pod.name, pod.node);
+            log.push(format!("{peer} -> {local}/udp whoami"));
             socket.send_to(answer.as_bytes(), peer).await
         } else {
             socket.send_to(payload, peer).await
