@@ -488,7 +488,12 @@ fn assign_slice_names(
                 let mut salt = 0u32;
                 while name_taken(&candidate) || chosen.contains(&candidate) {
                     salt += 1;
-                    candidate = format!("{svc}-{}", name_suffix(&[&base, &salt.to_string()]));
+                    candidate = if salt < 1000 {
+                        format!("{svc}-{}", name_suffix(&[&base, &salt.to_string()]))
+                    } else {
+                        // Practically unreachable; a bound on the loop all the same.
+                        format!("{svc}-{}", uuid::Uuid::new_v4().simple())
+                    };
                 }
                 chosen.insert(candidate.clone());
                 candidate

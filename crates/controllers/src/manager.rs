@@ -280,7 +280,7 @@ async fn run_controller(
         wake_at = next.and_then(|t| deadline_from(t, now));
         let mut failed = false;
         for action in actions {
-            if let Err(e) = apply(&shared, &action) {
+            if let Err(e) = apply(name, &shared, &action) {
                 failed = true;
                 tracing::warn!(controller = name, verb = action.verb(), target = ?action.target(), error = %e, "write failed; will retry");
             }
@@ -364,7 +364,7 @@ fn key(t: &Target) -> ObjectKey {
 }
 
 /// Applies one action. Stale-cache outcomes are `Ok`: the next watch event re-runs the loop.
-fn apply(shared: &Shared, action: &Action) -> Result<(), StoreError> {
+fn apply(controller: &str, shared: &Shared, action: &Action) -> Result<(), StoreError> {
     let store = &shared.store;
     let informer = shared.informers.get(action.target().resource);
     let result = match action {
@@ -392,7 +392,7 @@ fn apply(shared: &Shared, action: &Action) -> Result<(), StoreError> {
             if let Some(guard) = unless_present
                 && store.get(&key(guard))?.is_some()
             {
-                tracing::debug!(target = ?target, guard = ?guard, "cache miss was not an absence; not deleting");
+                tracing::debug!(controller, target = ?target, guard = ?guard, "cache miss was not an absence; not deleting");
                 return Ok(());
             }
             store.delete(&key(target), *precondition_rv).map(|_| {
@@ -404,11 +404,11 @@ fn apply(shared: &Shared, action: &Action) -> Result<(), StoreError> {
     };
     match result {
         Ok(()) => {
-            tracing::info!(verb = action.verb(), target = %key(action.target()), "controller write");
+            tracing::info!(controller, verb = action.verb(), target = %key(action.target()), "controller write");
             Ok(())
         }
         Err(StoreError::AlreadyExists | StoreError::Conflict { .. } | StoreError::NotFound) => {
-            tracing::debug!(verb = action.verb(), target = %key(action.target()), "stale cache; waiting for the watch");
+            tracing::debug!(controller, verb = action.verb(), target = %key(action.target()), "stale cache; waiting for the watch");
             Ok(())
         }
         Err(e) => Err(e),
