@@ -880,6 +880,67 @@ mod tests {
         }
     }
 
+    /// The exact strategic merge patch kubectl 1.33 `apply` sent (captured from a logging server) when a
+    /// manifest changed from pod1 (containers app+side, app ports 8080/8443, env A/B, labels app/old) to
+    /// pod2 (only app, image :2, ports 8080/9000, env B=3, labels app/new).
+    #[test]
+    fn kubectl_apply_captured_pod_patch() {
+        let mut live = json!({"apiVersion":"v1","kind":"Pod",
+            "metadata":{"name":"web","namespace":"default","uid":"u-9","labels":{"app":"web","old":"x"},
+                "annotations":{"kubectl.kubernetes.io/last-applied-configuration":"pod1"}},
+            "spec":{"containers":[
+                {"name":"app","image":"proxylab/echo-http:1",
+                 "ports":[{"name":"http","containerPort":8080,"protocol":"TCP"},{"name":"https","containerPort":8443,"protocol":"TCP"}],
+                 "env":[{"name":"A","value":"1"},{"name":"B","value":"2"}]},
+                {"name":"side","image":"proxylab/echo-tcp:1"}],
+                "nodeName":"node-1"},
+            "status":{"phase":"Running"}});
+        let body = br#"{"metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":"pod2"},"labels":{"new":"y","old":null}},"spec":{"$setElementOrder/containers":[{"name":"app"}],"containers":[{"$setElementOrder/env":[{"name":"B"}],"$setElementOrder/ports":[{"containerPort":8080},{"containerPort":9000}],"env":[{"name":"B","value":"3"},{"$patch":"delete","name":"A"}],"image":"proxylab/echo-http:2","name":"app","ports":[{"containerPort":9000,"name":"metrics"},{"$patch":"delete","containerPort":8443}]},{"$patch":"delete","name":"side"}]}}"#;
+        apply_patch(
+            "application/strategic-merge-patch+json",
+            &mut live,
+            body,
+            info("pods"),
+        )
+        .expect("patch");
+        assert_eq!(
+            live,
+            json!({"apiVersion":"v1","kind":"Pod",
+                "metadata":{"name":"web","namespace":"default","uid":"u-9","labels":{"app":"web","new":"y"},
+                    "annotations":{"kubectl.kubernetes.io/last-applied-configuration":"pod2"}},
+                "spec":{"containers":[
+                    {"name":"app","image":"proxylab/echo-http:2",
+                     "ports":[{"name":"http","containerPort":8080,"protocol":"TCP"},{"containerPort":9000,"name":"metrics"}],
+                     "env":[{"name":"B","value":"3"}]}],
+                    "nodeName":"node-1"},
+                "status":{"phase":"Running"}})
+        );
+    }
+
+    /// Captured from kubectl 1.33 `apply`: a Service going from http:80 + https:443 (ClusterIP) to
+    /// http:80→8080 + dns:53/UDP (NodePort).
+    #[test]
+    fn kubectl_apply_captured_service_patch() {
+        let mut live = json!({"kind":"Service","metadata":{"name":"web"},"spec":{"type":"ClusterIP","clusterIP":"127.0.40.7",
+            "selector":{"app":"web"},"ports":[
+                {"name":"http","port":80,"targetPort":"http","protocol":"TCP"},
+                {"name":"https","port":443,"targetPort":"https","protocol":"TCP"}]}});
+        let body = br#"{"spec":{"$setElementOrder/ports":[{"port":80},{"port":53}],"ports":[{"port":80,"targetPort":8080},{"name":"dns","port":53,"protocol":"UDP"},{"$patch":"delete","port":443}],"type":"NodePort"}}"#;
+        apply_patch(
+            "application/strategic-merge-patch+json",
+            &mut live,
+            body,
+            info("services"),
+        )
+        .expect("patch");
+        assert_eq!(
+            live["spec"],
+            json!({"type":"NodePort","clusterIP":"127.0.40.7","selector":{"app":"web"},"ports":[
+                {"name":"http","port":80,"targetPort":8080,"protocol":"TCP"},
+                {"name":"dns","port":53,"protocol":"UDP"}]})
+        );
+    }
+
     #[test]
     fn kubectl_apply_style_secret_patch() {
         // What kubectl apply sends after the user changed `stringData`/annotations of a Secret.
