@@ -384,6 +384,7 @@ async fn tls_with_alpn_h2_and_http11() {
     let (alpn, v) = tls_request(&pod, b"h2").await;
     assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
     assert_eq!(v["tls"], true);
+    assert_eq!(v["alpn"], "h2");
     assert_eq!(v["protocol"], "HTTP/2");
     let (alpn, v) = tls_request(&pod, b"http/1.1").await;
     assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
@@ -461,6 +462,21 @@ async fn udp_echo_and_whoami() {
         client.local_addr().expect("addr")
     );
     assert_eq!(std::str::from_utf8(&buf[..n]).expect("utf8"), expected);
+    // One line for the new client and one for its whoami — not one per datagram.
+    let me = client.local_addr().expect("addr");
+    let lines: Vec<String> = pod.log.tail(None).into_iter().map(|l| l.text).collect();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with(&me.to_string()))
+            .count(),
+        2,
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&format!("{me} -> {addr}/udp whoami")),
+        "{lines:?}"
+    );
     pod.stop().await;
 }
 

@@ -7,7 +7,7 @@
 //!
 //! Routes (any method):
 //! - any path → JSON `{method, path, query, host, headers, body, clientAddress, localAddress, pod,
-//!   namespace, node, podIP, tls, protocol}`; `headers` maps each lower-case name to its value
+//!   namespace, node, podIP, tls, alpn, protocol}`; `headers` maps each lower-case name to its value
 //!   (repeated headers joined with `", "`).
 //! - `/hostname` → the pod name as text (what `agnhost netexec` answers).
 //! - `/clientip` → the client IP the socket saw, as text.
@@ -308,6 +308,7 @@ async fn echo_json(pod: &PodIdentity, req: Request) -> Result<Value, Response> {
         "node": pod.node,
         "podIP": pod.ip.to_string(),
         "tls": conn.is_some_and(|c| c.tls),
+        "alpn": conn.and_then(|c| c.alpn.as_deref()).map(String::from_utf8_lossy),
         "protocol": protocol_name(parts.version),
     }))
 }
