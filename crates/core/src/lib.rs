@@ -18,7 +18,10 @@
 //! This crate knows nothing of kube-rs: whatever feeds the cluster model (a YAML file, the lab, a real
 //! cluster through `proxylab-kube`) hands it plain Kubernetes JSON.
 
+pub mod balance;
+pub mod cluster;
 pub mod http;
+pub mod l4;
 pub mod route;
 pub mod runtime;
 pub mod serve;

@@ -1,0 +1,22 @@
+//! # L4 relaying: what kube-proxy's userspace mode did with bytes
+//!
+//! A layer-4 proxy does not parse what it carries. For TCP it accepts a connection, dials an endpoint
+//! and moves bytes both ways until both sides are done; for UDP, which has no connections, it invents
+//! *sessions*: a client `ip:port` gets its own upstream socket, so replies find their way back, and the
+//! session ends after an idle timeout.
+//!
+//! - [`tcp`]: dialling with kube-proxy's retry schedule, and [`tcp::relay`], which keeps half-close
+//!   (one side's FIN is passed on as a FIN; the other direction keeps flowing). On Linux the bytes move
+//!   with `splice(2)` through a pipe and never enter user space ([`splice`]); elsewhere a copy loop
+//!   with large buffers is used.
+//! - [`udp`]: the session table: per client, its own connected upstream socket, an idle timeout,
+//!   bounded size with least-recently-used eviction, and sessions dropped *at once* when their endpoint
+//!   leaves the service — the fix for the stale-conntrack black hole users hit with kube-proxy.
+//!
+//! Nothing here knows about Services: callers pass in a pick function, so the cloud load balancer
+//! reuses this module as the forwarder does.
+
+#[cfg(target_os = "linux")]
+pub mod splice;
+pub mod tcp;
+pub mod udp;
