@@ -17,13 +17,11 @@
 //!
 //! With a label or field selector, a change that moves an object *into* the selection is sent as
 //! `ADDED`, and *out of* it as `DELETED` — e.g. a node agent watching `spec.nodeName=node-1` sees a pod
-//! appear when the scheduler binds it. kube-apiserver knows each event's previous object; the lab tracks
-//! which objects the watcher has been shown instead (seeded from the current state when the watch starts
-//! from an explicit resourceVersion — an approximation at the edges).
+//! appear when the scheduler binds it. Like kube's watch cache, the store keeps each event's previous
+//! object, so the decision compares old and new state exactly.
 //!
 //! If the client asked for a Table (`kubectl get -w`), every event's object is a one-row Table.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -47,13 +45,6 @@ fn line(event_type: &str, object: &Value) -> Bytes {
         serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
     v.push(b'\n');
     Bytes::from(v)
-}
-
-fn key_of(o: &Value) -> (String, String) {
-    (
-        meta::namespace(o).unwrap_or("").to_owned(),
-        meta::name(o).unwrap_or("").to_owned(),
-    )
 }
 
 pub(crate) async fn watch(
@@ -118,29 +109,12 @@ pub(crate) async fn watch(
         .store
         .list(&resource, ns.as_deref())
         .map_err(|e| ApiError(Status::internal(e)))?;
-    let mut shown: HashSet<(String, String)> = HashSet::new();
     let mut initial = Vec::new();
     let since = match explicit_rv {
-        None => {
-            for o in current.into_iter().filter(|o| matches(o)) {
-                shown.insert(key_of(&o));
-                initial.push(o);
-            }
-            list_rv
-        }
-        Some(rv) => {
-            if send_initial {
-                for o in current.into_iter().filter(|o| matches(o)) {
-                    shown.insert(key_of(&o));
-                    initial.push(o);
-                }
-                list_rv.max(rv)
-            } else {
-                if filtered {
-                    shown.extend(current.iter().filter(|o| matches(o)).map(key_of));
-                }
-                rv
-            }
+        Some(rv) if !send_initial => rv,
+        _ => {
+            initial.extend(current.into_iter().filter(|o| matches(o)));
+            explicit_rv.map_or(list_rv, |rv| list_rv.max(rv))
         }
     };
 
@@ -197,17 +171,17 @@ pub(crate) async fn watch(
                     let Some(ev) = ev else { break };
                     last_rv = ev.resource_version;
                     let obj = ev.object.as_ref();
-                    let key = key_of(obj);
                     let ty = if filtered {
+                        // As kube's watch cache: compare the old and new state against the selector.
                         let now_matches = matches(obj);
-                        let was = shown.contains(&key);
+                        let was = ev.prev_object.as_deref().is_some_and(&matches);
                         match (ev.event_type, was, now_matches) {
-                            (EventType::Deleted, true, _) => { shown.remove(&key); Some("DELETED") }
-                            (EventType::Deleted, false, _) => None,
-                            (_, false, true) => { shown.insert(key); Some("ADDED") }
-                            (_, true, true) => Some(if ev.event_type == EventType::Added { "ADDED" } else { "MODIFIED" }),
-                            (_, true, false) => { shown.remove(&key); Some("DELETED") }
-                            (_, false, false) => None,
+                            (EventType::Added, _, true) => Some("ADDED"),
+                            (EventType::Deleted, true, _) => Some("DELETED"),
+                            (EventType::Modified, true, true) => Some("MODIFIED"),
+                            (EventType::Modified, false, true) => Some("ADDED"),
+                            (EventType::Modified, true, false) => Some("DELETED"),
+                            _ => None,
                         }
                     } else {
                         Some(ev.event_type.as_str())

@@ -231,3 +231,35 @@ async fn table_watch_events() {
     assert_eq!(e["object"]["kind"], "Table");
     assert_eq!(e["object"]["rows"][0]["cells"][0], "t");
 }
+
+#[tokio::test]
+async fn selector_watch_from_rv_sees_changes_made_before_it_started() {
+    let lab = lab().await;
+    let mut p = pod("gone");
+    p["spec"]["nodeName"] = json!("node-1");
+    lab.call("POST", PODS, Some(p)).await;
+    let sel = "fieldSelector=spec.nodeName%3Dnode-1";
+    let list = lab
+        .call("GET", &format!("/api/v1/pods?{sel}"), None)
+        .await
+        .json();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    // deleted between the list and the watch: the watch must still report it
+    lab.call("DELETE", &format!("{PODS}/gone?gracePeriodSeconds=0"), None)
+        .await;
+    let (_, mut body) = lab
+        .watch(&format!(
+            "/api/v1/pods?watch=true&{sel}&resourceVersion={rv}"
+        ))
+        .await;
+    let mut buf = Vec::new();
+    let e = next_event(&mut body, &mut buf).await.unwrap();
+    assert_eq!(
+        (e["type"].as_str(), e["object"]["metadata"]["name"].as_str()),
+        (Some("DELETED"), Some("gone"))
+    );
+}

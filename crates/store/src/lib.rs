@@ -98,6 +98,10 @@ pub struct WatchEvent {
     pub event_type: EventType,
     pub object: Arc<Value>,
     pub resource_version: u64,
+    /// The state before the change (`Modified`, `Deleted`; `None` for `Added`). kube-apiserver's watch
+    /// cache keeps it too: a watch with a label or field selector needs it to turn "no longer matches"
+    /// into `DELETED` and "now matches" into `ADDED`.
+    pub prev_object: Option<Arc<Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -261,12 +265,14 @@ impl Inner {
         key: &ObjectKey,
         event_type: EventType,
         object: Value,
+        prev: Option<Value>,
         rv: u64,
     ) {
         let event = WatchEvent {
             event_type,
             object: Arc::new(object),
             resource_version: rv,
+            prev_object: prev.map(Arc::new),
         };
         self.watchers.retain(|w| {
             if w.resource != key.resource {
@@ -358,6 +364,7 @@ impl Store for MemoryStore {
             key,
             EventType::Added,
             obj.clone(),
+            None,
             rv,
         );
         Ok(obj)
@@ -385,12 +392,13 @@ impl Store for MemoryStore {
         let rv = inner.rv + 1;
         set_rv(&mut obj, rv)?;
         inner.rv = rv;
+        let mut prev = None;
         if let Some(e) = inner
             .objects
             .get_mut(&key.resource)
             .and_then(|m| m.get_mut(&k))
         {
-            e.value = obj.clone();
+            prev = Some(std::mem::replace(&mut e.value, obj.clone()));
             e.rv = rv;
         }
         inner.publish(
@@ -398,6 +406,7 @@ impl Store for MemoryStore {
             key,
             EventType::Modified,
             obj.clone(),
+            prev,
             rv,
         );
         Ok(obj)
@@ -427,12 +436,14 @@ impl Store for MemoryStore {
         inner.rv = rv;
         // A non-object can never have been stored (create/update reject it), so this cannot fail; keep
         // the result anyway rather than unwrap.
+        let prev = obj.clone();
         set_rv(&mut obj, rv)?;
         inner.publish(
             self.history_capacity,
             key,
             EventType::Deleted,
             obj.clone(),
+            Some(prev),
             rv,
         );
         Ok(obj)
@@ -577,6 +588,7 @@ mod tests {
         let mut rx = s.watch("pods", None, 1).unwrap();
         let e = rx.recv().await.unwrap();
         assert_eq!((e.event_type, e.resource_version), (EventType::Modified, 2));
+        assert_eq!(e.prev_object.as_deref().map(rv_of), Some(1));
         s.delete(&k, None).unwrap(); // rv 4
         let e = rx.recv().await.unwrap();
         assert_eq!((e.event_type, e.resource_version), (EventType::Deleted, 4));
