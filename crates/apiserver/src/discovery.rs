@@ -99,7 +99,7 @@ pub(crate) fn discovery(
     })
 }
 
-pub(crate) fn openapi(segs: &[&str], fmt: Format) -> Option<ApiResult> {
+pub(crate) fn openapi(segs: &[&str], headers: &HeaderMap, fmt: Format) -> Option<ApiResult> {
     let nf = || {
         Err(Status::new(
             404,
@@ -109,6 +109,11 @@ pub(crate) fn openapi(segs: &[&str], fmt: Format) -> Option<ApiResult> {
         .into())
     };
     Some(match segs {
+        // kubectl asks /openapi/v2 for protobuf only; the lab serves JSON, so such a client gets 406 (it
+        // then relies on /openapi/v3, as kube-apiserver's clients do).
+        ["openapi", "v2"] if !response::accepts_json(headers) => {
+            Err(Status::not_acceptable(response::accept(headers)).into())
+        }
         ["openapi", "v2"] => Ok(response::object(
             StatusCode::OK,
             &openapi::v2_document(),

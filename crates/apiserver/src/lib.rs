@@ -55,7 +55,6 @@ mod response;
 mod rest;
 mod server;
 pub mod serviceaccount;
-mod tmp_shim;
 mod watch;
 
 pub use auth::{AuthMethod, UserInfo};

@@ -36,7 +36,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::tmp_shim::validation;
 use axum::body::Body;
 use axum::response::Response;
 use base64::Engine;
@@ -45,7 +44,7 @@ use http::{HeaderMap, Method, StatusCode, header};
 use proxylab_apimachinery::registry::{self, ResourceInfo};
 use proxylab_apimachinery::selector::{FieldSelector, LabelSelector};
 use proxylab_apimachinery::status::{CONFLICT_MODIFIED, Cause, Status};
-use proxylab_apimachinery::{meta, patch, table};
+use proxylab_apimachinery::{meta, patch, table, validation};
 use proxylab_store::{ObjectKey, StoreError};
 use rand::Rng;
 use serde_json::{Map, Value, json};
@@ -696,14 +695,17 @@ pub(crate) fn create(
             meta::set_name(&mut obj, &format!("{base}{}", random_suffix()));
         }
         let mut candidate = obj.clone();
-        let causes = validation::validate(info, &candidate);
-        if !causes.is_empty() {
-            return Err(invalid(info, &candidate, causes).into());
-        }
         let name = name_of(&candidate);
         let mut allocated = None;
         if info.group.is_empty() && info.resource == "services" {
             allocated = Some(state.alloc.admit(&mut candidate, None)?);
+        }
+        let causes = validation::validate(info, &candidate);
+        if !causes.is_empty() {
+            if let Some(a) = &allocated {
+                state.alloc.release(a);
+            }
+            return Err(invalid(info, &candidate, causes).into());
         }
         if dry_run {
             if let Some(a) = &allocated {
@@ -827,17 +829,20 @@ fn finish_update(
         m.remove("managedFields");
         m.remove("selfLink");
     }
-    let mut causes = validation::validate(info, &obj);
-    causes.extend(validation::validate_update(info, old, &obj));
-    if !causes.is_empty() {
-        return Err(invalid(info, &obj, causes).into());
-    }
     let is_service = info.group.is_empty() && info.resource == "services" && sub.is_none();
     let allocated = if is_service {
         Some(state.alloc.admit(&mut obj, Some(old))?)
     } else {
         None
     };
+    let mut causes = validation::validate(info, &obj);
+    causes.extend(validation::validate_update(info, old, &obj));
+    if !causes.is_empty() {
+        if let Some(a) = &allocated {
+            state.alloc.release(a);
+        }
+        return Err(invalid(info, &obj, causes).into());
+    }
     if dry_run {
         if let Some(a) = &allocated {
             state.alloc.release(a);

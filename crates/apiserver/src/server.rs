@@ -322,7 +322,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         if let Some(r) = discovery::discovery(&segs, &parts.headers, fmt, &server_address) {
             return r.unwrap_or_else(IntoResponse::into_response);
         }
-        if let Some(r) = discovery::openapi(&segs, fmt) {
+        if let Some(r) = discovery::openapi(&segs, &parts.headers, fmt) {
             return r.unwrap_or_else(IntoResponse::into_response);
         }
     }
@@ -341,7 +341,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
             // Known discovery/openapi paths exist but only for GET.
             if !is_read
                 && (discovery::discovery(&segs, &parts.headers, fmt, "").is_some()
-                    || discovery::openapi(&segs, fmt).is_some())
+                    || discovery::openapi(&segs, &parts.headers, fmt).is_some())
             {
                 return method_not_allowed();
             }
