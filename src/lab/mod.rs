@@ -274,6 +274,58 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
             .with_context(|| describe_obj(obj))?;
     }
 
+    // --- a forwarder (kube-proxy) per node, and the auth-proxy (kubectl proxy) ------------------
+    // Every forwarder watches the apiserver as kube-proxy does. On one machine all nodes share the
+    // loopback "network", so each forwarder opens the ClusterIP listeners with SO_REUSEPORT and the
+    // kernel spreads new connections over the nodes' forwarders — as if clients sat on every node.
+    // NodePorts and healthz listen on each node's own address.
+    let mut forwarder_handles = Vec::new();
+    for node in &lab.nodes {
+        let flags = vec![
+            format!("--kubeconfig={}", path(&kubeconfig_path)),
+            format!("--node-name={}", node.name),
+            format!("--node-ip={}", node.address),
+            format!("--healthz-bind-address={}:10256", node.address),
+            format!("--admin-address={}:10249", node.address),
+        ];
+        let fargs: proxylab_forwarder::ForwarderArgs = parse_flags("forwarder", &flags)?;
+        let bound = proxylab_forwarder::Forwarder::bind(fargs.to_config())
+            .await
+            .with_context(|| format!("starting the forwarder on {}", node.name))?;
+        forwarder_handles.push(bound.handle());
+        let token = shutdown.clone();
+        let name = node.name.clone();
+        tasks.spawn(async move {
+            (
+                format!("forwarder {name}"),
+                bound.serve(token).await.map_err(anyhow::Error::from),
+            )
+        });
+        printed.push(format!("forwarder {}", flags.join(" ")));
+    }
+    let auth_flags = vec![
+        format!("--kubeconfig={}", path(&kubeconfig_path)),
+        format!("--address={}", lab.auth_proxy.ip()),
+        format!("--port={}", lab.auth_proxy.port()),
+    ];
+    let aargs: proxylab_auth_proxy::AuthProxyArgs = parse_flags("auth-proxy", &auth_flags)?;
+    let aconfig = proxylab_auth_proxy::AuthProxyConfig::from_args(&aargs)
+        .await
+        .context("auth-proxy configuration")?;
+    let auth_proxy = proxylab_auth_proxy::AuthProxy::bind(aconfig)
+        .await
+        .context("starting the auth-proxy")?;
+    {
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            (
+                "auth-proxy".into(),
+                auth_proxy.serve(token).await.map_err(anyhow::Error::from),
+            )
+        });
+    }
+    printed.push(format!("auth-proxy {}", auth_flags.join(" ")));
+
     // --- wait until the lab answers --------------------------------------------------------------
     let expected_pods: BTreeSet<(String, String)> = topo
         .objects
@@ -295,6 +347,18 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
     wait_until_ready(&*store, &lab.nodes, &expected_pods, Duration::from_secs(30))
         .await
         .context("waiting for the lab to become ready")?;
+
+    wait_for_service_listeners(&*store, Duration::from_secs(30))
+        .await
+        .context("waiting for the forwarders' service listeners")?;
+    wait_for_http(
+        &format!("{}", lab.auth_proxy),
+        "/api/",
+        Duration::from_secs(10),
+    )
+    .await
+    .context("waiting for the auth-proxy")?;
+    drop(forwarder_handles);
 
     let ready_in = started.elapsed();
     let info = lab_info(&*store, &topo, &kubeconfig_path, &token, &apiserver_addrs)?;
@@ -404,6 +468,70 @@ async fn wait_until_ready(
         }
         if Instant::now() > deadline {
             bail!("still waiting for: {}", missing.join(", "));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every TCP ClusterIP:port of every service accepts a connection: the forwarders have caught up with
+/// the apiserver.
+async fn wait_for_service_listeners(store: &dyn Store, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    let (services, _) = store.list("services", None)?;
+    let mut targets = Vec::new();
+    for s in &services {
+        let Some(ip) = s
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        else {
+            continue;
+        };
+        // The `kubernetes` service points at the apiservers; it is served like any other.
+        for p in s
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let tcp = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP") == "TCP";
+            if let (true, Some(port)) = (tcp, p.get("port").and_then(Value::as_u64)) {
+                targets.push(SocketAddr::new(ip, port as u16));
+            }
+        }
+    }
+    for addr in targets {
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("nothing listens on service address {addr}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
+}
+
+/// An HTTP GET answers (any status but a connection failure).
+async fn wait_for_http(authority: &str, path: &str, limit: Duration) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(authority).await {
+            let req =
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            let mut buf = [0u8; 12];
+            if s.write_all(req.as_bytes()).await.is_ok()
+                && s.read_exact(&mut buf).await.is_ok()
+                && buf.starts_with(b"HTTP/1.1 200")
+            {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("http://{authority}{path} does not answer 200");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
