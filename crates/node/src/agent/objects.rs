@@ -839,6 +839,19 @@ mod tests {
         assert!(parse_labels(&["=x".into()]).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn label_parsing_never_panics(s in ".*") {
+            let _ = parse_labels(&[s]);
+        }
+
+        #[test]
+        fn image_names_never_panic(s in ".*") {
+            let base = crate::workload::image_base_name(&s);
+            proptest::prop_assert!(!base.contains('/') && !base.contains(':') && !base.contains('@'));
+        }
+    }
+
     #[test]
     fn host_facts_parsers() {
         assert_eq!(

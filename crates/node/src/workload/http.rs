@@ -412,6 +412,19 @@ mod tests {
         assert!(parse_query(None).is_empty());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn query_parsing_never_panics(q in ".*") {
+            let pairs = parse_query(Some(&q));
+            let _ = query_u64(&pairs, "n");
+        }
+
+        #[test]
+        fn percent_decoding_round_trips_plain_text(s in "[a-zA-Z0-9_.~-]*") {
+            proptest::prop_assert_eq!(percent_decode(&s), s);
+        }
+    }
+
     #[test]
     fn protocol_names() {
         assert_eq!(protocol_name(Version::HTTP_11), "HTTP/1.1");
