@@ -627,10 +627,16 @@ pub fn apply_patch(
             strategic_merge_patch(target, &parse_json()?, info)
         }
         "application/apply-patch+yaml" => {
-            let text =
-                std::str::from_utf8(body).map_err(|e| PatchError::InvalidBody(e.to_string()))?;
-            let patch: Value =
-                serde_saphyr::from_str(text).map_err(|e| PatchError::InvalidBody(e.to_string()))?;
+            // kubectl --server-side sends JSON; other clients send YAML. JSON first: it is exact and cheap.
+            let patch: Value = match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(_) => {
+                    let text = std::str::from_utf8(body)
+                        .map_err(|e| PatchError::InvalidBody(e.to_string()))?;
+                    serde_saphyr::from_str(text)
+                        .map_err(|e| PatchError::InvalidBody(e.to_string()))?
+                }
+            };
             if !patch.is_object() {
                 return Err(PatchError::InvalidBody(
                     "an apply patch must be an object".into(),
@@ -991,6 +997,14 @@ mod tests {
             t["spec"]["ports"],
             json!([{"port":81},{"port":82,"name":"b"}])
         );
+        apply_patch(
+            "application/apply-patch+yaml",
+            &mut t,
+            br#"{"apiVersion":"v1","kind":"Service","metadata":{"labels":{"a":"b"}}}"#,
+            svc,
+        )
+        .expect("apply json");
+        assert_eq!(t["metadata"]["labels"]["a"], "b");
         let e = apply_patch("text/plain", &mut t, b"{}", svc).expect_err("415");
         assert_eq!(e.to_status().code(), 415);
         assert_eq!(
