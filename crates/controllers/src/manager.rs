@@ -260,7 +260,8 @@ async fn run_controller(
     let name = kind.name();
     let mut wake_at: Option<Instant> = None;
     loop {
-        let resync = Instant::now() + shared.config.resync_period;
+        // A zero resync period would spin; a tenth of a second is the floor.
+        let resync = Instant::now() + shared.config.resync_period.max(Duration::from_millis(100));
         let until = wake_at.map_or(resync, |w| w.min(resync));
         tokio::select! {
             _ = shutdown.cancelled() => return,
