@@ -302,6 +302,27 @@ pub fn lookup_store_resource(store_resource: &str) -> Option<&'static ResourceIn
         .find(|r| r.store_resource() == store_resource)
 }
 
+/// Resolves a name the way kubectl accepts it on the command line: plural (`pods`), singular (`pod`),
+/// short name (`po`), kind in any case (`Pod`), or any of those qualified by the group
+/// (`endpointslices.discovery.k8s.io`, `lease.coordination.k8s.io`).
+pub fn resolve(name: &str) -> Option<&'static ResourceInfo> {
+    let lower = name.to_ascii_lowercase();
+    let matches = |r: &ResourceInfo, n: &str| {
+        r.resource == n
+            || r.singular == n
+            || r.short_names.contains(&n)
+            || r.kind.eq_ignore_ascii_case(n)
+    };
+    RESOURCES
+        .iter()
+        .find(|r| r.group.is_empty() && matches(r, &lower))
+        .or_else(|| RESOURCES.iter().find(|r| matches(r, &lower)))
+        .or_else(|| {
+            let (n, group) = lower.split_once('.')?;
+            RESOURCES.iter().find(|r| r.group == group && matches(r, n))
+        })
+}
+
 /// Resources of one group-version, in registry order.
 pub fn resources_in(group: &str, version: &str) -> impl Iterator<Item = &'static ResourceInfo> {
     let group = group.to_string();
@@ -364,6 +385,21 @@ mod tests {
         assert!(lookup("", "v1", "deployments").is_none());
         assert!(lookup_kind("v1", "EndpointSlice").is_none());
         assert_eq!(groups(), vec!["coordination.k8s.io", "discovery.k8s.io"]);
+        for (name, kind) in [
+            ("po", "Pod"),
+            ("pod", "Pod"),
+            ("Pods", "Pod"),
+            ("svc", "Service"),
+            ("ep", "Endpoints"),
+            ("endpointslice", "EndpointSlice"),
+            ("endpointslices.discovery.k8s.io", "EndpointSlice"),
+            ("lease.coordination.k8s.io", "Lease"),
+            ("ServiceAccount", "ServiceAccount"),
+        ] {
+            assert_eq!(resolve(name).map(|r| r.kind), Some(kind), "{name}");
+        }
+        assert!(resolve("deploy").is_none());
+        assert!(resolve("pods.apps").is_none());
     }
 
     #[test]

@@ -439,6 +439,69 @@ impl Status {
         Status::new(504, "Timeout", msg)
     }
 
+    /// Parses a `Status` object received from an apiserver (`None` if `v` is not a Status). Unknown
+    /// fields are ignored; a missing `code` reads as 500.
+    pub fn from_value(v: &Value) -> Option<Status> {
+        if v.get("kind").and_then(Value::as_str) != Some("Status") {
+            return None;
+        }
+        let s = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let details = v.get("details").filter(|d| d.is_object()).map(|d| {
+            let ds = |k: &str| {
+                d.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            Details {
+                name: ds("name"),
+                group: ds("group"),
+                kind: ds("kind"),
+                causes: d
+                    .get("causes")
+                    .and_then(Value::as_array)
+                    .map(|cs| {
+                        cs.iter()
+                            .map(|c| {
+                                let cs = |k: &str| {
+                                    c.get(k)
+                                        .and_then(Value::as_str)
+                                        .unwrap_or_default()
+                                        .to_string()
+                                };
+                                Cause {
+                                    reason: cs("reason"),
+                                    message: cs("message"),
+                                    field: cs("field"),
+                                }
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                retry_after_seconds: d
+                    .get("retryAfterSeconds")
+                    .and_then(Value::as_u64)
+                    .and_then(|n| u32::try_from(n).ok()),
+            }
+        });
+        Some(Status {
+            code: v
+                .get("code")
+                .and_then(Value::as_u64)
+                .and_then(|c| u16::try_from(c).ok())
+                .unwrap_or(500),
+            reason: s("reason"),
+            message: s("message"),
+            details,
+            success: s("status") == "Success",
+        })
+    }
+
     /// HTTP status code.
     pub fn code(&self) -> u16 {
         self.code
@@ -558,6 +621,31 @@ mod tests {
         );
         assert_eq!(v["details"]["causes"][1]["field"], "addressType");
         assert_eq!(v["details"]["kind"], "EndpointSlice");
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        for s in [
+            Status::not_found("pods", "a"),
+            Status::invalid(
+                "Pod",
+                "p",
+                vec![
+                    Cause::required("spec"),
+                    Cause::invalid("metadata.name", &json!("A"), "bad"),
+                ],
+            ),
+            Status::too_many_requests("slow down", 3),
+            Status::success("pods", "x"),
+            Status::unauthorized(),
+        ] {
+            assert_eq!(Status::from_value(&s.to_value()), Some(s));
+        }
+        assert_eq!(Status::from_value(&json!({"kind":"Pod"})), None);
+        assert_eq!(
+            Status::from_value(&json!({"kind":"Status"})).map(|s| s.code()),
+            Some(500)
+        );
     }
 
     #[test]
