@@ -25,7 +25,7 @@ impl Format {
             .next()
             .is_some_and(|first| first.trim().starts_with("application/yaml"));
         let pretty = match pretty_param {
-            Some(p) => p.is_empty() || p == "true" || p == "1",
+            Some(p) => matches!(p, "" | "1" | "t" | "T" | "true" | "TRUE" | "True"),
             None => false,
         };
         Format { pretty, yaml }

@@ -134,8 +134,13 @@ impl Query {
     pub fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str)
     }
+    /// A boolean parameter, parsed as Go's `strconv.ParseBool` (kube-apiserver's parser): the Python
+    /// client sends `watch=True`. A bare `?watch` counts as true.
     pub fn flag(&self, k: &str) -> bool {
-        matches!(self.get(k), Some("true" | "1" | ""))
+        matches!(
+            self.get(k),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True" | "")
+        )
     }
     fn dry_run(&self) -> bool {
         self.get("dryRun") == Some("All")
@@ -279,6 +284,12 @@ pub(crate) async fn handle(
 ) -> ApiResult {
     let fmt = Format::from_request(headers, q.get("pretty"));
     let info = target.info;
+    // HEAD is GET without a body (hyper drops the body).
+    let method = if *method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     if !response::accepts_json(headers) {
         return Err(Status::not_acceptable(response::accept(headers)).into());
     }

@@ -27,7 +27,7 @@ use proxylab_store::{ObjectKey, Store, StoreError};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::allocator::ServiceAllocator;
 use crate::auth::{Authenticator, UserInfo, anonymous_allowed};
@@ -267,12 +267,15 @@ async fn authenticate(
     let username = user.username.clone();
     req.extensions_mut().insert(user);
     let resp = next.run(req).await;
-    info!(
-        %method, %uri, %remote, user = %username,
-        status = resp.status().as_u16(),
-        latency_ms = start.elapsed().as_millis() as u64,
-        "request"
-    );
+    let status = resp.status().as_u16();
+    let latency_ms = start.elapsed().as_millis() as u64;
+    // Reads are the bulk (informers, health probes): log them at debug; writes and failures at info,
+    // as kube-apiserver's httplog does at its default verbosity.
+    if method == http::Method::GET && status < 400 {
+        debug!(%method, %uri, %remote, user = %username, status, latency_ms, "request");
+    } else {
+        info!(%method, %uri, %remote, user = %username, status, latency_ms, "request");
+    }
     resp
 }
 

@@ -122,7 +122,7 @@ async fn bookmarks_and_timeout() {
     assert_eq!(e["object"]["metadata"]["resourceVersion"], rv.as_str());
 
     let (_, mut body) = lab
-        .watch(&format!("{PODS}?watch=true&timeoutSeconds=1"))
+        .watch(&format!("{PODS}?watch=True&timeoutSeconds=1"))
         .await;
     let mut buf = Vec::new();
     assert!(
