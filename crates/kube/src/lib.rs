@@ -18,7 +18,7 @@
 pub mod config;
 pub mod dialer;
 pub mod upstream;
-// pub mod watch;
+pub mod watch;
 
 pub use config::{ClusterConfig, ConfigSource, KubeconfigError, KubeconfigOptions, load};
 pub use upstream::{Credentials, Upstream, UpstreamOptions};

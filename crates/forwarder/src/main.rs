@@ -1,0 +1,42 @@
+//! `forwarder`: proxy type 3, kube-proxy as an L4 TCP/UDP load balancer. See the crate docs and
+//! docs/forwarder.md.
+
+use clap::Parser;
+use proxylab_forwarder::{Forwarder, ForwarderArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "forwarder",
+    version,
+    about = "kube-proxy as a real L4 TCP/UDP load balancer (proxy type 3)"
+)]
+struct Cli {
+    #[command(flatten)]
+    args: ForwarderArgs,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    proxylab_core::tls::install_crypto_provider();
+    proxylab_core::telemetry::init_tracing(cli.args.log_format);
+    // Two descriptors per relayed connection (plus two pipes while splicing): raise the limit as
+    // kube-proxy did.
+    if let Err(e) = proxylab_core::runtime::raise_nofile_limit(1 << 20) {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
+    let forwarder = match Forwarder::bind(cli.args.to_config()).await {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("forwarder: {e}");
+            std::process::exit(if e.is_config() { 2 } else { 1 });
+        }
+    };
+    let addrs = forwarder.local_addrs();
+    tracing::info!(healthz = ?addrs.healthz, admin = ?addrs.admin, "forwarder started");
+    let shutdown = proxylab_core::runtime::shutdown_token();
+    if let Err(e) = forwarder.serve(shutdown).await {
+        eprintln!("forwarder: {e}");
+        std::process::exit(1);
+    }
+}

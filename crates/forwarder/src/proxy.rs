@@ -1,0 +1,652 @@
+//! The proxier: keeps one listener per service frontend in line with the cluster, and relays.
+//!
+//! kube-proxy's loop is "on every change, compute what should be, make it so". Here that is
+//! [`reconcile`]: from a [`ClusterSnapshot`] it computes, per service port, the endpoint sets (one for
+//! ClusterIP traffic under `internalTrafficPolicy`, one for NodePort/externalIP traffic under
+//! `externalTrafficPolicy`), updates their balancers, then opens the listeners that should exist and
+//! closes those that should not. Established connections belong to their own tasks, not to the
+//! listener, so closing a listener or changing endpoints never breaks them — as with kube-proxy,
+//! changes apply to new connections.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use proxylab_core::balance::{Algorithm, Balancer, Locality, usable_endpoints};
+use proxylab_core::cluster::{
+    ClusterSnapshot, ClusterView, Protocol, ServiceKey, ServiceType, SessionAffinity, TrafficPolicy,
+};
+use proxylab_core::l4::tcp::{DialError, RelayMode, dial, relay, tune};
+use proxylab_core::l4::udp::{SessionSummary, UdpConfig, UdpProxy, UdpTarget};
+use proxylab_core::runtime::{ListenOptions, bind_tcp, bind_udp};
+use proxylab_core::telemetry::{AdminState, HopRecord};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ForwarderConfig;
+
+/// Which kind of address a listener serves; decides the traffic policy that applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Frontend {
+    /// ClusterIP:port — `internalTrafficPolicy`.
+    ClusterIP,
+    /// NodeIP:nodePort — `externalTrafficPolicy`.
+    NodePort,
+    /// externalIP:port — `externalTrafficPolicy`.
+    ExternalIP,
+}
+
+/// One open service listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerInfo {
+    pub protocol: Protocol,
+    pub addr: SocketAddr,
+    pub service: ServiceKey,
+    pub port_name: String,
+    pub frontend: Frontend,
+}
+
+type PortKey = (ServiceKey, String, Protocol);
+
+/// The balancers of one service port.
+struct PortRuntime {
+    key: PortKey,
+    /// `namespace/name:port` for hop records.
+    target: String,
+    internal: Balancer,
+    external: Balancer,
+}
+
+impl PortRuntime {
+    fn balancer(&self, fe: Frontend) -> &Balancer {
+        match fe {
+            Frontend::ClusterIP => &self.internal,
+            Frontend::NodePort | Frontend::ExternalIP => &self.external,
+        }
+    }
+}
+
+struct Listener {
+    port: Arc<PortRuntime>,
+    frontend: Frontend,
+    cancel: CancellationToken,
+    udp: Option<Arc<UdpProxy>>,
+}
+
+struct HealthServer {
+    cancel: CancellationToken,
+    local: Arc<AtomicUsize>,
+}
+
+#[derive(Default)]
+struct State {
+    ports: HashMap<PortKey, Arc<PortRuntime>>,
+    listeners: HashMap<(Protocol, SocketAddr), Listener>,
+    health: HashMap<SocketAddr, HealthServer>,
+    /// Addresses that failed to bind, so the warning is logged once, not on every change.
+    bind_failed: HashSet<(Protocol, SocketAddr)>,
+}
+
+/// State shared by the proxier's tasks.
+pub(crate) struct Shared {
+    pub(crate) node_name: Option<String>,
+    node_ips: Vec<IpAddr>,
+    algorithm: Algorithm,
+    relay_mode: RelayMode,
+    udp: UdpConfig,
+    dial_timeouts: Vec<Duration>,
+    drain_timeout: Duration,
+    keepalive: Duration,
+    instance: String,
+    pub(crate) view: ClusterView,
+    pub(crate) admin: AdminState,
+    /// The last snapshot revision applied; `None` before the first reconcile.
+    pub(crate) applied: watch::Sender<Option<u64>>,
+    /// When the last snapshot was applied (RFC 3339), for kube-proxy's `/healthz` body.
+    pub(crate) last_applied: Mutex<Option<String>>,
+    state: Mutex<State>,
+    /// Connection tasks (drained on shutdown).
+    tracker: TaskTracker,
+    /// Cancelled when the drain bound is reached: cuts what is still relaying.
+    cut: CancellationToken,
+}
+
+impl Shared {
+    pub(crate) fn new(cfg: &ForwarderConfig, view: ClusterView) -> Arc<Self> {
+        let (applied, _) = watch::channel(None);
+        Arc::new(Self {
+            node_name: cfg.node_name.clone(),
+            node_ips: cfg.node_ips.clone(),
+            algorithm: cfg.algorithm,
+            relay_mode: cfg.relay_mode,
+            udp: cfg.udp,
+            dial_timeouts: cfg.dial_timeouts.clone(),
+            drain_timeout: cfg.drain_timeout,
+            keepalive: cfg.keepalive,
+            instance: cfg
+                .instance
+                .clone()
+                .or_else(|| cfg.node_name.clone())
+                .unwrap_or_else(|| "forwarder".into()),
+            view,
+            admin: cfg.admin.clone().unwrap_or_default(),
+            applied,
+            last_applied: Mutex::new(None),
+            state: Mutex::new(State::default()),
+            tracker: TaskTracker::new(),
+            cut: CancellationToken::new(),
+        })
+    }
+
+    pub(crate) fn listeners(&self) -> Vec<ListenerInfo> {
+        let st = self.state.lock();
+        let mut v: Vec<ListenerInfo> = st
+            .listeners
+            .iter()
+            .map(|((protocol, addr), l)| ListenerInfo {
+                protocol: *protocol,
+                addr: *addr,
+                service: l.port.key.0.clone(),
+                port_name: l.port.key.1.clone(),
+                frontend: l.frontend,
+            })
+            .collect();
+        v.sort_by_key(|l| (l.addr, l.protocol));
+        v
+    }
+
+    pub(crate) fn endpoints(
+        &self,
+        service: &ServiceKey,
+        port: &str,
+        protocol: Protocol,
+        fe: Frontend,
+    ) -> Vec<SocketAddr> {
+        let st = self.state.lock();
+        st.ports
+            .get(&(service.clone(), port.to_string(), protocol))
+            .map(|p| {
+                let mut v = p.balancer(fe).endpoints();
+                v.sort();
+                v
+            })
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn udp_session(
+        &self,
+        listener: SocketAddr,
+        client: SocketAddr,
+    ) -> Option<SocketAddr> {
+        let st = self.state.lock();
+        st.listeners
+            .get(&(Protocol::Udp, listener))
+            .and_then(|l| l.udp.as_ref())
+            .and_then(|u| u.session_upstream(client))
+    }
+}
+
+/// The proxier loop: apply every published snapshot until `stop`, then drain.
+pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut rx = shared.view.subscribe();
+    loop {
+        rx.borrow_and_update();
+        let snap = shared.view.snapshot();
+        reconcile(&shared, &snap, &stop);
+        shared.admin.set_ready(snap.synced);
+        *shared.last_applied.lock() = Some(jiff::Timestamp::now().to_string());
+        shared.applied.send_replace(Some(snap.revision));
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            r = rx.changed() => if r.is_err() { stop.cancelled().await; break; },
+        }
+    }
+    shared.admin.set_ready(false);
+    // Listeners stop with `stop` (their tokens are its children); established connections drain.
+    {
+        let mut st = shared.state.lock();
+        for (_, l) in st.listeners.drain() {
+            l.cancel.cancel();
+        }
+        for (_, h) in st.health.drain() {
+            h.cancel.cancel();
+        }
+    }
+    shared.tracker.close();
+    if tokio::time::timeout(shared.drain_timeout, shared.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::info!("drain bound reached; closing remaining connections");
+        shared.cut.cancel();
+        shared.tracker.wait().await;
+    }
+}
+
+/// Makes listeners and balancers match `snap`.
+fn reconcile(shared: &Arc<Shared>, snap: &ClusterSnapshot, stop: &CancellationToken) {
+    let node = shared.node_name.as_deref().and_then(|n| snap.nodes.get(n));
+    let here = Locality {
+        node_name: shared.node_name.as_deref(),
+        zone: node.and_then(|n| n.zone.as_deref()),
+    };
+    let node_ips: Vec<IpAddr> = if !shared.node_ips.is_empty() {
+        shared.node_ips.clone()
+    } else if let Some(n) = node.filter(|n| !n.addresses.is_empty()) {
+        n.ips()
+    } else {
+        vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]
+    };
+
+    let mut desired: HashMap<(Protocol, SocketAddr), (PortKey, Frontend)> = HashMap::new();
+    let mut desired_health: HashMap<SocketAddr, (ServiceKey, usize)> = HashMap::new();
+    let mut live_ports: HashSet<PortKey> = HashSet::new();
+    let mut st = shared.state.lock();
+    for svc in snap.services.values() {
+        if svc.type_ == ServiceType::ExternalName || svc.is_headless() {
+            continue;
+        }
+        let key = svc.key();
+        let affinity = match svc.session_affinity {
+            SessionAffinity::ClientIP { timeout } => Some(timeout),
+            SessionAffinity::None => None,
+        };
+        let mut local_endpoints = 0usize;
+        for port in &svc.ports {
+            if !matches!(port.protocol, Protocol::Tcp | Protocol::Udp) {
+                continue;
+            }
+            let pk: PortKey = (key.clone(), port.name.clone(), port.protocol);
+            let eps = snap.endpoints_for(&key, port);
+            let rt = st
+                .ports
+                .entry(pk.clone())
+                .or_insert_with(|| {
+                    let label = if port.name.is_empty() {
+                        port.port.to_string()
+                    } else {
+                        port.name.clone()
+                    };
+                    Arc::new(PortRuntime {
+                        key: pk.clone(),
+                        target: format!("{key}:{label}"),
+                        internal: Balancer::new(shared.algorithm, affinity),
+                        external: Balancer::new(shared.algorithm, affinity),
+                    })
+                })
+                .clone();
+            rt.internal.set_affinity(affinity);
+            rt.external.set_affinity(affinity);
+            rt.internal
+                .update(&usable_endpoints(&eps, svc.internal_traffic_policy, here));
+            rt.external
+                .update(&usable_endpoints(&eps, svc.external_traffic_policy, here));
+            local_endpoints =
+                local_endpoints.max(usable_endpoints(&eps, TrafficPolicy::Local, here).len());
+            live_ports.insert(pk.clone());
+            for ip in &svc.cluster_ips {
+                desired.insert(
+                    (port.protocol, SocketAddr::new(*ip, port.port)),
+                    (pk.clone(), Frontend::ClusterIP),
+                );
+            }
+            for ip in &svc.external_ips {
+                desired.insert(
+                    (port.protocol, SocketAddr::new(*ip, port.port)),
+                    (pk.clone(), Frontend::ExternalIP),
+                );
+            }
+            if svc.has_node_ports()
+                && let Some(np) = port.node_port
+            {
+                for ip in &node_ips {
+                    desired.insert(
+                        (port.protocol, SocketAddr::new(*ip, np)),
+                        (pk.clone(), Frontend::NodePort),
+                    );
+                }
+            }
+        }
+        if svc.type_ == ServiceType::LoadBalancer
+            && svc.external_traffic_policy == TrafficPolicy::Local
+            && let Some(hc) = svc.health_check_node_port
+        {
+            for ip in &node_ips {
+                desired_health.insert(SocketAddr::new(*ip, hc), (key.clone(), local_endpoints));
+            }
+        }
+    }
+    st.ports.retain(|k, _| live_ports.contains(k));
+    // Close listeners that are gone or now mean something else.
+    st.listeners.retain(|k, l| match desired.get(k) {
+        Some((pk, fe)) if *pk == l.port.key && *fe == l.frontend => true,
+        _ => {
+            l.cancel.cancel();
+            false
+        }
+    });
+    // UDP sessions pinned to endpoints that left the set end now.
+    for l in st.listeners.values() {
+        if let Some(u) = &l.udp {
+            let eps = l.port.balancer(l.frontend).endpoints();
+            u.retain_upstreams(|a| eps.contains(&a));
+        }
+    }
+    let bind_failed_before = std::mem::take(&mut st.bind_failed);
+    for ((proto, addr), (pk, fe)) in desired {
+        if st.listeners.contains_key(&(proto, addr)) {
+            continue;
+        }
+        let Some(rt) = st.ports.get(&pk).cloned() else {
+            continue;
+        };
+        match open_listener(shared, proto, addr, rt.clone(), fe, stop) {
+            Ok(l) => {
+                st.listeners.insert((proto, addr), l);
+            }
+            Err(e) => {
+                if !bind_failed_before.contains(&(proto, addr)) {
+                    tracing::warn!(%addr, protocol = %proto, service = %rt.target, error = %e, "cannot open service listener");
+                }
+                st.bind_failed.insert((proto, addr));
+            }
+        }
+    }
+    // Health-check node ports.
+    st.health.retain(|addr, h| {
+        if let Some((_, n)) = desired_health.get(addr) {
+            h.local.store(*n, Ordering::Relaxed);
+            true
+        } else {
+            h.cancel.cancel();
+            false
+        }
+    });
+    for (addr, (service, n)) in desired_health {
+        if st.health.contains_key(&addr) {
+            continue;
+        }
+        match bind_tcp(
+            addr,
+            ListenOptions {
+                reuse_port: true,
+                backlog: 128,
+            },
+        ) {
+            Ok(l) => {
+                let local = Arc::new(AtomicUsize::new(n));
+                let cancel = stop.child_token();
+                tokio::spawn(crate::health::serve_service_health(
+                    l,
+                    service,
+                    local.clone(),
+                    cancel.clone(),
+                ));
+                st.health.insert(addr, HealthServer { cancel, local });
+            }
+            Err(e) => tracing::warn!(%addr, error = %e, "cannot open health-check node port"),
+        }
+    }
+}
+
+fn open_listener(
+    shared: &Arc<Shared>,
+    proto: Protocol,
+    addr: SocketAddr,
+    rt: Arc<PortRuntime>,
+    fe: Frontend,
+    stop: &CancellationToken,
+) -> std::io::Result<Listener> {
+    let cancel = stop.child_token();
+    // SO_REUSEPORT: in the lab every node's forwarder serves the same ClusterIPs, as every node's
+    // kube-proxy does in a cluster; the kernel spreads clients over them.
+    match proto {
+        Protocol::Tcp => {
+            let listener = bind_tcp(
+                addr,
+                ListenOptions {
+                    reuse_port: true,
+                    backlog: 4096,
+                },
+            )?;
+            tokio::spawn(accept_loop(
+                shared.clone(),
+                listener,
+                rt.clone(),
+                fe,
+                cancel.clone(),
+            ));
+            Ok(Listener {
+                port: rt,
+                frontend: fe,
+                cancel,
+                udp: None,
+            })
+        }
+        Protocol::Udp => {
+            let socket = bind_udp(addr, true)?;
+            let weak: Weak<Shared> = Arc::downgrade(shared);
+            let target = rt.target.clone();
+            let proxy = UdpProxy::new(socket, shared.udp, move |s| {
+                if let Some(sh) = weak.upgrade() {
+                    sh.record_udp(&s, &target);
+                }
+            })?;
+            let picker_rt = rt.clone();
+            tokio::spawn(proxy.clone().run(
+                move |client| {
+                    let p = picker_rt.balancer(fe).pick(Some(client.ip()), &[])?;
+                    Some(UdpTarget {
+                        addr: p.addr,
+                        reason: p.reason.to_string(),
+                        guard: Some(Box::new(p)),
+                    })
+                },
+                cancel.clone(),
+            ));
+            Ok(Listener {
+                port: rt,
+                frontend: fe,
+                cancel,
+                udp: Some(proxy),
+            })
+        }
+        Protocol::Sctp => Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "SCTP is not proxied",
+        )),
+    }
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    rt: Arc<PortRuntime>,
+    fe: Frontend,
+    cancel: CancellationToken,
+) {
+    let local = listener.local_addr().ok();
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let listener_addr = local.unwrap_or(peer);
+                let (sh, rt) = (shared.clone(), rt.clone());
+                shared.tracker.spawn(async move {
+                    let cut = sh.cut.clone();
+                    tokio::select! {
+                        _ = cut.cancelled() => {}
+                        _ = handle_tcp(&sh, &rt, fe, stream, peer, listener_addr) => {}
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of descriptors or similar: back off instead of spinning; the listener stays.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn handle_tcp(
+    shared: &Shared,
+    rt: &PortRuntime,
+    fe: Frontend,
+    client: TcpStream,
+    peer: SocketAddr,
+    listener: SocketAddr,
+) {
+    let started = Instant::now();
+    let mut hop = HopRecord::start("forwarder", &shared.instance, "tcp", peer, listener);
+    hop.target = Some(rt.target.clone());
+    tune(&client, shared.keepalive);
+    let balancer = rt.balancer(fe);
+    let dialled = dial(&shared.dial_timeouts, |tried| {
+        balancer.pick(Some(peer.ip()), tried).map(|p| (p.addr, p))
+    })
+    .await;
+    match dialled {
+        Err(DialError::NoEndpoint) => {
+            // kube-proxy rejects such connections (an ICMP reject in iptables mode); closing is our reject.
+            hop.outcome = "no-endpoints".into();
+        }
+        Err(DialError::Exhausted(failures)) => {
+            hop.outcome = "connect-failed".into();
+            hop.reason = Some(describe_failures(&failures));
+            hop.upstream = failures.last().map(|f| f.addr);
+        }
+        Ok((upstream, pick, failures)) => {
+            tune(&upstream, shared.keepalive);
+            hop.upstream = Some(pick.addr);
+            hop.endpoint = Some(pick.addr.to_string());
+            hop.upstream_local = upstream.local_addr().ok();
+            let mut reason = pick.reason.to_string();
+            if !failures.is_empty() {
+                reason = format!("{reason}; {}", describe_failures(&failures));
+            }
+            hop.reason = Some(reason);
+            let (stats, result) = relay(client, upstream, shared.relay_mode).await;
+            drop(pick);
+            hop.bytes_up = stats.client_to_upstream;
+            hop.bytes_down = stats.upstream_to_client;
+            if let Err(e) = result {
+                hop.outcome = match e.kind() {
+                    std::io::ErrorKind::ConnectionReset => "reset".into(),
+                    std::io::ErrorKind::BrokenPipe => "broken-pipe".into(),
+                    _ => format!("relay-error: {e}"),
+                };
+            }
+        }
+    }
+    hop.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    shared.admin.hops.record(hop);
+}
+
+fn describe_failures(failures: &[proxylab_core::l4::tcp::DialFailure]) -> String {
+    let parts: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{}: {}", f.addr, f.error))
+        .collect();
+    format!(
+        "after {} failed dial(s): {}",
+        failures.len(),
+        parts.join(", ")
+    )
+}
+
+impl Shared {
+    fn record_udp(&self, s: &SessionSummary, target: &str) {
+        let mut hop = HopRecord::start("forwarder", &self.instance, "udp", s.client, s.listener);
+        if let Ok(t) = jiff::Timestamp::try_from(s.wall_start) {
+            hop.time = t.to_string();
+        }
+        hop.target = Some(target.to_string());
+        hop.upstream = Some(s.upstream);
+        hop.upstream_local = s.upstream_local;
+        hop.endpoint = Some(s.upstream.to_string());
+        hop.reason = Some(s.reason.clone());
+        hop.bytes_up = s.bytes_up;
+        hop.bytes_down = s.bytes_down;
+        hop.duration_ms = s.started.elapsed().as_secs_f64() * 1000.0;
+        hop.outcome = s.end.as_str().to_string();
+        self.admin.hops.record(hop);
+    }
+}
+
+/// Follows a manifest file: reload when it changes (the directory is watched, since editors replace
+/// files) and on SIGHUP. A bad edit is logged and the previous model kept.
+pub(crate) async fn follow_file(path: PathBuf, view: ClusterView, stop: CancellationToken) {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let file_name = path.file_name().map(|n| n.to_os_string());
+    let watched = path.clone();
+    let mut watcher = match notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev
+            && ev
+                .paths
+                .iter()
+                .any(|p| p.file_name().map(|n| n.to_os_string()) == file_name)
+        {
+            let _ = tx.try_send(());
+        }
+    }) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP");
+            None
+        }
+    };
+    if let Some(w) = watcher.as_mut() {
+        let dir = watched
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if let Err(e) = w.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP");
+        }
+    }
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let hup_fut = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup_fut = std::future::pending::<()>();
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = rx.recv() => {
+                // Let a burst of events (write, chmod, rename) settle before reading.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                while rx.try_recv().is_ok() {}
+            }
+            _ = hup_fut => {}
+        }
+        match crate::manifests::load(&path) {
+            Ok(snap) => {
+                tracing::info!(file = %path.display(), services = snap.services.len(), "configuration reloaded");
+                view.replace(snap);
+            }
+            Err(e) => tracing::error!("{e} (keeping the previous configuration)"),
+        }
+    }
+}
