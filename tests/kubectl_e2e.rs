@@ -68,8 +68,23 @@ fn get_lists_show_the_usual_columns() {
     );
     assert!(slices.lines().any(|l| l.starts_with("web-")), "{slices}");
 
+    // A fresh cluster has no Secrets (no auto-created token Secrets since 1.24); make one.
+    lab.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "db-pass",
+        "-n",
+        "kube-system",
+        "--from-literal=password=s3cret",
+    ]);
     let secrets = lab.kubectl(&["get", "secrets", "--all-namespaces"]);
     assert!(secrets.starts_with("NAMESPACE"), "{secrets}");
+    let row = secrets
+        .lines()
+        .find(|l| l.starts_with("kube-system") && l.contains("db-pass"))
+        .expect("db-pass row");
+    assert!(row.contains("Opaque") && row.contains(" 1 "), "{secrets}");
     let sas = lab.kubectl(&["get", "sa", "-A"]);
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(

@@ -307,6 +307,11 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
         format!("--kubeconfig={}", path(&kubeconfig_path)),
         format!("--address={}", lab.auth_proxy.ip()),
         format!("--port={}", lab.auth_proxy.port()),
+        // kubectl proxy's Host check, widened by the lab's own address when it is not 127.0.0.1.
+        format!(
+            "--accept-hosts=^localhost$,^127\\.0\\.0\\.1$,^\\[::1\\]$,^{}$",
+            regex_escape(&lab.auth_proxy.ip().to_string())
+        ),
     ];
     let aargs: proxylab_auth_proxy::AuthProxyArgs = parse_flags("auth-proxy", &auth_flags)?;
     let aconfig = proxylab_auth_proxy::AuthProxyConfig::from_args(&aargs)
@@ -401,6 +406,10 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
             Ok(())
         }
     }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.replace('.', "\\.")
 }
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
