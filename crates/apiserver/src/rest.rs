@@ -26,7 +26,8 @@
 //!   `deletionTimestamp` / `deletionGracePeriodSeconds` and the node agent finishes the job with a
 //!   `gracePeriodSeconds=0` delete (see CONTRACTS.md). Deleting a Namespace deletes everything in it
 //!   *synchronously* (kube-apiserver marks it Terminating and the namespace controller empties it
-//!   asynchronously; the lab keeps it simple). `metadata.finalizers` are not honoured.
+//!   asynchronously; the lab keeps it simple). An object with `metadata.finalizers` is only marked
+//!   (`deletionTimestamp`) and disappears when an update removes its last finalizer.
 //!
 //! Simplifications: no admission webhooks, no managedFields, `fieldValidation` and `fieldManager` are
 //! accepted and ignored, lists are not consistent snapshots across pages (a continue token remembers
@@ -1022,9 +1023,24 @@ fn patch_error(_info: &ResourceInfo, _name: &str, e: patch::PatchError) -> Statu
     e.to_status()
 }
 
-/// An object whose deletion is pending (deletionTimestamp set) and that has no finalizers left... is
-/// not modelled beyond pods: nothing to do. Kept as the hook where finalizer handling would go.
-fn finalize_if_done(_state: &AppState, _target: &Target, _name: &str, _obj: &Value) {}
+/// Finishes a deletion that was waiting on finalizers: kube-apiserver removes an object on update once
+/// it has a `deletionTimestamp`, no `metadata.finalizers` left and a grace period of zero (so a pod in
+/// graceful termination is not removed by a status update; its node deletes it).
+fn finalize_if_done(state: &AppState, target: &Target, name: &str, obj: &Value) {
+    let pending = meta::deletion_timestamp(obj).is_some()
+        && meta::finalizers(obj).is_empty()
+        && obj["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(0)
+            == 0;
+    if pending
+        && let Ok(gone) = state.store.delete(&target.key(name), rv_u64(obj))
+        && target.info.group.is_empty()
+        && target.info.resource == "services"
+    {
+        state.alloc.release(&ServiceAllocator::held_by(&gone));
+    }
+}
 
 /// DeleteOptions from the body and/or query.
 #[derive(Debug, Default)]
@@ -1160,6 +1176,23 @@ pub(crate) fn delete(
                 .update(&key, marked, rv_u64(&current))
                 .map_err(|e| store_err(info, name, e).into());
         }
+    }
+    if !meta::finalizers(&current).is_empty() {
+        // Finalizers hold the object: mark it and let their owners finish (they remove their
+        // finalizer; the last removal deletes the object, see finalize_if_done).
+        if meta::deletion_timestamp(&current).is_some() {
+            return Ok(current);
+        }
+        let mut marked = current.clone();
+        meta::set_deletion_timestamp(&mut marked, &meta::now_rfc3339());
+        marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        if opts.dry_run {
+            return Ok(marked);
+        }
+        return state
+            .store
+            .update(&key, marked, rv_u64(&current))
+            .map_err(|e| store_err(info, name, e).into());
     }
     if opts.dry_run {
         return Ok(current);

@@ -766,3 +766,32 @@ async fn binding_subresource_and_cluster_scoped() {
     assert_eq!(r.json()["kind"], "LeaseList");
     assert_eq!(r.json()["items"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed() {
+    let lab = lab().await;
+    let url = "/api/v1/namespaces/default/configmaps";
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "finalizers": ["example.com/keep"]}});
+    assert_eq!(lab.call("POST", url, Some(cm)).await.status, 201);
+    let r = lab.call("DELETE", &format!("{url}/held"), None).await;
+    assert_eq!(r.status, 200);
+    assert!(r.json()["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(
+        lab.call("GET", &format!("{url}/held"), None).await.status,
+        200
+    );
+    let r = lab
+        .raw(
+            "PATCH",
+            &format!("{url}/held"),
+            "application/json-patch+json",
+            br#"[{"op":"remove","path":"/metadata/finalizers"}]"#.to_vec(),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        lab.call("GET", &format!("{url}/held"), None).await.status,
+        404
+    );
+}
