@@ -129,6 +129,8 @@ pub fn raise_nofile_limit(want: u64) -> io::Result<u64> {
             return Err(io::Error::last_os_error());
         }
     }
+    // rlim_t is u64 on Linux but not on every Unix.
+    #[allow(clippy::unnecessary_cast)]
     Ok(lim.rlim_cur as u64)
 }
 

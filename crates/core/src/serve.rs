@@ -174,7 +174,7 @@ async fn serve_connection(
             let (_, session) = tls.get_ref();
             let peer = session
                 .peer_certificates()
-                .and_then(|chain| PeerIdentity::from_chain(chain));
+                .and_then(PeerIdentity::from_chain);
             let info = ConnInfo {
                 remote,
                 local,
