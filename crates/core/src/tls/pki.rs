@@ -222,7 +222,11 @@ impl LabPki {
         let front_proxy_client = fp_signer.client("front-proxy-client", &[])?;
         let mut kubelets = BTreeMap::new();
         for (name, ip) in &spec.nodes {
-            let cert = signer.serving(&format!("system:node:{name}"), std::slice::from_ref(name), &[*ip])?;
+            let cert = signer.serving(
+                &format!("system:node:{name}"),
+                std::slice::from_ref(name),
+                &[*ip],
+            )?;
             kubelets.insert(name.clone(), cert);
         }
         let sa = KeyPair::generate()?;
