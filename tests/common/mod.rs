@@ -84,11 +84,12 @@ impl Lab {
         let lab_json = state.join("lab.json");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(text) = std::fs::read_to_string(&lab_json) {
-                if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                    lab.info = v;
-                    break;
-                }
+            if let Some(v) = std::fs::read_to_string(&lab_json)
+                .ok()
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            {
+                lab.info = v;
+                break;
             }
             if let Ok(Some(status)) = lab.child.try_wait() {
                 panic!("lab exited early with {status}; log:\n{}", lab.log());
