@@ -56,13 +56,20 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         Just(br#"[{"op":"add","path":"/metadata/labels/x","value":"y"}]"#.to_vec()),
         Just(br#"{"metadata":{"resourceVersion":"abc"}}"#.to_vec()),
         Just(b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fz}\n".to_vec()),
+        Just(br#"{"metadata":"x"}"#.to_vec()),
+        Just(br#"{"metadata":{"name":"fz","labels":[1]},"spec":"x","status":7}"#.to_vec()),
+        Just(br#"{"metadata":{"name":"fz","namespace":5},"spec":{"containers":{"a":1},"ports":"x"}}"#.to_vec()),
+        Just(br#"{"metadata":{"name":"fz","finalizers":"x"},"spec":{"type":"LoadBalancer","clusterIP":"x","ports":[{"nodePort":99999999999}]}}"#.to_vec()),
+        Just(br#"{"metadata":{"generateName":"x-"},"target":{"name":"n"},"gracePeriodSeconds":"z","preconditions":7}"#.to_vec()),
+        Just(br#"[{"op":"remove","path":"/metadata"}]"#.to_vec()),
+        Just(br#"[{"op":"replace","path":"/spec","value":"x"}]"#.to_vec()),
         prop::collection::vec(any::<u8>(), 0..64),
         "\\PC{0,40}".prop_map(String::into_bytes),
     ]
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
     #[test]
     fn arbitrary_requests_get_well_formed_answers(
         method in prop::sample::select(vec!["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
@@ -114,5 +121,64 @@ proptest! {
                 }
             }
         });
+    }
+}
+
+/// Malformed shapes written onto objects that exist (random paths rarely hit them).
+#[tokio::test]
+async fn malformed_writes_to_existing_objects() {
+    let lab = lab().await;
+    lab.call("POST", "/api/v1/namespaces/default/pods", Some(pod("p")))
+        .await;
+    let svc = serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"type": "NodePort", "ports": [{"port": 80}]}});
+    lab.call("POST", "/api/v1/namespaces/default/services", Some(svc))
+        .await;
+    let bodies: &[&[u8]] = &[
+        br#"{"metadata":"x"}"#,
+        br#"{"metadata":{"name":"p","labels":[1]},"spec":"x","status":7}"#,
+        br#"{"metadata":{"name":"s"},"spec":{"ports":"x","type":7,"clusterIP":5}}"#,
+        br#"{"metadata":{"name":"s"},"spec":{"ports":[{"port":80,"nodePort":-1}],"type":"NodePort"}}"#,
+        br#"{"metadata":{"name":"p","finalizers":"x","deletionTimestamp":3}}"#,
+        br#"[{"op":"remove","path":"/metadata"}]"#,
+        br#"[{"op":"replace","path":"/spec","value":"x"}]"#,
+        br#"[{"op":"replace","path":"/status","value":[]}]"#,
+        br#"{"status":"x"}"#,
+        br#"null"#,
+        br#"{}"#,
+    ];
+    let urls = [
+        "/api/v1/namespaces/default/pods/p",
+        "/api/v1/namespaces/default/pods/p/status",
+        "/api/v1/namespaces/default/services/s",
+        "/api/v1/namespaces/default/services/s/status",
+        "/api/v1/namespaces/default",
+        "/api/v1/namespaces/default/status",
+        "/api/v1/namespaces/default/pods/p/binding",
+    ];
+    let cts = [
+        "application/json",
+        "application/merge-patch+json",
+        "application/json-patch+json",
+        "application/strategic-merge-patch+json",
+        "application/apply-patch+yaml",
+    ];
+    for url in urls {
+        for body in bodies {
+            for (method, ct) in [("PUT", cts[0]), ("POST", cts[0]), ("DELETE", cts[0])]
+                .into_iter()
+                .chain(cts[1..].iter().map(|c| ("PATCH", *c)))
+            {
+                let r = lab.raw(method, url, ct, body.to_vec(), &[]).await;
+                let code = r.status.as_u16();
+                assert!((200..600).contains(&code));
+                assert!(
+                    code < 500,
+                    "{method} {url} {ct} {}: {code} {}",
+                    String::from_utf8_lossy(body),
+                    r.text()
+                );
+            }
+        }
     }
 }
