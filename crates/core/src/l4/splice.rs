@@ -62,6 +62,29 @@ impl Pipe {
     }
 }
 
+/// Idle pipes kept for reuse. A relay direction borrows a pipe only while bytes are in flight and
+/// returns it (empty) as soon as its source has nothing more to read, so 10,000 idle connections hold
+/// no pipes at all, while a busy connection keeps its pipe for the whole burst. Bounded, so a burst of
+/// many connections does not pin descriptors forever.
+static POOL: parking_lot::Mutex<Vec<Pipe>> = parking_lot::Mutex::new(Vec::new());
+const POOL_MAX: usize = 256;
+
+/// A pipe from the pool, or a new one.
+pub fn take_pipe() -> io::Result<Pipe> {
+    match POOL.lock().pop() {
+        Some(p) => Ok(p),
+        None => Pipe::new(),
+    }
+}
+
+/// Returns an *empty* pipe to the pool (a pipe with data left in it must be dropped instead).
+pub fn give_pipe(pipe: Pipe) {
+    let mut pool = POOL.lock();
+    if pool.len() < POOL_MAX {
+        pool.push(pipe);
+    }
+}
+
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     // SAFETY: splice only reads and writes the kernel objects behind the two descriptors; null offsets
     // are required for sockets and pipes. The caller keeps both descriptors open for the call (they are

@@ -193,14 +193,14 @@ async fn splice_relay(client: &TcpStream, upstream: &TcpStream) -> (RelayStats, 
     )
 }
 
-/// One direction with splice: socket → pipe → socket. The pipe is created on the first readable event,
-/// so an idle connection holds no pipe.
+/// One direction with splice: socket → pipe → socket. A pipe is borrowed from the pool when data
+/// arrives and given back when the source runs dry, so idle connections hold no pipe.
 #[cfg(target_os = "linux")]
 async fn splice_one(from: &TcpStream, to: &TcpStream, count: &mut u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
 
-    use super::splice::Pipe;
+    use super::splice::{Pipe, give_pipe, take_pipe};
 
     let (from_fd, to_fd) = (from.as_raw_fd(), to.as_raw_fd());
     let mut pipe: Option<Pipe> = None;
@@ -208,16 +208,23 @@ async fn splice_one(from: &TcpStream, to: &TcpStream, count: &mut u64) -> io::Re
         from.readable().await?;
         let p = match &pipe {
             Some(p) => p,
-            None => pipe.insert(Pipe::new()?),
+            None => pipe.insert(take_pipe()?),
         };
         let n = match from.try_io(Interest::READABLE, || p.fill_from(from_fd, p.capacity)) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Nothing more for now; the pipe is empty (drained below), so it can serve others.
+                if let Some(p) = pipe.take() {
+                    give_pipe(p);
+                }
+                continue;
+            }
             Err(e) => return Err(e),
         };
         // Everything that entered the pipe leaves it before the next read, so the pipe is empty
-        // whenever we fill it and a fill can never block on a full pipe.
+        // whenever we fill it and a fill can never block on a full pipe. On an error the pipe is
+        // dropped (it may hold bytes), never returned to the pool.
         let mut left = n;
         while left > 0 {
             to.writable().await?;
@@ -230,6 +237,9 @@ async fn splice_one(from: &TcpStream, to: &TcpStream, count: &mut u64) -> io::Re
                 Err(e) => return Err(e),
             }
         }
+    }
+    if let Some(p) = pipe.take() {
+        give_pipe(p);
     }
     match SockRef::from(to).shutdown(std::net::Shutdown::Write) {
         // The peer may already be gone; the other direction will notice on its own.

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Benchmarks the forwarder (proxy type 3, kube-proxy as an L4 proxy) against its peers on loopback:
+# HAProxy (mode tcp, splice-auto), socat, and a direct connection (the physical limit).
+#
+#   bench/forwarder.sh                      # ROUNDS=3 SECS=5 IDLE=10000 by default
+#   ROUNDS=5 SECS=10 bench/forwarder.sh
+#
+# Measures, interleaved (every round runs every target, in rotating order, so drift and noise from
+# other work on the machine hit all targets alike): iperf3 throughput with 1 and 4 streams, added
+# latency of small request/response exchanges, new connections per second, UDP request/response
+# packets per second (vs socat; HAProxy has no UDP), and RSS with IDLE idle relayed connections.
+# Prints medians and the ratios the issue's goals are stated in. Everything listens on 127.90.0.0/16.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROUNDS=${ROUNDS:-3}
+SECS=${SECS:-5}
+IDLE=${IDLE:-10000}
+OUT=${OUT:-$ROOT/target/bench-forwarder}
+mkdir -p "$OUT"
+RES="$OUT/results.tsv"
+: >"$RES"
+
+EP=127.90.0.1   # the endpoint (iperf3 server, echo servers)
+FW=127.90.1.10  # the forwarder's ClusterIP
+HA=127.90.2.10  # HAProxy
+SO=127.90.3.10  # socat
+
+# --- peers, installed from Debian packages when missing ------------------------------------------
+missing=()
+for tool in haproxy socat iperf3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if ((${#missing[@]})); then
+  echo "installing ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# A relaying proxy holds two descriptors per connection; the idle test needs tens of thousands.
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+( cd "$ROOT" && cargo build --release -q -p proxylab-forwarder --bin forwarder --example l4bench )
+FWD="$ROOT/target/release/forwarder"
+B="$ROOT/target/release/examples/l4bench"
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_port() { # host port
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0; sleep 0.1; done
+  echo "nothing listens on $1:$2" >&2; exit 1
+}
+
+# --- servers --------------------------------------------------------------------------------------
+iperf3 -s -B "$EP" -p 5201 >/dev/null 2>&1 & PIDS+=($!)
+"$B" echo-tcp "$EP:7000" & PIDS+=($!)
+"$B" echo-udp "$EP:7001" & PIDS+=($!)
+
+sed "s/@EP@/$EP/g; s/@FW@/$FW/g" "$ROOT/bench/forwarder/cluster.yaml" >"$OUT/cluster.yaml"
+"$FWD" --config "$OUT/cluster.yaml" --healthz-bind-address "" --admin-address "" --udp-timeout 60s \
+  >"$OUT/forwarder.log" 2>&1 & FWD_PID=$!; PIDS+=($FWD_PID)
+
+sed "s/@EP@/$EP/g; s/@HA@/$HA/g" "$ROOT/bench/forwarder/haproxy.cfg" >"$OUT/haproxy.cfg"
+haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy.log" 2>&1 & HA_PID=$!; PIDS+=($HA_PID)
+
+socat TCP-LISTEN:5201,bind=$SO,fork,reuseaddr TCP:$EP:5201 & PIDS+=($!)
+socat TCP-LISTEN:7000,bind=$SO,fork,reuseaddr,nodelay,backlog=4096 TCP:$EP:7000,nodelay & PIDS+=($!)
+socat UDP4-LISTEN:7001,bind=$SO,fork,reuseaddr UDP4:$EP:7001 & PIDS+=($!)
+
+for h in $EP $FW $HA $SO; do wait_port "$h" 5201; wait_port "$h" 7000; done
+
+declare -A ADDR=([direct]=$EP [forwarder]=$FW [haproxy]=$HA [socat]=$SO)
+TCP_TARGETS=(direct forwarder haproxy socat)
+UDP_TARGETS=(direct forwarder socat)
+
+rec() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$RES"; }
+rotate() { # round list...: prints the list rotated by round
+  local r=$1; shift; local a=("$@") n=$#; for i in $(seq 0 $((n - 1))); do echo "${a[$(((i + r) % n))]}"; done
+}
+iperf_bps() { # addr streams
+  iperf3 -c "$1" -p 5201 -t "$SECS" -P "$2" -J 2>/dev/null |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])'
+}
+kv() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+
+for r in $(seq 1 "$ROUNDS"); do
+  echo "round $r/$ROUNDS" >&2
+  for t in $(rotate "$r" "${TCP_TARGETS[@]}"); do
+    a=${ADDR[$t]}
+    rec tput1_gbps "$t" "$(python3 -c "print($(iperf_bps "$a" 1)/1e9)")"
+    rec tput4_gbps "$t" "$(python3 -c "print($(iperf_bps "$a" 4)/1e9)")"
+    lat=$("$B" latency "$a:7000" 20000 64)
+    rec p50_us "$t" "$(echo "$lat" | kv p50_us)"
+    rec p99_us "$t" "$(echo "$lat" | kv p99_us)"
+    rec conn_per_s "$t" "$("$B" connrate "$a:7000" "$SECS" 32 | kv conn_per_s)"
+  done
+  for t in $(rotate "$r" "${UDP_TARGETS[@]}"); do
+    rec udp_pps "$t" "$("$B" udp-pps "${ADDR[$t]}:7001" "$SECS" 16 | kv udp_pps)"
+  done
+done
+
+# --- memory with IDLE idle relayed connections ----------------------------------------------------
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+for t in forwarder haproxy; do
+  pid=$FWD_PID; [ "$t" = haproxy ] && pid=$HA_PID
+  before=$(rss_kib "$pid")
+  # Children of a -db haproxy: the worker is the process itself in -db mode.
+  fifo="$OUT/idle.$t.fifo"; rm -f "$fifo"; mkfifo "$fifo"
+  "$B" idle "${ADDR[$t]}:7000" "$IDLE" <"$fifo" >"$OUT/idle.$t.out" & idle_pid=$!; PIDS+=($idle_pid)
+  exec 9>"$fifo"
+  for _ in $(seq 1 600); do grep -q idle_connections "$OUT/idle.$t.out" 2>/dev/null && break; sleep 0.2; done
+  after=$(rss_kib "$pid")
+  exec 9>&-
+  wait "$idle_pid" || true
+  rec rss_before_mib "$t" "$(python3 -c "print($before/1024)")"
+  rec rss_idle_mib "$t" "$(python3 -c "print($after/1024)")"
+done
+
+python3 "$ROOT/bench/forwarder/summary.py" "$RES" "$IDLE"
