@@ -164,6 +164,9 @@ pub struct ApiServerConfig {
     pub static_tokens: Vec<TokenEntry>,
     /// Service-account token verification keys.
     pub service_account_keys: Vec<VerifyingKey>,
+    /// `--service-account-signing-key-file` as PKCS#8 DER: signs tokens issued through the TokenRequest
+    /// API (`kubectl create token`). `None` disables that API.
+    pub service_account_signing_key: Option<Vec<u8>>,
     /// `--service-account-issuer`.
     pub service_account_issuer: String,
     /// `--service-cluster-ip-range`.
@@ -215,6 +218,7 @@ impl ApiServerConfig {
             requestheader: None,
             static_tokens: Vec::new(),
             service_account_keys: Vec::new(),
+            service_account_signing_key: None,
             service_account_issuer: "https://kubernetes.default.svc.cluster.local".into(),
             service_cluster_ip_range: "127.0.40.0/24".parse().unwrap_or_else(|_| unreachable!()),
             service_node_port_range: 30000..=32767,
@@ -280,6 +284,11 @@ impl ApiServerArgs {
         if let Some(p) = &self.token_auth_file {
             let text = String::from_utf8(read_file(p)?).map_err(|e| file_err(p, e))?;
             cfg.static_tokens = parse_token_file(&text).map_err(|e| file_err(p, e))?;
+        }
+        if let Some(p) = &self.service_account_signing_key_file {
+            let pem = String::from_utf8(read_file(p)?).map_err(|e| file_err(p, e))?;
+            cfg.service_account_signing_key =
+                Some(serviceaccount::pkcs8_from_pem(&pem).map_err(|e| file_err(p, e))?);
         }
         let mut key_files = self.service_account_key_file.clone();
         if key_files.is_empty()

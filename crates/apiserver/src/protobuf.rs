@@ -5,7 +5,8 @@
 //! `{typeMeta{apiVersion=1, kind=2}=1, raw=2, contentEncoding=3, contentType=4}` whose `raw` is the object
 //! encoded as its Go-generated message (`k8s.io.api.core.v1.Service`, …). Typed client-go clients — and
 //! so the `kubectl create namespace|configmap|secret|serviceaccount|service` subcommands — send that
-//! (`Content-Type: application/vnd.kubernetes.protobuf`) while accepting JSON back.
+//! (`Content-Type: application/vnd.kubernetes.protobuf`) while accepting JSON back; so does
+//! `kubectl create token` (an `authentication.k8s.io/v1` TokenRequest).
 //!
 //! The lab stores JSON, so this module translates the few message types those commands send into the
 //! JSON object, using a hand-written table of field numbers taken from the types' `generated.proto`
@@ -171,7 +172,32 @@ const SERVICE: &[F] = &[
     f(2, "spec", Ty::Msg(SERVICE_SPEC)),
 ];
 
+const TOKEN_REQUEST: &[F] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Ty::Msg(&[
+            r(1, "audiences", Ty::Str),
+            f(
+                3,
+                "boundObjectRef",
+                Ty::Msg(&[
+                    f(1, "kind", Ty::Str),
+                    f(2, "apiVersion", Ty::Str),
+                    f(3, "name", Ty::Str),
+                    f(4, "uid", Ty::Str),
+                ]),
+            ),
+            f(4, "expirationSeconds", Ty::Int),
+        ]),
+    ),
+];
+
 fn schema(api_version: &str, kind: &str) -> Option<&'static [F]> {
+    if api_version == "authentication.k8s.io/v1" && kind == "TokenRequest" {
+        return Some(TOKEN_REQUEST);
+    }
     if api_version != "v1" {
         return None;
     }
@@ -380,7 +406,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<Value, Status> {
     }
     let fields = schema(&api_version, &kind).ok_or_else(|| {
         Status::unsupported_media_type(&format!(
-            "application/vnd.kubernetes.protobuf (the lab decodes protobuf only for v1 Namespace, ConfigMap, Secret, ServiceAccount and Service; got {api_version} {kind}; send JSON)"
+            "application/vnd.kubernetes.protobuf (the lab decodes protobuf only for v1 Namespace, ConfigMap, Secret, ServiceAccount, Service and TokenRequest; got {api_version} {kind}; send JSON)"
         ))
     })?;
     let mut obj = decode_message(fields, raw.unwrap_or(&[]), 0)?;

@@ -53,6 +53,7 @@ use serde_json::{Map, Value, json};
 use crate::allocator::ServiceAllocator;
 use crate::response::{self, ApiError, ApiResult, Format};
 use crate::server::AppState;
+use crate::serviceaccount;
 
 /// A parsed resource URL.
 #[derive(Debug, Clone)]
@@ -296,8 +297,10 @@ pub(crate) async fn handle(
     }
     if let Some(sub) = &target.subresource {
         // pods/binding is kube's scheduler API even where the registry does not list it.
+        let core = info.group.is_empty();
         let known = (info.has_subresource(sub) && sub == "status")
-            || (sub == "binding" && info.group.is_empty() && info.resource == "pods");
+            || (sub == "binding" && core && info.resource == "pods")
+            || (sub == "token" && core && info.resource == "serviceaccounts");
         if !known || target.name.is_none() {
             return Err(not_found_path().into());
         }
@@ -368,6 +371,12 @@ pub(crate) async fn handle(
             bind_pod(state, &target, &name, &obj)?;
             let ok = Status::success(info, &name);
             Ok(response::object(StatusCode::CREATED, &ok.to_value(), fmt))
+        }
+        (Method::POST, Some(name), Some("token")) => {
+            let bytes = read_body(body).await?;
+            let obj = decode_body(headers, &bytes)?;
+            let out = token_request(state, &target, &name, &obj)?;
+            Ok(response::object(StatusCode::CREATED, &out, fmt))
         }
         (Method::PUT, Some(name), sub) => {
             verb_ok("update")?;
@@ -1226,6 +1235,66 @@ fn delete_namespace_contents(state: &AppState, ns: &str) {
             }
         }
     }
+}
+
+/// `POST serviceaccounts/{name}/token` (the TokenRequest API, `kubectl create token`): a short-lived
+/// token signed with `--service-account-signing-key-file`. kube-apiserver issues bound tokens with an
+/// `aud` claim and nested `kubernetes.io` claims; the lab signs the shared claim shape of
+/// `proxylab-apimachinery::serviceaccount` with the configured issuer, `iat` and `exp` (no `aud`, and a
+/// `boundObjectRef` is recorded only when it names a Secret).
+fn token_request(
+    state: &AppState,
+    target: &Target,
+    name: &str,
+    req: &Value,
+) -> Result<Value, ApiError> {
+    let info = target.info;
+    let Some(key) = &state.sa_signing_key else {
+        return Err(not_found_path().into());
+    };
+    let ns = target.namespace.clone().unwrap_or_default();
+    let sa = state
+        .store
+        .get(&target.key(name))
+        .map_err(|e| store_err(info, name, e))?
+        .ok_or_else(|| Status::not_found(info, name))?;
+    let spec = &req["spec"];
+    let expiration = spec["expirationSeconds"].as_i64().unwrap_or(3600);
+    if !(600..=(1i64 << 32)).contains(&expiration) {
+        return Err(Status::invalid(
+            ("authentication.k8s.io", "TokenRequest"),
+            name,
+            vec![Cause::invalid(
+                "spec.expirationSeconds",
+                &json!(expiration),
+                "may not specify a duration less than 10 minutes",
+            )],
+        )
+        .into());
+    }
+    let audiences = match spec["audiences"].as_array() {
+        Some(a) if !a.is_empty() => Value::Array(a.clone()),
+        _ => json!([state.sa_issuer]),
+    };
+    let bound = &spec["boundObjectRef"];
+    let secret_name = (bound["kind"] == "Secret")
+        .then(|| bound["name"].as_str().map(str::to_owned))
+        .flatten();
+    let now = jiff::Timestamp::now();
+    let mut claims = serviceaccount::SaClaims::legacy(&ns, name, meta::uid(&sa).unwrap_or(""), "");
+    claims.iss = state.sa_issuer.clone();
+    claims.secret_name = secret_name;
+    claims.iat = Some(now.as_second());
+    claims.exp = Some(now.as_second() + expiration);
+    let token = serviceaccount::sign_token(key, &claims).map_err(Status::internal)?;
+    let expires = jiff::Timestamp::from_second(now.as_second() + expiration).unwrap_or(now);
+    Ok(json!({
+        "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"name": name, "namespace": ns, "creationTimestamp": null},
+        "spec": {"audiences": audiences, "expirationSeconds": expiration,
+            "boundObjectRef": if bound.is_object() { bound.clone() } else { Value::Null }},
+        "status": {"token": token, "expirationTimestamp": meta::format_time(expires)},
+    }))
 }
 
 /// `POST pods/{name}/binding`: the scheduler's way of assigning a pod to a node.

@@ -44,6 +44,9 @@ pub(crate) struct AppState {
     pub max_body: usize,
     pub bookmark_interval: Duration,
     pub default_watch_timeout: Duration,
+    /// Signs TokenRequest tokens (`None`: the API is off).
+    pub sa_signing_key: Option<Vec<u8>>,
+    pub sa_issuer: String,
     /// Cancelled when shutdown begins: ends watches, fails `/readyz`.
     pub shutdown: CancellationToken,
 }
@@ -148,6 +151,8 @@ impl ApiServer {
             max_body: config.max_request_body_bytes,
             bookmark_interval: config.bookmark_interval,
             default_watch_timeout: config.default_watch_timeout,
+            sa_signing_key: config.service_account_signing_key.clone(),
+            sa_issuer: config.service_account_issuer.clone(),
             shutdown: CancellationToken::new(),
         });
         if config.bootstrap {

@@ -101,6 +101,13 @@ async fn kubectl_end_to_end() {
     let (chain, key) = pki.apiserver.der().unwrap();
     cfg.serving = Some(ServingCert { chain, key });
     cfg.client_ca = vec![pki.ca_der().unwrap()];
+    cfg.service_account_keys = proxylab_apiserver::serviceaccount::verifying_keys_from_pem(
+        pki.service_account_pub_pem.as_bytes(),
+    )
+    .unwrap();
+    cfg.service_account_signing_key = Some(
+        proxylab_apiserver::serviceaccount::pkcs8_from_pem(&pki.service_account_key_pem).unwrap(),
+    );
     let bound = ApiServer::bind(cfg, Arc::new(MemoryStore::new(10_000)))
         .await
         .unwrap();
@@ -239,6 +246,49 @@ async fn kubectl_end_to_end() {
     assert!(out.contains("deleted"), "{out}");
     let (ok, out) = k.run(&["get", "pod", "web"], None).await;
     assert!(!ok && out.contains("NotFound"), "{out}");
+    // kubectl create token → TokenRequest (protobuf); the token then authenticates
+    let token = k.ok(&["create", "token", "pb", "--duration=20m"]).await;
+    let token = token.trim();
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        1200,
+        "{claims}"
+    );
+    // only the token (no client certificate): a kubeconfig-less invocation
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, &pki.ca.cert_pem).unwrap();
+    let bare = Kubectl {
+        kubeconfig: "/dev/null".into(),
+        cache: k.cache.clone(),
+    };
+    let server_flag = format!("--server=https://{addr}");
+    let ca_flag = format!("--certificate-authority={}", ca.display());
+    let tok_flag = format!("--token={token}");
+    let out = bare
+        .ok(&[&server_flag, &ca_flag, &tok_flag, "get", "--raw", "/api"])
+        .await;
+    assert!(out.contains("APIVersions"), "{out}");
+    let (ok, out) = bare
+        .run(
+            &[
+                &server_flag,
+                &ca_flag,
+                "--token=bogus",
+                "get",
+                "--raw",
+                "/api",
+            ],
+            None,
+        )
+        .await;
+    assert!(!ok && out.contains("Unauthorized"), "{out}");
     let out = k.ok(&["get", "--raw", "/readyz?verbose"]).await;
     assert!(out.contains("readyz check passed"), "{out}");
 
