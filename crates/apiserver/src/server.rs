@@ -334,6 +334,9 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
             return r.unwrap_or_else(IntoResponse::into_response);
         }
     }
+    if let ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] = segs.as_slice() {
+        return self_subject_review(&parts, fmt);
+    }
     let target = match segs.as_slice() {
         ["api", v, rest @ ..] if !rest.is_empty() => rest::parse_target("", v, rest),
         ["apis", g, v, rest @ ..] if !rest.is_empty() => rest::parse_target(g, v, rest),
@@ -359,6 +362,29 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     rest::handle(&state, &parts.method, target, &q, &parts.headers, body)
         .await
         .unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+/// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews` (`kubectl auth whoami`): tells the caller
+/// who the apiserver thinks they are — useful in a lab about proxies that add or assert identities.
+fn self_subject_review(parts: &http::request::Parts, fmt: Format) -> Response {
+    if parts.method != http::Method::POST {
+        return method_not_allowed();
+    }
+    let Some(user) = parts.extensions.get::<UserInfo>() else {
+        return response::status(&Status::unauthorized());
+    };
+    let mut info = json!({"username": user.username, "groups": user.groups});
+    if !user.uid.is_empty() {
+        info["uid"] = json!(user.uid);
+    }
+    if !user.extra.is_empty() {
+        info["extra"] = json!(user.extra);
+    }
+    let review = json!({
+        "kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": null}, "status": {"userInfo": info},
+    });
+    response::object(StatusCode::CREATED, &review, fmt)
 }
 
 fn method_not_allowed() -> Response {

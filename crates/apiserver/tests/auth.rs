@@ -68,6 +68,15 @@ async fn static_tokens_anonymous_and_401() {
         json!(["system:masters", "system:authenticated"])
     );
     assert_eq!(lab.send(anon(&lab, "/whoami")).await.status, 401);
+    let r = lab
+        .call(
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["status"]["userInfo"]["username"], "admin");
 }
 
 #[tokio::test]

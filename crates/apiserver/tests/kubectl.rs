@@ -120,6 +120,11 @@ async fn kubectl_end_to_end() {
         cache: dir.path().join("cache").display().to_string(),
     };
 
+    let who = k.ok(&["auth", "whoami"]).await;
+    assert!(
+        who.contains("kubernetes-admin") && who.contains("system:masters"),
+        "{who}"
+    );
     let v = k.ok(&["version", "-o", "json"]).await;
     assert!(v.contains("\"serverVersion\""), "{v}");
     let r = k.ok(&["api-resources"]).await;
