@@ -251,6 +251,46 @@ async fn kubectl_end_to_end() {
     assert!(out.contains("deleted"), "{out}");
     let (ok, out) = k.run(&["get", "pod", "web"], None).await;
     assert!(!ok && out.contains("NotFound"), "{out}");
+    // more everyday commands
+    let node = "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-1\n  labels:\n    kubernetes.io/hostname: node-1\n";
+    let (ok, out) = k.run(&["apply", "-f", "-"], Some(node)).await;
+    assert!(ok, "{out}");
+    k.ok(&["cordon", "node-1"]).await;
+    let out = k
+        .ok(&[
+            "get",
+            "node",
+            "node-1",
+            "-o",
+            "jsonpath={.spec.unschedulable}",
+        ])
+        .await;
+    assert_eq!(out.trim(), "true");
+    k.ok(&["uncordon", "node-1"]).await;
+    k.ok(&[
+        "run",
+        "w2",
+        "--image=proxylab/echo-http:1",
+        "--port=8080",
+        "--labels=app=w2",
+    ])
+    .await;
+    let out = k
+        .ok(&["expose", "pod", "w2", "--port=80", "--target-port=8080"])
+        .await;
+    assert!(out.contains("service/w2 exposed"), "{out}");
+    let out = k.ok(&["get", "all"]).await;
+    assert!(
+        out.contains("pod/w2") && out.contains("service/w2"),
+        "{out}"
+    );
+    k.ok(&["get", "events", "-A"]).await;
+    let out = k.ok(&["delete", "pods", "-l", "app=w2"]).await;
+    assert!(out.contains("deleted"), "{out}");
+    let (ok, out) = k
+        .run(&["wait", "--for=delete", "pod/w2", "--timeout=10s"], None)
+        .await;
+    assert!(ok || out.contains("not found"), "{out}");
     // kubectl create token → TokenRequest (protobuf); the token then authenticates
     let token = k.ok(&["create", "token", "pb", "--duration=20m"]).await;
     let token = token.trim();
