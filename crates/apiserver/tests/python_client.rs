@@ -1,0 +1,120 @@
+//! The official Python client (`pip install kubernetes`) against the apiserver over TLS: typed
+//! deserialisation of our objects, create/read/patch/delete, watch, 404 as ApiException.
+//! Skips when python3 or its `kubernetes` module is missing, unless CI is set.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use proxylab_apiserver::{ApiServer, ApiServerConfig, ServingCert};
+use proxylab_core::tls::install_crypto_provider;
+use proxylab_core::tls::pki::{LabPki, PkiSpec};
+use proxylab_store::MemoryStore;
+use tokio_util::sync::CancellationToken;
+
+fn python_client_available() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import kubernetes"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        true
+    } else if std::env::var_os("CI").is_some() {
+        panic!("python3 with the kubernetes module is required when CI is set");
+    } else {
+        eprintln!("skipping: python3 -c 'import kubernetes' failed");
+        false
+    }
+}
+
+const SCRIPT: &str = r#"
+import sys
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+config.load_kube_config(sys.argv[1])
+v1 = client.CoreV1Api()
+names = sorted(n.metadata.name for n in v1.list_namespace().items)
+print("namespaces", ",".join(names))
+v1.create_namespaced_config_map("default", {"metadata": {"name": "py", "labels": {"k": "v"}}, "data": {"a": "b"}})
+cm = v1.read_namespaced_config_map("py", "default")
+print("read", cm.data["a"], cm.metadata.creation_timestamp is not None)
+v1.patch_namespaced_config_map("py", "default", {"data": {"a": "c"}})
+print("patched", v1.read_namespaced_config_map("py", "default").data["a"])
+w = watch.Watch()
+for ev in w.stream(v1.list_namespaced_config_map, "default", label_selector="k=v", timeout_seconds=5):
+    print("watch", ev["type"], ev["object"].metadata.name)
+    w.stop()
+svc = v1.create_namespaced_service("default", {"metadata": {"name": "pysvc"}, "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}})
+print("service", svc.spec.cluster_ip.startswith("127.0.40."), svc.spec.ports[0].target_port)
+pod = v1.create_namespaced_pod("default", {"metadata": {"name": "pypod"}, "spec": {"containers": [{"name": "c", "image": "proxylab/echo-http:1"}]}})
+print("pod", pod.status.phase)
+print("pods", len(v1.list_pod_for_all_namespaces(limit=1).items))
+v1.delete_namespaced_config_map("py", "default")
+try:
+    v1.read_namespaced_config_map("py", "default")
+except ApiException as e:
+    print("gone", e.status)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_end_to_end() {
+    if !python_client_available() {
+        return;
+    }
+    install_crypto_provider();
+    let pki = LabPki::generate(&PkiSpec::default()).unwrap();
+    let mut cfg = ApiServerConfig::new(vec!["127.0.0.1:0".parse().unwrap()]);
+    let (chain, key) = pki.apiserver.der().unwrap();
+    cfg.serving = Some(ServingCert { chain, key });
+    cfg.client_ca = vec![pki.ca_der().unwrap()];
+    let bound = ApiServer::bind(cfg, Arc::new(MemoryStore::new(10_000)))
+        .await
+        .unwrap();
+    let addr = bound.local_addrs()[0];
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(bound.serve(stop.clone()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: https://localhost:{}\n    certificate-authority-data: {}\n\
+users:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n\
+contexts:\n- name: lab\n  context:\n    cluster: lab\n    user: admin\ncurrent-context: lab\n",
+            addr.port(),
+            b64(&pki.ca.cert_pem),
+            b64(&pki.admin.cert_pem),
+            b64(&pki.admin.key_pem)
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(&kubeconfig)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), out)
+        .await
+        .expect("python finished within 60s")
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let expect = [
+        "namespaces default,kube-node-lease,kube-public,kube-system",
+        "read b True",
+        "patched c",
+        "watch ADDED py",
+        "service True 80",
+        "pod Pending",
+        "pods 1",
+        "gone 404",
+    ];
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, expect, "{stderr}");
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
