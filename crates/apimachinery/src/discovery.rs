@@ -107,18 +107,28 @@ pub fn storage_version_hash(info: &ResourceInfo) -> String {
     base64::engine::general_purpose::STANDARD.encode(&digest.as_ref()[..8])
 }
 
-/// Kind and verbs of a served subresource.
-fn subresource_kind_verbs(info: &ResourceInfo, sub: &str) -> (String, &'static [&'static str]) {
+/// Group, version, kind and verbs of a served subresource (most answer with the parent's kind).
+fn subresource_kind_verbs(
+    info: &ResourceInfo,
+    sub: &str,
+) -> (&'static str, &'static str, String, &'static [&'static str]) {
+    let (group, version): (&'static str, &'static str) = (info.group, info.version);
+    let own = |kind: String, verbs: &'static [&'static str]| (group, version, kind, verbs);
     match sub {
-        "status" => (info.kind.to_string(), &["get", "patch", "update"]),
-        "proxy" => (
+        "status" => own(info.kind.to_string(), &["get", "patch", "update"]),
+        "proxy" => own(
             format!("{}ProxyOptions", info.kind),
             &["create", "delete", "get", "patch", "update"],
         ),
-        "binding" => ("Binding".to_string(), &["create"]),
-        "log" => ("Pod".to_string(), &["get"]),
-        "token" => ("TokenRequest".to_string(), &["create"]),
-        _ => (info.kind.to_string(), &["get"]),
+        "binding" => own("Binding".to_string(), &["create"]),
+        "log" => own("Pod".to_string(), &["get"]),
+        "token" => (
+            "authentication.k8s.io",
+            "v1",
+            "TokenRequest".to_string(),
+            &["create"],
+        ),
+        _ => own(info.kind.to_string(), &["get"]),
     }
 }
 
@@ -162,12 +172,20 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     for info in infos {
         entries.push((info.resource.to_string(), resource_entry(info)));
         for sub in info.subresources {
-            let (kind, verbs) = subresource_kind_verbs(info, sub);
+            let (group, version, kind, verbs) = subresource_kind_verbs(info, sub);
             let name = format!("{}/{sub}", info.resource);
-            entries.push((
-                name.clone(),
-                json!({"name": name, "singularName": "", "namespaced": info.namespaced, "kind": kind, "verbs": verbs}),
-            ));
+            let mut entry = Map::new();
+            entry.insert("name".into(), json!(name));
+            entry.insert("singularName".into(), json!(""));
+            entry.insert("namespaced".into(), json!(info.namespaced));
+            // APIResource names the group/version only when it differs from the list's.
+            if group != info.group || version != info.version {
+                entry.insert("group".into(), json!(group));
+                entry.insert("version".into(), json!(version));
+            }
+            entry.insert("kind".into(), json!(kind));
+            entry.insert("verbs".into(), json!(verbs));
+            entries.push((name, Value::Object(entry)));
         }
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -236,8 +254,10 @@ fn aggregated_resource(info: &ResourceInfo) -> Value {
             .subresources
             .iter()
             .map(|sub| {
-                let (kind, verbs) = subresource_kind_verbs(info, sub);
-                json!({"subresource": sub, "responseKind": gvk(&kind), "verbs": verbs})
+                let (group, version, kind, verbs) = subresource_kind_verbs(info, sub);
+                json!({"subresource": sub,
+                    "responseKind": {"group": group, "version": version, "kind": kind},
+                    "verbs": verbs})
             })
             .collect();
         m.insert("subresources".into(), Value::Array(subs));
@@ -319,6 +339,7 @@ mod tests {
                 "pods/status",
                 "secrets",
                 "serviceaccounts",
+                "serviceaccounts/token",
                 "services",
                 "services/proxy",
                 "services/status"
@@ -335,6 +356,18 @@ mod tests {
                 .as_array()
                 .is_some_and(|v| v.contains(&json!("watch")))
         );
+        let token = names(&l)
+            .iter()
+            .position(|n| n == "serviceaccounts/token")
+            .expect("token");
+        assert_eq!(
+            l["resources"][token],
+            json!({"name":"serviceaccounts/token","singularName":"","namespaced":true,
+                "group":"authentication.k8s.io","version":"v1","kind":"TokenRequest","verbs":["create"]})
+        );
+        let ssr = api_resource_list("authentication.k8s.io", "v1").expect("authn");
+        assert_eq!(ssr["resources"][0]["kind"], "SelfSubjectReview");
+        assert_eq!(ssr["resources"][0]["verbs"], json!(["create"]));
         let verbs = |i: usize| {
             l["resources"][i]["verbs"]
                 .as_array()
@@ -363,9 +396,10 @@ mod tests {
     fn groups() {
         let l = api_group_list();
         assert_eq!(l["kind"], "APIGroupList");
-        assert_eq!(l["groups"][0]["name"], "coordination.k8s.io");
+        assert_eq!(l["groups"][0]["name"], "authentication.k8s.io");
+        assert_eq!(l["groups"][1]["name"], "coordination.k8s.io");
         assert_eq!(
-            l["groups"][1]["preferredVersion"],
+            l["groups"][2]["preferredVersion"],
             json!({"groupVersion":"discovery.k8s.io/v1","version":"v1"})
         );
         assert_eq!(
@@ -407,9 +441,9 @@ mod tests {
         let pods = res.iter().find(|r| r["resource"] == "pods").expect("pods");
         assert_eq!(pods["subresources"][0]["responseKind"]["kind"], "Binding");
         let apis = aggregated_discovery(false);
-        assert_eq!(apis["items"].as_array().map(Vec::len), Some(2));
+        assert_eq!(apis["items"].as_array().map(Vec::len), Some(3));
         assert_eq!(
-            apis["items"][1]["versions"][0]["resources"][0]["responseKind"]["group"],
+            apis["items"][2]["versions"][0]["resources"][0]["responseKind"]["group"],
             "discovery.k8s.io"
         );
         assert_eq!(

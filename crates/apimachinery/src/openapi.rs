@@ -443,7 +443,9 @@ fn resource_paths(info: &ResourceInfo, flavor: Flavor, paths: &mut Map<String, V
             ),
         );
     }
-    paths.insert(collection.clone(), Value::Object(coll));
+    if coll.len() > 1 {
+        paths.insert(collection.clone(), Value::Object(coll));
+    }
 
     // Item: read, replace, patch, delete.
     let mut item_params = vec![path_param("name", &format!("name of the {kind}"), flavor)];
@@ -506,7 +508,10 @@ fn resource_paths(info: &ResourceInfo, flavor: Flavor, paths: &mut Map<String, V
             ),
         );
     }
-    paths.insert(item.clone(), Value::Object(it));
+    // Create-only resources (SelfSubjectReview) have no item path.
+    if it.len() > 1 {
+        paths.insert(item.clone(), Value::Object(it));
+    }
 
     // Status subresource: read, replace, patch.
     if info.has_subresource("status") {
@@ -709,6 +714,7 @@ mod tests {
             keys,
             [
                 "api/v1",
+                "apis/authentication.k8s.io/v1",
                 "apis/coordination.k8s.io/v1",
                 "apis/discovery.k8s.io/v1"
             ]
@@ -721,7 +727,10 @@ mod tests {
 
     #[test]
     fn every_kind_has_patch_with_field_validation() {
-        for info in registry::resources() {
+        for info in registry::resources()
+            .iter()
+            .filter(|i| i.supports_verb("patch"))
+        {
             let p = gv_path(info.group, info.version);
             let doc = v3_document(&p).expect("doc");
             kubectl_sees_field_validation(&doc, info.group, info.version, info.kind)
@@ -761,6 +770,18 @@ mod tests {
             es["paths"]
                 .get("/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices/{name}")
                 .is_some()
+        );
+        let authn = v3_document("apis/authentication.k8s.io/v1").expect("authn");
+        let ssr = &authn["paths"]["/apis/authentication.k8s.io/v1/selfsubjectreviews"];
+        assert_eq!(
+            ssr["post"]["x-kubernetes-group-version-kind"]["kind"],
+            "SelfSubjectReview"
+        );
+        assert!(ssr.get("get").is_none(), "create only");
+        assert_eq!(
+            authn["paths"].as_object().map(Map::len),
+            Some(1),
+            "no item path"
         );
         assert!(v3_document("apis/apps/v1").is_none());
         assert!(v3_document("nonsense").is_none());

@@ -231,7 +231,8 @@ static RESOURCES: &[ResourceInfo] = &[
         verbs: VERBS,
         short_names: &["sa"],
         categories: &[],
-        subresources: &[],
+        // `token` is the TokenRequest API (`kubectl create token`).
+        subresources: &["token"],
         field_selectors: &[],
     },
     ResourceInfo {
@@ -246,6 +247,20 @@ static RESOURCES: &[ResourceInfo] = &[
         categories: &["all"],
         subresources: &["status", "proxy"],
         field_selectors: &["spec.clusterIP", "spec.type"],
+    },
+    ResourceInfo {
+        // Not stored: the apiserver answers `kubectl auth whoami` with the caller's identity.
+        group: "authentication.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectReview",
+        resource: "selfsubjectreviews",
+        singular: "selfsubjectreview",
+        namespaced: false,
+        verbs: &["create"],
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        field_selectors: &[],
     },
     ResourceInfo {
         group: "coordination.k8s.io",
@@ -384,7 +399,14 @@ mod tests {
         );
         assert!(lookup("", "v1", "deployments").is_none());
         assert!(lookup_kind("v1", "EndpointSlice").is_none());
-        assert_eq!(groups(), vec!["coordination.k8s.io", "discovery.k8s.io"]);
+        assert_eq!(
+            groups(),
+            vec![
+                "authentication.k8s.io",
+                "coordination.k8s.io",
+                "discovery.k8s.io"
+            ]
+        );
         for (name, kind) in [
             ("po", "Pod"),
             ("pod", "Pod"),
@@ -416,6 +438,7 @@ mod tests {
             ("", "events", true),
             ("discovery.k8s.io", "endpointslices", true),
             ("coordination.k8s.io", "leases", true),
+            ("authentication.k8s.io", "selfsubjectreviews", false),
         ];
         for (g, r, ns) in expect {
             let info = lookup(g, "v1", r).unwrap_or_else(|| panic!("{r} missing"));
