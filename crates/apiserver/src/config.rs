@@ -186,6 +186,9 @@ pub struct ApiServerConfig {
     pub default_watch_timeout: Duration,
     /// Largest request body accepted (kube-apiserver: 3 MiB).
     pub max_request_body_bytes: usize,
+    /// The process's Prometheus registry to register the apiserver's metrics in (a private one when
+    /// `None`); they are also served at `/metrics`.
+    pub metrics: Option<std::sync::Arc<proxylab_core::telemetry::Metrics>>,
     /// Create the default namespaces and the `default/kubernetes` Service and endpoints at startup, as
     /// kube-apiserver's bootstrap controller does.
     pub bootstrap: bool,
@@ -227,6 +230,7 @@ impl ApiServerConfig {
             bookmark_interval: Duration::from_secs(10),
             default_watch_timeout: Duration::from_secs(1800),
             max_request_body_bytes: 3 * 1024 * 1024,
+            metrics: None,
             bootstrap: true,
         }
     }

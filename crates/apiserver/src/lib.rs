@@ -50,6 +50,7 @@ pub mod allocator;
 pub mod auth;
 pub mod config;
 mod discovery;
+mod metrics;
 mod protobuf;
 mod response;
 mod rest;

@@ -47,6 +47,7 @@ pub(crate) struct AppState {
     /// Signs TokenRequest tokens (`None`: the API is off).
     pub sa_signing_key: Option<Vec<u8>>,
     pub sa_issuer: String,
+    pub metrics: crate::metrics::ApiMetrics,
     /// Cancelled when shutdown begins: ends watches, fails `/readyz`.
     pub shutdown: CancellationToken,
 }
@@ -152,6 +153,7 @@ impl ApiServer {
             bookmark_interval: config.bookmark_interval,
             default_watch_timeout: config.default_watch_timeout,
             sa_signing_key: config.service_account_signing_key.clone(),
+            metrics: crate::metrics::ApiMetrics::new(config.metrics.clone()),
             sa_issuer: config.service_account_issuer.clone(),
             shutdown: CancellationToken::new(),
         });
@@ -271,8 +273,18 @@ async fn authenticate(
     }
     let username = user.username.clone();
     req.extensions_mut().insert(user);
+    let (verb, resource) = crate::metrics::classify(&method, uri.path(), uri.query());
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
+    state
+        .metrics
+        .requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            verb,
+            resource,
+            code: status,
+        })
+        .inc();
     let latency_ms = start.elapsed().as_millis() as u64;
     // Reads are the bulk (informers, health probes): log them at debug; writes and failures at info,
     // as kube-apiserver's httplog does at its default verbosity.
@@ -301,6 +313,17 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         return if is_read { r } else { method_not_allowed() };
     }
     match segs.as_slice() {
+        ["metrics"] => {
+            return if is_read {
+                response::with_type(
+                    StatusCode::OK,
+                    state.metrics.registry.encode().into_bytes(),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+            } else {
+                method_not_allowed()
+            };
+        }
         ["version"] => {
             return if is_read {
                 response::object(StatusCode::OK, &discovery::version(), fmt)

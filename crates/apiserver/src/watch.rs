@@ -145,7 +145,10 @@ pub(crate) async fn watch(
     };
     let interval = state.bookmark_interval;
     let shutdown = state.shutdown.clone();
+    state.metrics.watches.inc();
+    let guard = crate::metrics::WatchGuard(state.metrics.watches.clone());
     tokio::spawn(async move {
+        let _guard = guard;
         let Some(mut events) = events.take() else {
             return;
         };

@@ -321,3 +321,23 @@ async fn client_certificates_and_front_proxy_over_tls() {
     stop.cancel();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn metrics_count_requests_and_watches() {
+    let lab = lab().await;
+    lab.call("GET", "/api/v1/namespaces/default/pods", None)
+        .await;
+    let (_, body) = lab
+        .watch("/api/v1/namespaces/default/pods?watch=true")
+        .await;
+    let m = lab.call("GET", "/metrics", None).await.text();
+    assert!(
+        m.contains(
+            r#"proxylab_apiserver_requests_total{verb="list",resource="pods",code="200"} 1"#
+        ),
+        "{m}"
+    );
+    assert!(m.contains("proxylab_apiserver_watches 1"), "{m}");
+    drop(body);
+    assert_eq!(lab.send(anon(&lab, "/metrics")).await.status, 401);
+}
