@@ -65,6 +65,11 @@ pub struct AuthProxyConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Where hop records go; `None` keeps a private log.
     pub hops: Option<Arc<HopLog>>,
+    /// Where access lines go; `None` emits them as `tracing` events (target `access`).
+    pub access_log: Option<crate::logging::AccessLog>,
+    /// Without `access_log`, whether to emit access lines as `tracing` events (default true; the
+    /// binary turns it off with `--access-log=false`).
+    pub access_via_tracing: bool,
     /// This instance's name in hop records and `Via` (default `auth-proxy`).
     pub name: String,
 }
@@ -200,6 +205,8 @@ impl AuthProxyConfig {
             server_path,
             tls,
             hops: None,
+            access_log: None,
+            access_via_tracing: true,
             name: "auth-proxy".into(),
         })
     }

@@ -5,8 +5,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use proxylab_auth_proxy::logging;
 use proxylab_auth_proxy::{AuthProxy, AuthProxyArgs, AuthProxyConfig};
-use proxylab_core::telemetry::{AdminState, LogFormat, admin_router, init_tracing};
+use proxylab_core::telemetry::{AdminState, LogFormat, admin_router};
 
 /// Creates a proxy server or application-level gateway between localhost and the Kubernetes API
 /// server, as `kubectl proxy` does — with a safer filter and credentials policy, streaming, and
@@ -20,6 +21,10 @@ struct Cli {
     /// Log format: text or json (the access log is the `access` target).
     #[arg(long, default_value = "text")]
     log_format: LogFormat,
+
+    /// Write one access line per request to stderr (`--access-log=false` to turn off).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    access_log: bool,
 
     /// Admin endpoint (/healthz, /readyz, /metrics, /debug/hops); empty to disable.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -43,7 +48,16 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    init_tracing(cli.log_format);
+    let log = logging::init(cli.log_format);
+    let access = cli
+        .access_log
+        .then(|| logging::AccessLog::new(&log, cli.log_format));
+    let code = serve(cli, access).await;
+    log.flush();
+    code
+}
+
+async fn serve(cli: Cli, access: Option<logging::AccessLog>) -> ExitCode {
     let admin = AdminState::new();
     let mut config = match AuthProxyConfig::from_args(&cli.proxy).await {
         Ok(c) => c,
@@ -53,6 +67,8 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
     config.hops = Some(admin.hops.clone());
+    config.access_via_tracing = access.is_some();
+    config.access_log = access;
     let bound = match AuthProxy::bind(config).await {
         Ok(b) => b,
         Err(e) => {

@@ -39,6 +39,7 @@ use tower::ServiceExt;
 use tracing::{info, warn};
 
 use crate::config::{AuthProxyConfig, Listen};
+use crate::logging::{AccessEntry, AccessLog};
 
 /// The auth-proxy: `kubectl proxy`, re-implemented. See the crate docs.
 pub struct AuthProxy;
@@ -113,6 +114,8 @@ struct ProxyState {
     base_path: String,
     pass_client_credentials: bool,
     hops: Arc<HopLog>,
+    access_log: Option<AccessLog>,
+    access_via_tracing: bool,
     name: Arc<str>,
     proto: &'static str,
     listener: ListenAddr,
@@ -183,6 +186,8 @@ impl AuthProxy {
             upstream: config.upstream,
             pass_client_credentials: config.pass_client_credentials,
             hops,
+            access_log: config.access_log,
+            access_via_tracing: config.access_via_tracing,
             name: config.name.into(),
             proto,
             listener: local.clone(),
@@ -383,17 +388,36 @@ async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
         host: (!host.is_empty()).then(|| host.clone()),
         status: Some(status),
     });
-    info!(
-        target: "access",
-        client = %client,
-        method = %method,
-        path = %raw_path,
-        host = %host,
-        status,
-        outcome,
-        duration_ms = hop.duration_ms,
-        "request"
-    );
+    match &st.access_log {
+        Some(log) => {
+            let client = match &st.listener {
+                ListenAddr::Unix(_) => "unix".to_owned(),
+                ListenAddr::Tcp(_) => client.to_string(),
+            };
+            log.log(&AccessEntry {
+                time: &hop.time,
+                client: &client,
+                method: method.as_str(),
+                path: &raw_path,
+                host: &host,
+                status,
+                outcome,
+                duration_ms: hop.duration_ms,
+            });
+        }
+        None if st.access_via_tracing => info!(
+            target: "access",
+            client = %client,
+            method = %method,
+            path = %raw_path,
+            host = %host,
+            status,
+            outcome,
+            duration_ms = hop.duration_ms,
+            "request"
+        ),
+        None => {}
+    }
     st.hops.record(hop);
     resp
 }

@@ -125,9 +125,16 @@ async fn prints_starting_line_and_serves_then_exits_on_sigterm() {
         "    token: t",
     );
     let mut child = Command::new(BIN)
-        .args(["--kubeconfig", kc.to_str().unwrap(), "-p", "0"])
+        .args([
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "-p",
+            "0",
+            "--log-format",
+            "json",
+        ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -150,8 +157,19 @@ async fn prints_starting_line_and_serves_then_exits_on_sigterm() {
     let pid = child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(0));
+    // One JSON access line for the request, flushed before exit.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let access: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "access")
+        .collect();
+    assert_eq!(access.len(), 1, "{stderr}");
+    assert_eq!(access[0]["path"], "/version");
+    assert_eq!(access[0]["status"], 200);
+    assert_eq!(access[0]["outcome"], "ok");
 }
