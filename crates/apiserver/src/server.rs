@@ -81,6 +81,9 @@ pub struct BoundApiServer {
     tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     state: Arc<AppState>,
+    /// Addresses published in the `kubernetes` endpoints (withdrawn on shutdown), and their port.
+    published: Vec<std::net::IpAddr>,
+    published_port: u16,
 }
 
 impl std::fmt::Debug for BoundApiServer {
@@ -157,13 +160,14 @@ impl ApiServer {
             sa_issuer: config.service_account_issuer.clone(),
             shutdown: CancellationToken::new(),
         });
+        let port = addrs.first().map(|a| a.port()).unwrap_or(6443);
+        let mut published = Vec::new();
         if config.bootstrap {
-            let advertise: Vec<std::net::IpAddr> = match config.advertise_address {
+            published = match config.advertise_address {
                 Some(a) => vec![a],
                 None => addrs.iter().map(|a| a.ip()).collect(),
             };
-            let port = addrs.first().map(|a| a.port()).unwrap_or(6443);
-            bootstrap(&state, &advertise, port).map_err(ServerError::Bootstrap)?;
+            bootstrap(&state, &published, port).map_err(ServerError::Bootstrap)?;
         }
         let router = build_router(state.clone(), config.extra_routes);
         Ok(BoundApiServer {
@@ -172,6 +176,8 @@ impl ApiServer {
             tls,
             router,
             state,
+            published,
+            published_port: port,
         })
     }
 }
@@ -214,6 +220,19 @@ impl BoundApiServer {
                 Err(e) => warn!(error = %e, "listener task failed"),
                 _ => {}
             }
+        }
+        // Graceful shutdown: stop advertising ourselves, so clients of the `kubernetes` Service (and
+        // anything balancing over its endpoints) stop picking this front-end.
+        if !self.published.is_empty()
+            && let Err(e) = reconcile_endpoints(
+                &self.state.store,
+                &[],
+                &self.published,
+                self.published_port,
+                &meta::now_rfc3339(),
+            )
+        {
+            warn!(error = %e, "could not withdraw from the kubernetes endpoints");
         }
         result
     }
@@ -465,7 +484,19 @@ fn bootstrap(
             }
         }
     }
-    // Endpoints and EndpointSlice: add our addresses (compare-and-swap, retried).
+    reconcile_endpoints(store, advertise, &[], port, &now)
+}
+
+/// Adds `add` to and removes `remove` from the `default/kubernetes` Endpoints and EndpointSlice
+/// (compare-and-swap, retried) — kube-apiserver's endpoint reconciler: each apiserver publishes its
+/// address while it serves and withdraws it on graceful shutdown.
+fn reconcile_endpoints(
+    store: &Arc<dyn Store>,
+    add: &[std::net::IpAddr],
+    remove: &[std::net::IpAddr],
+    port: u16,
+    now: &str,
+) -> Result<(), String> {
     for _ in 0..16 {
         let key = ObjectKey::new("endpoints", Some("default"), "kubernetes");
         let cur = store.get(&key).map_err(|e| e.to_string())?;
@@ -479,20 +510,26 @@ fn bootstrap(
             })
             .unwrap_or_default();
         let before = ips.clone();
-        for a in advertise {
+        for a in add {
             if !ips.contains(&a.to_string()) {
                 ips.push(a.to_string());
             }
         }
+        ips.retain(|ip| !remove.iter().any(|r| r.to_string() == *ip));
         ips.sort();
         if cur.is_some() && ips == before {
             break;
         }
         let addresses: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+        let subsets = if ips.is_empty() {
+            json!([])
+        } else {
+            json!([{"addresses": addresses, "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}])
+        };
         let ep = json!({"apiVersion": "v1", "kind": "Endpoints",
             "metadata": {"name": "kubernetes", "namespace": "default", "uid": uuid::Uuid::new_v4().to_string(),
                 "creationTimestamp": now, "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-            "subsets": [{"addresses": addresses, "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
+            "subsets": subsets});
         let endpoints: Vec<Value> = ips
             .iter()
             .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false}}))

@@ -94,3 +94,48 @@ async fn two_frontends_allocate_unique_ips_and_ports_concurrently() {
         "x"
     );
 }
+
+#[tokio::test]
+async fn a_front_end_withdraws_from_the_kubernetes_endpoints_on_shutdown() {
+    let store = Arc::new(MemoryStore::new(1000));
+    let mut a_cfg = config();
+    a_cfg.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    let mut b_cfg = config();
+    b_cfg.listen = vec!["127.0.0.3:0".parse().unwrap()];
+    let a = ApiServer::bind(a_cfg, store.clone()).await.unwrap();
+    let b = ApiServer::bind(b_cfg, store.clone()).await.unwrap();
+    let a_router = a.router();
+    let stop_b = tokio_util::sync::CancellationToken::new();
+    let serving_b = tokio::spawn(b.serve(stop_b.clone()));
+    stop_b.cancel();
+    serving_b.await.unwrap().unwrap();
+    let lab = Lab {
+        router: a_router,
+        store: store.clone(),
+        bound: a,
+    };
+    let ep = lab
+        .call(
+            "GET",
+            "/api/v1/namespaces/default/endpoints/kubernetes",
+            None,
+        )
+        .await
+        .json();
+    let addrs: Vec<&str> = ep["subsets"][0]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(addrs, ["127.0.0.1"]);
+    let slice = lab
+        .call(
+            "GET",
+            "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes",
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(slice["endpoints"].as_array().unwrap().len(), 1);
+}
