@@ -273,6 +273,16 @@ impl ApiServerArgs {
                 });
             }
         };
+        if cfg.serving.is_none()
+            && (self.client_ca_file.is_some() || self.requestheader_client_ca_file.is_some())
+        {
+            return Err(ConfigError::Flag {
+                flag: "--client-ca-file",
+                message:
+                    "client certificates need TLS: give --tls-cert-file and --tls-private-key-file"
+                        .into(),
+            });
+        }
         if let Some(p) = &self.client_ca_file {
             cfg.client_ca = load_certs(p)?;
         }
@@ -322,6 +332,47 @@ impl ApiServerArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(extra: &[&str]) -> ApiServerArgs {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: ApiServerArgs,
+        }
+        let mut argv = vec!["apiserver"];
+        argv.extend_from_slice(extra);
+        Cli::parse_from(argv).a
+    }
+
+    #[test]
+    fn flags_resolve_files_and_report_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens.csv");
+        std::fs::write(&tokens, "t1,admin,1,\"system:masters\"\n").unwrap();
+        let tokens_flag = format!("--token-auth-file={}", tokens.display());
+        let a = args(&[
+            "--bind-address=127.0.10.1,127.0.10.2",
+            "--secure-port=7443",
+            &tokens_flag,
+            "--service-node-port-range=31000-31010",
+        ]);
+        let cfg = a.to_config().unwrap();
+        assert_eq!(cfg.listen.len(), 2);
+        assert_eq!(cfg.listen[1].to_string(), "127.0.10.2:7443");
+        assert_eq!(cfg.static_tokens[0].groups, ["system:masters"]);
+        assert_eq!(cfg.service_node_port_range, 31000..=31010);
+        assert_eq!(cfg.service_cluster_ip_range.to_string(), "127.0.40.0/24");
+
+        let err = args(&["--client-ca-file=/x"]).to_config().unwrap_err();
+        assert!(err.to_string().contains("need TLS"), "{err}");
+        let err = args(&["--token-auth-file=/nonexistent/t.csv"])
+            .to_config()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("/nonexistent/t.csv"), "{err}");
+        let err = args(&["--tls-cert-file=/x"]).to_config().unwrap_err();
+        assert!(err.to_string().contains("go together"), "{err}");
+    }
 
     #[test]
     fn port_ranges() {

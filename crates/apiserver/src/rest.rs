@@ -305,12 +305,11 @@ pub(crate) async fn handle(
             return Err(not_found_path().into());
         }
     }
-    let gr = || info;
     let verb_ok = |v: &str| -> Result<(), ApiError> {
-        if v == "deletecollection" || info.supports_verb(v) {
+        if info.supports_verb(v) {
             Ok(())
         } else {
-            Err(Status::method_not_allowed(gr(), v).into())
+            Err(Status::method_not_allowed(info, v).into())
         }
     };
     let watch = target.legacy_watch || q.flag("watch");
