@@ -119,8 +119,21 @@ pub(crate) async fn watch(
     };
 
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    let mut events = match state.store.watch(&resource, ns.as_deref(), since) {
-        Ok(r) => Some(r),
+    let too_large = explicit_rv.filter(|rv| *rv > list_rv);
+    let watched = match too_large {
+        // A version from the future (a client that talked to another, newer store): kube-apiserver
+        // waits briefly for its cache, then answers 504 "Too large resource version".
+        Some(rv) => {
+            let st = Status::timeout(format!(
+                "Too large resource version: {rv}, current: {list_rv}"
+            ));
+            let _ = tx.try_send(Ok(line("ERROR", &st.to_value())));
+            Ok(None)
+        }
+        None => state.store.watch(&resource, ns.as_deref(), since).map(Some),
+    };
+    let mut events = match watched {
+        Ok(r) => r,
         Err(StoreError::Expired { oldest }) => {
             let st = Status::expired(format!("too old resource version: {since} ({oldest})"));
             let _ = tx.try_send(Ok(line("ERROR", &st.to_value())));

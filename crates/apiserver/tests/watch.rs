@@ -101,6 +101,14 @@ async fn too_old_resource_version_is_410_error_event() {
         next_event(&mut body, &mut buf).await.is_none(),
         "stream ends after the error"
     );
+    // a version from the future
+    let (_, mut body) = lab
+        .watch(&format!("{PODS}?watch=1&resourceVersion=99999"))
+        .await;
+    let mut buf = Vec::new();
+    let e = next_event(&mut body, &mut buf).await.unwrap();
+    assert_eq!(e["type"], "ERROR");
+    assert_eq!(e["object"]["code"], 504);
 }
 
 #[tokio::test]
