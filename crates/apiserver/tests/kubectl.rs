@@ -251,6 +251,23 @@ async fn kubectl_end_to_end() {
     assert!(out.contains("deleted"), "{out}");
     let (ok, out) = k.run(&["get", "pod", "web"], None).await;
     assert!(!ok && out.contains("NotFound"), "{out}");
+    // server-side apply (application/apply-patch+yaml), create then update
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: \"1\"\n";
+    let (ok, out) = k
+        .run(&["apply", "--server-side", "-f", "-"], Some(cm))
+        .await;
+    assert!(ok && out.contains("serverside-applied"), "{out}");
+    let (ok, out) = k
+        .run(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&cm.replace("\"1\"", "\"2\"")),
+        )
+        .await;
+    assert!(ok, "{out}");
+    let out = k
+        .ok(&["get", "cm", "ssa", "-o", "jsonpath={.data.a}"])
+        .await;
+    assert_eq!(out.trim(), "2");
     // more everyday commands
     let node = "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-1\n  labels:\n    kubernetes.io/hostname: node-1\n";
     let (ok, out) = k.run(&["apply", "-f", "-"], Some(node)).await;
