@@ -157,6 +157,7 @@ pub(crate) async fn watch(
         json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": m})
     };
     let interval = state.bookmark_interval;
+    let store = state.store.clone();
     let shutdown = state.shutdown.clone();
     state.metrics.watches.inc();
     let guard = crate::metrics::WatchGuard(state.metrics.watches.clone());
@@ -209,6 +210,14 @@ pub(crate) async fn watch(
                     }
                 }
                 _ = tick.tick(), if bookmarks => {
+                    // Like kube's watch cache, a bookmark may carry the store's progress even when
+                    // nothing this watch selects changed — but only if nothing is still queued for
+                    // it, so resuming from the bookmark can never skip an event. (Read the version
+                    // first: anything published before that read is already in the queue.)
+                    let progress = store.current_resource_version();
+                    if events.is_empty() {
+                        last_rv = last_rv.max(progress);
+                    }
                     if !send(line("BOOKMARK", &bookmark_obj(last_rv, false))).await {
                         break;
                     }

@@ -129,6 +129,29 @@ async fn bookmarks_and_timeout() {
     assert_eq!(e["object"]["kind"], "Pod");
     assert_eq!(e["object"]["metadata"]["resourceVersion"], rv.as_str());
 
+    // progress elsewhere in the store moves the bookmarks of a quiet watch forward
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "elsewhere"}});
+    lab.call("POST", "/api/v1/namespaces/default/configmaps", Some(cm))
+        .await;
+    let now_rv: u64 = lab.call("GET", PODS, None).await.json()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    loop {
+        let e = next_event(&mut body, &mut buf).await.unwrap();
+        assert_eq!(e["type"], "BOOKMARK");
+        let brv: u64 = e["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        if brv == now_rv {
+            break;
+        }
+        assert!(brv < now_rv);
+    }
+
     let (_, mut body) = lab
         .watch(&format!("{PODS}?watch=True&timeoutSeconds=1"))
         .await;
