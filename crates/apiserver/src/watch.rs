@@ -215,7 +215,9 @@ pub(crate) async fn watch(
                     // it, so resuming from the bookmark can never skip an event. (Read the version
                     // first: anything published before that read is already in the queue.)
                     let progress = store.current_resource_version();
-                    if events.is_empty() {
+                    // (A closed queue means the store dropped this watcher as too slow: events
+                    // after that are not coming, so its progress must not be claimed.)
+                    if events.is_empty() && !events.is_closed() {
                         last_rv = last_rv.max(progress);
                     }
                     if !send(line("BOOKMARK", &bookmark_obj(last_rv, false))).await {
