@@ -6,7 +6,8 @@
 #   bench/auth-proxy.sh                      # upstream: the bench_apiserver example (measures the proxies)
 #   UPSTREAM=lab LAB_STATE=DIR bench/auth-proxy.sh   # upstream: a running lab (DIR/lab.json, DIR/kubeconfig)
 #
-# Knobs: DURATION (10s) CONNS (32) THREADS (2) ROUNDS (3) PODS (20, bench upstream only).
+# Knobs: DURATION (10s) CONNS (32) THREADS (2) ROUNDS (3) PODS (20, bench upstream only),
+#        AP_ARGS (extra auth-proxy flags, e.g. --access-log=false).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,17 +48,20 @@ case "$UPSTREAM" in
     PIDS+=($!)
     UP=$(wait_for_line "$WORK/up.out" "serving on ")
     KC="$WORK/up/kubeconfig"
+    TOKEN=bench-token
     ;;
   lab)
     : "${LAB_STATE:?set LAB_STATE to the lab state dir}"
     KC="$LAB_STATE/kubeconfig"
     UP=$(sed -n 's/.*"apiservers": *\["\([^"]*\)".*/\1/p' "$LAB_STATE/lab.json" | head -1)
+    TOKEN=$(sed -n 's/.*"token": *"\([^"]*\)".*/\1/p' "$LAB_STATE/lab.json" | head -1)
     ;;
   *) echo "UPSTREAM must be bench or lab" >&2; exit 1 ;;
 esac
 PODPATH=/api/v1/namespaces/default/pods
 
-target/release/auth-proxy --kubeconfig "$KC" -p 0 --admin-address "" >"$WORK/ap.out" 2>"$WORK/ap.err" &
+# shellcheck disable=SC2086
+target/release/auth-proxy --kubeconfig "$KC" -p 0 --admin-address "" ${AP_ARGS:-} >"$WORK/ap.out" 2>"$WORK/ap.err" &
 PIDS+=($!)
 AP=$(wait_for_line "$WORK/ap.out" "Starting to serve on ")
 HOME_K="$WORK/khome"; mkdir -p "$HOME_K"
@@ -72,29 +76,33 @@ done
 # wrk's "99%  1.23ms" → milliseconds
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000} else print v}'; }
 
-run() { # addr path → "rps p99ms"
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://$1$2")
+run() { # base-url path [wrk args…] → "rps p99ms"
+  local base=$1 path=$2; shift 2
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" "$base$path")
   rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
   errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
-  [ -n "$errs" ] && echo "  warning ($1$2): $errs" >&2
+  [ -n "$errs" ] && echo "  warning ($base$path): $errs" >&2
   echo "$rps $p99"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-echo "upstream: $UPSTREAM ($UP) · wrk -t$THREADS -c$CONNS -d$DURATION · $ROUNDS interleaved rounds · $(nproc) cores" >&2
-printf '| path | kubectl proxy req/s | auth-proxy req/s | ratio | kubectl proxy p99 ms | auth-proxy p99 ms |\n'
-printf '|---|---|---|---|---|---|\n'
+echo "upstream: $UPSTREAM ($UP) · auth-proxy ${AP_ARGS:-(defaults)} · wrk -t$THREADS -c$CONNS -d$DURATION · $ROUNDS interleaved rounds · $(nproc) cores" >&2
+printf '| path | direct (no proxy) req/s | kubectl proxy req/s | auth-proxy req/s | ratio | direct p99 ms | kubectl proxy p99 ms | auth-proxy p99 ms |\n'
+printf '|---|---|---|---|---|---|---|---|\n'
 for path in /version "$PODPATH"; do
-  : >"$WORK/k"; : >"$WORK/a"
+  : >"$WORK/k"; : >"$WORK/a"; : >"$WORK/d"
   for r in $(seq 1 "$ROUNDS"); do
-    run "$KP" "$path" >>"$WORK/k"
-    run "$AP" "$path" >>"$WORK/a"
-    echo "  round $r $path: kubectl $(tail -1 "$WORK/k") · auth-proxy $(tail -1 "$WORK/a")" >&2
+    # The apiserver alone, with the same token: the ceiling on this machine.
+    run "$UP" "$path" -H "Authorization: Bearer $TOKEN" >>"$WORK/d"
+    run "http://$KP" "$path" >>"$WORK/k"
+    run "http://$AP" "$path" >>"$WORK/a"
+    echo "  round $r $path: direct $(tail -1 "$WORK/d") · kubectl $(tail -1 "$WORK/k") · auth-proxy $(tail -1 "$WORK/a")" >&2
   done
+  drps=$(cut -d' ' -f1 "$WORK/d" | median); dp99=$(cut -d' ' -f2 "$WORK/d" | median)
   krps=$(cut -d' ' -f1 "$WORK/k" | median); arps=$(cut -d' ' -f1 "$WORK/a" | median)
   kp99=$(cut -d' ' -f2 "$WORK/k" | median); ap99=$(cut -d' ' -f2 "$WORK/a" | median)
   ratio=$(awk -v a="$arps" -v k="$krps" 'BEGIN {printf "%.2f×", a/k}')
-  printf '| `%s` | %.0f | %.0f | %s | %.2f | %.2f |\n' "$path" "$krps" "$arps" "$ratio" "$kp99" "$ap99"
+  printf '| `%s` | %.0f | %.0f | %.0f | %s | %.2f | %.2f | %.2f |\n' "$path" "$drps" "$krps" "$arps" "$ratio" "$dp99" "$kp99" "$ap99"
 done

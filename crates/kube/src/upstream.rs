@@ -48,6 +48,9 @@ pub struct Credentials {
     // `tokenFile` is read here rather than by kube-rs: client-go trims surrounding whitespace
     // (a file written by `echo` ends in a newline) and kube-rs does not.
     token_file: Option<Arc<TokenFile>>,
+    // The headers, computed once, when nothing in them can change (no exec plugin or auth
+    // provider): the common case of a static token or a client certificate costs one clone.
+    fixed: Option<HeaderMap>,
 }
 
 /// A bearer token read from a file, re-read at most once a minute so rotated tokens are picked up
@@ -139,9 +142,25 @@ impl Credentials {
             Some(layer) => BoxCloneSyncService::new(layer.layer(with_extra)),
             None => BoxCloneSyncService::new(with_extra),
         };
+        let refreshable = cfg.auth_info.exec.is_some() || cfg.auth_info.auth_provider.is_some();
+        let fixed = if refreshable {
+            None
+        } else {
+            // Static layers answer at once; poll once instead of needing a runtime here.
+            use futures_util::FutureExt;
+            match svc
+                .clone()
+                .oneshot(Request::new(Empty::new()))
+                .now_or_never()
+            {
+                Some(Ok(resp)) => Some(resp.into_body()),
+                _ => None,
+            }
+        };
         Ok(Self {
             svc: Some(svc),
             token_file,
+            fixed,
         })
     }
 
@@ -150,6 +169,7 @@ impl Credentials {
         Self {
             svc: None,
             token_file: None,
+            fixed: None,
         }
     }
 
@@ -157,17 +177,21 @@ impl Credentials {
     /// plugin), `Impersonate-*`. Fails when a token cannot be obtained (exec plugin error,
     /// unreadable token file) — an internal error from the client's point of view.
     pub async fn headers(&self) -> Result<HeaderMap, ProxyError> {
-        let Some(svc) = &self.svc else {
-            return Ok(HeaderMap::new());
+        let mut headers = match (&self.fixed, &self.svc) {
+            (Some(fixed), _) => fixed.clone(),
+            (None, None) => HeaderMap::new(),
+            (None, Some(svc)) => svc
+                .clone()
+                .oneshot(Request::new(Empty::new()))
+                .await
+                .map_err(|e| {
+                    ProxyError::Internal(format!(
+                        "obtaining credentials: {}",
+                        proxylab_core::http::error_chain(e.as_ref())
+                    ))
+                })?
+                .into_body(),
         };
-        let req = Request::new(Empty::new());
-        let out = svc.clone().oneshot(req).await.map_err(|e| {
-            ProxyError::Internal(format!(
-                "obtaining credentials: {}",
-                proxylab_core::http::error_chain(e.as_ref())
-            ))
-        })?;
-        let mut headers = out.into_body();
         if let Some(tf) = &self.token_file {
             let v = tf
                 .header()

@@ -357,6 +357,58 @@ mod tests {
         assert!(e.to_string().contains("--accept-paths"));
     }
 
+    /// One spelling of `segments` as a client might write it: every character possibly
+    /// percent-encoded (either hex case), and between segments `/`, `//`, `/./` or `/junk/../`.
+    fn spelling() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let segments = ["api", "v1", "namespaces", "d", "pods", "p", "exec"];
+        let n_chars: usize = segments.iter().map(|s| s.len()).sum();
+        (
+            proptest::collection::vec(0u8..3, n_chars),
+            proptest::collection::vec(0u8..4, segments.len()),
+        )
+            .prop_map(move |(enc, seps)| {
+                let mut out = String::new();
+                let mut i = 0;
+                for (k, seg) in segments.iter().enumerate() {
+                    out.push_str(match seps[k] {
+                        0 => "/",
+                        1 => "//",
+                        2 => "/./",
+                        _ => "/junk/../",
+                    });
+                    for b in seg.bytes() {
+                        match enc[i] {
+                            0 => out.push(b as char),
+                            1 => out.push_str(&format!("%{b:02X}")),
+                            _ => out.push_str(&format!("%{b:02x}")),
+                        }
+                        i += 1;
+                    }
+                }
+                out
+            })
+    }
+
+    proptest::proptest! {
+        /// However the exec path is spelled, the path the filter decides on (directly, or after the
+        /// 301 to the clean path) is rejected by kubectl's default --reject-paths.
+        #[test]
+        fn no_spelling_of_exec_passes(raw in spelling()) {
+            let f = Filter::default();
+            let c = canonicalize(&raw).unwrap();
+            let decided = if c.cleaned {
+                // the client follows the 301 to the clean, encoded path
+                let again = canonicalize(&c.encoded).unwrap();
+                proptest::prop_assert!(!again.cleaned);
+                again.decoded
+            } else {
+                c.decoded
+            };
+            proptest::prop_assert_eq!(f.decide("POST", &decided, "localhost"), Decision::RejectPath, "{}", raw);
+        }
+    }
+
     #[test]
     fn host_port_stripping() {
         assert_eq!(host_without_port("[::1]:8001"), "[::1]");
