@@ -515,7 +515,14 @@ async fn wait_for_service_listeners(store: &dyn Store, limit: Duration) -> anyho
                 break;
             }
             if Instant::now() > deadline {
-                bail!("nothing listens on service address {addr}");
+                if addr.port() < 1024 {
+                    bail!(
+                        "nothing listens on service address {addr}: ports below 1024 need root, \
+                         CAP_NET_BIND_SERVICE, or `sysctl net.ipv4.ip_unprivileged_port_start=0` \
+                         (see the forwarder's log above)"
+                    );
+                }
+                bail!("nothing listens on service address {addr} (see the forwarder's log above)");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
