@@ -552,3 +552,57 @@ async fn wrong_ca_is_refused() {
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(api.seen().is_empty());
 }
+
+#[tokio::test]
+async fn serves_https_when_given_a_certificate() {
+    let api = start_apiserver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = write_kubeconfig(
+        dir.path(),
+        &format!("https://{}", api.addr),
+        &api.ca_pem,
+        TOKEN_USER,
+    );
+    // The listener's own certificate, from another CA than the apiserver's.
+    let (ca, cert, key) = test_pki();
+    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let proxy = start_proxy(&kc, |a| {
+        a.tls_cert_file = Some(cert_path.clone());
+        a.tls_private_key_file = Some(key_path.clone());
+    })
+    .await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    for c in proxylab_core::tls::certs_from_pem(ca.as_bytes()).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Empty<bytes::Bytes>,
+    >(hyper_util::rt::TokioIo::new(tls))
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let resp = send
+        .send_request(
+            http::Request::get("/version")
+                .header("host", "localhost")
+                .body(http_body_util::Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let s = api.seen_path("/version").pop().unwrap();
+    assert_eq!(s.headers["x-forwarded-proto"], "https");
+}
