@@ -606,3 +606,28 @@ async fn serves_https_when_given_a_certificate() {
     let s = api.seen_path("/version").pop().unwrap();
     assert_eq!(s.headers["x-forwarded-proto"], "https");
 }
+
+#[tokio::test]
+async fn static_files_under_www_prefix() {
+    let api = start_apiserver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = write_kubeconfig(dir.path(), &format!("https://{}", api.addr), &api.ca_pem, TOKEN_USER);
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.html"), "<h1>hello</h1>").unwrap();
+    let www_s = www.display().to_string();
+    let proxy = start_proxy(&kc, |a| a.www = www_s.clone()).await;
+    // Served from the directory, not filtered (kubectl does not filter --www either).
+    let (status, _, body) = get(proxy.addr, "/static/index.html", &[("host", "elsewhere.example")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "<h1>hello</h1>");
+    // No way out of the directory.
+    let (status, _, _) = get(proxy.addr, "/static/../kubeconfig", &[]).await;
+    assert_ne!(status, StatusCode::OK);
+    let (status, _, _) = get(proxy.addr, "/static/%2e%2e/kubeconfig", &[]).await;
+    assert_ne!(status, StatusCode::OK);
+    // Everything else still goes to the apiserver.
+    let (status, _, _) = get(proxy.addr, "/version", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(api.seen_path("/static").is_empty());
+}
