@@ -109,7 +109,8 @@ fn dn(cn: &str, orgs: &[&str]) -> DistinguishedName {
     dn
 }
 
-fn new_ca(cn: &str) -> Result<CertAndKey, TlsError> {
+/// A new self-signed CA (ECDSA P-256) with this common name; sign leaves with [`CaSigner`].
+pub fn generate_ca(cn: &str) -> Result<CertAndKey, TlsError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = dn(cn, &[]);
@@ -199,8 +200,8 @@ pub const APISERVER_DNS_NAMES: &[&str] = &[
 impl LabPki {
     /// Generates a fresh PKI.
     pub fn generate(spec: &PkiSpec) -> Result<Self, TlsError> {
-        let ca = new_ca("kubernetes")?;
-        let front_proxy_ca = new_ca("front-proxy-ca")?;
+        let ca = generate_ca("kubernetes")?;
+        let front_proxy_ca = generate_ca("front-proxy-ca")?;
         let signer = CaSigner::new(&ca)?;
         let fp_signer = CaSigner::new(&front_proxy_ca)?;
 
