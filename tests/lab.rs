@@ -1,0 +1,120 @@
+//! `lab up` as a whole: `lab.json` describes a lab that really answers — services through the
+//! forwarders, UDP included — and SIGTERM stops it cleanly.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::Lab;
+use serde_json::Value;
+
+fn service<'a>(info: &'a Value, name: &str) -> &'a Value {
+    info["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("service {name} missing from lab.json: {info}"))
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn lab_json_describes_a_lab_that_answers_and_sigterm_stops_it() {
+    let mut lab = Lab::start();
+    let info = lab.info.clone();
+    let o = lab.octet;
+
+    assert!(lab.kubeconfig().is_file());
+    assert_eq!(info["token"].as_str().map(str::len), Some(32));
+    assert_eq!(info["authProxy"], format!("http://127.{o}.0.1:8001"));
+    let apiservers: Vec<&str> = info["apiservers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        apiservers,
+        (1..=3)
+            .map(|i| format!("https://127.{o}.10.{i}:6443"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(info["nodes"][1]["name"], "node-2");
+    assert_eq!(info["nodes"][1]["address"], format!("127.{o}.20.2"));
+
+    // TCP through the forwarders: the ClusterIP of `web`, spread over the three echo pods.
+    let web = service(&info, "web");
+    assert_eq!(web["type"], "ClusterIP");
+    assert_eq!(web["ports"][0]["name"], "http");
+    assert_eq!(web["ports"][0]["nodePort"], Value::Null);
+    let ip: std::net::IpAddr = web["clusterIP"].as_str().unwrap().parse().unwrap();
+    assert!(ip.to_string().starts_with(&format!("127.{o}.40.")));
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let resp = http_get(SocketAddr::new(ip, 80), "/hostname");
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        seen.insert(resp.rsplit("\r\n\r\n").next().unwrap().trim().to_string());
+    }
+    assert!(seen.len() >= 2, "round-robin reached only {seen:?}");
+
+    // NodePort of the LoadBalancer service, on a node address.
+    let lb = service(&info, "web-lb");
+    let node_port = lb["ports"][0]["nodePort"].as_u64().expect("nodePort") as u16;
+    let node_addr: std::net::IpAddr = format!("127.{o}.20.2").parse().unwrap();
+    let resp = http_get(SocketAddr::new(node_addr, node_port), "/hostname");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+
+    // UDP through the forwarders: the echo pods answer `whoami` with their name.
+    let udp = service(&info, "udp-echo");
+    assert_eq!(udp["ports"][0]["protocol"], "UDP");
+    let uip: std::net::IpAddr = udp["clusterIP"].as_str().unwrap().parse().unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let target = SocketAddr::new(uip, 53);
+    let mut answer = None;
+    for _ in 0..10 {
+        sock.send_to(b"whoami", target).unwrap();
+        let mut buf = [0u8; 512];
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            answer = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+            break;
+        }
+    }
+    let answer = answer.expect("no UDP answer through the forwarder");
+    assert!(answer.contains("pod=udp-echo-"), "{answer}");
+
+    // SIGTERM: the lab drains, removes lab.json and exits 0.
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(lab.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(s) = lab.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "lab did not stop within 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        exit.success(),
+        "lab exited with {exit}; log:\n{}",
+        lab.log()
+    );
+    assert!(!lab.state_dir().join("lab.json").exists());
+    assert!(TcpStream::connect_timeout(&SocketAddr::new(ip, 80), Duration::from_secs(1)).is_err());
+}
