@@ -41,4 +41,8 @@ ratio("connections/s: forwarder / haproxy", g("conn_per_s", "forwarder"), g("con
 ratio("UDP packets/s: forwarder / socat", g("udp_pps", "forwarder"), g("udp_pps", "socat"), "> 1")
 r = g("rss_idle_mib", "forwarder")
 if r is not None:
-    print(f"{'forwarder RSS with ' + idle + ' idle connections (MiB)':52} {r:6.1f}   (goal <= 100)")
+    print(f"{'forwarder RSS with ' + idle + ' idle connections (MiB)':52} {r:6.1f}   (goal <= 100 at 10,000)")
+    b = g("rss_before_mib", "forwarder")
+    if b is not None and int(idle) > 0:
+        per = (r - b) * 1024 / int(idle)
+        print(f"{'forwarder RSS per idle connection (KiB)':52} {per:6.2f}   (→ {b + per * 10000 / 1024:.1f} MiB at 10,000)")

@@ -13,11 +13,29 @@ use proxylab_forwarder::{Forwarder, ForwarderArgs};
 struct Cli {
     #[command(flatten)]
     args: ForwarderArgs,
+
+    /// Runtime worker threads (default: one per CPU).
+    #[arg(long, value_name = "N")]
+    worker_threads: Option<usize>,
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.worker_threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("forwarder: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    rt.block_on(run(cli));
+}
+
+async fn run(cli: Cli) {
     proxylab_core::tls::install_crypto_provider();
     proxylab_core::telemetry::init_tracing(cli.args.log_format);
     // Two descriptors per relayed connection (plus two pipes while splicing): raise the limit as

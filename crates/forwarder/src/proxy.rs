@@ -20,7 +20,7 @@ use proxylab_core::balance::{Algorithm, Balancer, Locality, usable_endpoints};
 use proxylab_core::cluster::{
     ClusterSnapshot, ClusterView, Protocol, ServiceKey, ServiceType, SessionAffinity, TrafficPolicy,
 };
-use proxylab_core::l4::tcp::{DialError, RelayMode, dial, relay, tune};
+use proxylab_core::l4::tcp::{DialError, RelayMode, dial, relay};
 use proxylab_core::l4::udp::{SessionSummary, UdpConfig, UdpProxy, UdpTarget};
 use proxylab_core::runtime::{ListenOptions, bind_tcp, bind_udp};
 use proxylab_core::telemetry::{AdminState, HopRecord};
@@ -512,6 +512,7 @@ async fn handle_tcp(
     let started = Instant::now();
     let mut hop = HopRecord::start("forwarder", &shared.instance, "tcp", peer, listener);
     hop.target = Some(rt.target.clone());
+    #[cfg(not(target_os = "linux"))]
     tune(&client, shared.keepalive);
     let balancer = rt.balancer(fe);
     let dialled = dial(&shared.dial_timeouts, |tried| {
@@ -553,6 +554,17 @@ async fn handle_tcp(
     }
     hop.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     shared.admin.hops.record(hop);
+}
+
+/// TCP_NODELAY (a relay must not add Nagle delay to small exchanges) and keepalive (to notice vanished
+/// peers on long idle connections such as watches), on a socket or a listener.
+fn tune<S: std::os::fd::AsFd>(socket: &S, keepalive: Duration) {
+    let s = socket2::SockRef::from(socket);
+    let _ = s.set_tcp_nodelay(true);
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(keepalive)
+        .with_interval((keepalive / 3).max(Duration::from_secs(1)));
+    let _ = s.set_tcp_keepalive(&ka);
 }
 
 fn describe_failures(failures: &[proxylab_core::l4::tcp::DialFailure]) -> String {

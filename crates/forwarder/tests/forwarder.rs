@@ -79,6 +79,7 @@ fn snapshot(objs: &[Value]) -> ClusterSnapshot {
 
 struct Running {
     handle: ForwarderHandle,
+    addrs: proxylab_forwarder::ForwarderAddrs,
     view: ClusterView,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -99,6 +100,7 @@ impl Running {
         tweak(&mut cfg);
         let f = Forwarder::bind(cfg).await.unwrap();
         let handle = f.handle();
+        let addrs = f.local_addrs();
         let stop = CancellationToken::new();
         let s = stop.clone();
         let task = tokio::spawn(async move {
@@ -106,6 +108,7 @@ impl Running {
         });
         let r = Self {
             handle,
+            addrs,
             view,
             stop,
             task,
@@ -608,6 +611,12 @@ async fn health_check_node_port_and_healthz() {
     fwd.set(&moved).await;
     let (status, body, _) = http_get("127.81.10.100:32100".parse().unwrap()).await;
     assert_eq!(status, 503, "{body}");
+    // kube-proxy's own /healthz: healthy once the latest snapshot is applied
+    let (status, body, _) = http_get(fwd.addrs.healthz.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["nodeEligible"], true);
+    assert!(v["lastUpdated"].as_str().is_some_and(|s| !s.is_empty()));
     fwd.stop().await;
 }
 
