@@ -132,7 +132,11 @@ pub struct AccessEntry<'a> {
     pub status: u16,
     /// `ok`, `upgraded`, `rejected`, `upstream-connect`, …
     pub outcome: &'a str,
-    /// Time to the response head, in milliseconds.
+    /// Request body bytes (tunnel bytes client → apiserver for an upgrade).
+    pub bytes_up: u64,
+    /// Response body bytes (tunnel bytes apiserver → client for an upgrade).
+    pub bytes_down: u64,
+    /// Time until the response body (or the tunnel) ended, in milliseconds.
     pub duration_ms: f64,
 }
 
@@ -188,8 +192,17 @@ impl AccessLog {
         } else {
             let _ = writeln!(
                 line,
-                "{}  INFO access: request client={} method={} path={} host={} status={} outcome={} duration_ms={:.3}",
-                e.time, e.client, e.method, e.path, e.host, e.status, e.outcome, e.duration_ms
+                "{}  INFO access: request client={} method={} path={} host={} status={} outcome={} bytes_up={} bytes_down={} duration_ms={:.3}",
+                e.time,
+                e.client,
+                e.method,
+                e.path,
+                e.host,
+                e.status,
+                e.outcome,
+                e.bytes_up,
+                e.bytes_down,
+                e.duration_ms
             );
         }
         let _ = self.tx.send(Msg::Line(line));

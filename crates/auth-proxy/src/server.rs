@@ -17,6 +17,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -27,7 +28,7 @@ use http::header::{self, HeaderValue};
 use http::{StatusCode, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use proxylab_core::http::{Forward, ProxyError, forward};
+use proxylab_core::http::{Forward, ProxyError, TunnelStats, forward};
 use proxylab_core::route::{Decision, Filter, canonicalize};
 use proxylab_core::serve::ConnInfo;
 use proxylab_core::telemetry::{HopLog, HopRecord, HttpHop, Metrics};
@@ -359,67 +360,200 @@ async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
         .map(str::to_owned)
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_default();
-    let (resp, outcome) = route(&st, req, &raw_path, &host, conn.as_ref()).await;
+    // Count the request body on its way up; the hop is recorded when the response is done.
+    let up = Arc::new(AtomicU64::new(0));
+    let req = req.map(|b| Body::new(Counted::new(b, up.clone(), None)));
+    let tunnel = Arc::new(TunnelStats::default());
+    let (resp, outcome) = route(&st, req, &raw_path, &host, conn.as_ref(), tunnel.clone()).await;
 
     let status = resp.status().as_u16();
-    let client = conn
-        .as_ref()
-        .map(|c| c.remote)
-        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-    let listener = conn
-        .as_ref()
-        .map(|c| c.local)
-        .or(st.listener.tcp())
-        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let client = conn.as_ref().map(|c| c.remote);
+    let listener = conn.as_ref().map(|c| c.local).or(st.listener.tcp());
     let protocol = if matches!(st.listener, ListenAddr::Unix(_)) {
         "unix"
     } else {
         st.proto
     };
-    let mut hop = HopRecord::start(&st.name, &st.name, protocol, client, listener);
+    let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut hop = HopRecord::start(
+        &st.name,
+        &st.name,
+        protocol,
+        client.unwrap_or(unknown),
+        listener.unwrap_or(unknown),
+    );
     hop.upstream = st.base_authority.parse().ok();
     hop.endpoint = Some(format!("{}://{}", st.base_scheme, st.base_authority));
     hop.target = Some(raw_path.clone());
-    hop.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     hop.outcome = outcome.to_owned();
     hop.http = Some(HttpHop {
         method: method.to_string(),
-        path: raw_path.clone(),
-        host: (!host.is_empty()).then(|| host.clone()),
+        path: raw_path,
+        host: (!host.is_empty()).then_some(host),
         status: Some(status),
     });
-    match &st.access_log {
-        Some(log) => {
-            let client = match &st.listener {
-                ListenAddr::Unix(_) => "unix".to_owned(),
-                ListenAddr::Tcp(_) => client.to_string(),
-            };
-            log.log(&AccessEntry {
+    let done = HopDone {
+        st: st.clone(),
+        hop,
+        started,
+        up,
+        unix: client.is_none(),
+    };
+    if status == StatusCode::SWITCHING_PROTOCOLS.as_u16() {
+        // The hop ends with the tunnel: record it then, with the tunnel's byte counts.
+        tokio::spawn(async move {
+            tunnel.closed.notified().await;
+            let up = tunnel.up.load(Ordering::Relaxed) + done.up.load(Ordering::Relaxed);
+            done.finish(up, tunnel.down.load(Ordering::Relaxed));
+        });
+        return resp;
+    }
+    let down = Arc::new(AtomicU64::new(0));
+    resp.map(|b| {
+        Body::new(Counted::new(
+            b,
+            down,
+            Some(Box::new(move |bytes_down| {
+                let up = done.up.load(Ordering::Relaxed);
+                done.finish(up, bytes_down)
+            })),
+        ))
+    })
+}
+
+/// What is needed to finish a hop once its response (or tunnel) is done.
+struct HopDone {
+    st: Arc<ProxyState>,
+    hop: HopRecord,
+    started: Instant,
+    up: Arc<AtomicU64>,
+    unix: bool,
+}
+
+impl HopDone {
+    /// Writes the access line and records the hop: duration to the end of the response body (the
+    /// whole watch, for a watch), bytes each way.
+    fn finish(self, bytes_up: u64, bytes_down: u64) {
+        let HopDone {
+            st,
+            mut hop,
+            started,
+            unix,
+            ..
+        } = self;
+        hop.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        hop.bytes_up = bytes_up;
+        hop.bytes_down = bytes_down;
+        let (method, path, host, status) = match &hop.http {
+            Some(h) => (
+                h.method.as_str(),
+                h.path.as_str(),
+                h.host.as_deref().unwrap_or(""),
+                h.status.unwrap_or(0),
+            ),
+            None => ("", "", "", 0),
+        };
+        let client = if unix {
+            "unix".to_owned()
+        } else {
+            hop.client.to_string()
+        };
+        match &st.access_log {
+            Some(log) => log.log(&AccessEntry {
                 time: &hop.time,
                 client: &client,
-                method: method.as_str(),
-                path: &raw_path,
-                host: &host,
+                method,
+                path,
+                host,
                 status,
-                outcome,
+                outcome: &hop.outcome,
+                bytes_up,
+                bytes_down,
                 duration_ms: hop.duration_ms,
-            });
+            }),
+            None if st.access_via_tracing => info!(
+                target: "access",
+                client = %client,
+                method,
+                path,
+                host,
+                status,
+                outcome = %hop.outcome,
+                bytes_up,
+                bytes_down,
+                duration_ms = hop.duration_ms,
+                "request"
+            ),
+            None => {}
         }
-        None if st.access_via_tracing => info!(
-            target: "access",
-            client = %client,
-            method = %method,
-            path = %raw_path,
-            host = %host,
-            status,
-            outcome,
-            duration_ms = hop.duration_ms,
-            "request"
-        ),
-        None => {}
+        st.hops.record(hop);
     }
-    st.hops.record(hop);
-    resp
+}
+
+/// A body that counts its data bytes and calls `on_end` once, at its end or when dropped (a client
+/// that goes away mid-stream still gets its hop recorded).
+struct Counted {
+    inner: Body,
+    count: Arc<AtomicU64>,
+    on_end: Option<Box<dyn FnOnce(u64) + Send>>,
+}
+
+impl Counted {
+    fn new(
+        inner: Body,
+        count: Arc<AtomicU64>,
+        on_end: Option<Box<dyn FnOnce(u64) + Send>>,
+    ) -> Self {
+        Self {
+            inner,
+            count,
+            on_end,
+        }
+    }
+
+    fn end(&mut self) {
+        if let Some(f) = self.on_end.take() {
+            f(self.count.load(Ordering::Relaxed));
+        }
+    }
+}
+
+impl http_body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.end(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.end();
+    }
 }
 
 async fn route(
@@ -428,6 +562,7 @@ async fn route(
     raw_path: &str,
     host: &str,
     conn: Option<&ConnInfo>,
+    tunnel: Arc<TunnelStats>,
 ) -> (Response, &'static str) {
     // Static files: kubectl serves them outside the filter.
     if let Some((dir, prefix)) = &st.www
@@ -570,7 +705,7 @@ async fn route(
         via: st.name.clone(),
         tunnels: Some(st.tunnels.clone()),
         shutdown: Some(st.shutdown.clone()),
-        tunnel_stats: None,
+        tunnel_stats: Some(tunnel),
     };
     match forward(&st.upstream, req, &fwd).await {
         Ok(resp) => {

@@ -280,9 +280,19 @@ async fn upgrade_tunnels_both_ways_over_http1() {
     assert_eq!(seen.version, http::Version::HTTP_11);
     assert_eq!(seen.headers["authorization"], "Bearer test-token");
     assert_eq!(seen.headers["upgrade"], "SPDY/3.1");
-    // Closing the client closes the backend side too.
+    // Closing the client closes the backend side too, and the hop records the tunnel's bytes.
     drop(s);
     assert!(eventually(|| api.open.load(Ordering::SeqCst) == 0).await);
+    assert!(
+        eventually(|| proxy
+            .hops
+            .recent(10)
+            .iter()
+            .any(|h| h.outcome == "upgraded" && h.bytes_up == 4 && h.bytes_down == 4))
+        .await,
+        "{:?}",
+        proxy.hops.recent(10)
+    );
 }
 
 #[tokio::test]
@@ -412,8 +422,14 @@ async fn upstream_down_is_502_naming_the_apiserver() {
         body.contains(&format!("cannot connect to https://{dead}")),
         "{body}"
     );
-    let hop = proxy.hops.recent(1).pop().unwrap();
-    assert_eq!(hop.outcome, "upstream-connect");
+    assert!(
+        eventually(|| proxy
+            .hops
+            .recent(1)
+            .pop()
+            .is_some_and(|h| h.outcome == "upstream-connect"))
+        .await
+    );
 }
 
 #[tokio::test]
@@ -611,14 +627,24 @@ async fn serves_https_when_given_a_certificate() {
 async fn static_files_under_www_prefix() {
     let api = start_apiserver().await;
     let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(dir.path(), &format!("https://{}", api.addr), &api.ca_pem, TOKEN_USER);
+    let kc = write_kubeconfig(
+        dir.path(),
+        &format!("https://{}", api.addr),
+        &api.ca_pem,
+        TOKEN_USER,
+    );
     let www = dir.path().join("www");
     std::fs::create_dir(&www).unwrap();
     std::fs::write(www.join("index.html"), "<h1>hello</h1>").unwrap();
     let www_s = www.display().to_string();
     let proxy = start_proxy(&kc, |a| a.www = www_s.clone()).await;
     // Served from the directory, not filtered (kubectl does not filter --www either).
-    let (status, _, body) = get(proxy.addr, "/static/index.html", &[("host", "elsewhere.example")]).await;
+    let (status, _, body) = get(
+        proxy.addr,
+        "/static/index.html",
+        &[("host", "elsewhere.example")],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "<h1>hello</h1>");
     // No way out of the directory.

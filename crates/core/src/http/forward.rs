@@ -58,7 +58,8 @@ pub struct Forward {
     pub tunnel_stats: Option<Arc<TunnelStats>>,
 }
 
-/// Byte counts of one upgraded tunnel, readable after it ends (`done` set).
+/// Byte counts of one upgraded tunnel, readable after it ends: `closed` is notified (once, with a
+/// stored permit, so a late waiter still wakes) when the tunnel ends or could not be set up.
 #[derive(Debug, Default)]
 pub struct TunnelStats {
     /// Client → backend.
@@ -67,6 +68,8 @@ pub struct TunnelStats {
     pub down: AtomicU64,
     /// 1 once the tunnel has closed.
     pub done: AtomicU64,
+    /// Notified when the tunnel has closed.
+    pub closed: tokio::sync::Notify,
 }
 
 /// kubectl's test (`httpstream.IsUpgradeRequest`): a `Connection` header containing `upgrade`.
@@ -192,6 +195,18 @@ async fn splice(
     shutdown: Option<CancellationToken>,
     stats: Option<Arc<TunnelStats>>,
 ) {
+    let stats = stats.unwrap_or_default();
+    run_tunnel(downstream, upstream, shutdown, &stats).await;
+    stats.done.store(1, Ordering::Release);
+    stats.closed.notify_one();
+}
+
+async fn run_tunnel(
+    downstream: OnUpgrade,
+    upstream: OnUpgrade,
+    shutdown: Option<CancellationToken>,
+    stats: &TunnelStats,
+) {
     let (down, up) = tokio::join!(downstream, upstream);
     let (down, up) = match (down, up) {
         (Ok(d), Ok(u)) => (TokioIo::new(d), TokioIo::new(u)),
@@ -204,7 +219,6 @@ async fn splice(
             return;
         }
     };
-    let stats = stats.unwrap_or_default();
     let (down_r, mut down_w) = tokio::io::split(down);
     let (up_r, mut up_w) = tokio::io::split(up);
     let shutdown = shutdown.unwrap_or_default();
@@ -220,7 +234,6 @@ async fn splice(
     }
     let _ = up_w.shutdown().await;
     let _ = down_w.shutdown().await;
-    stats.done.store(1, Ordering::Release);
 }
 
 async fn copy_counted<R, W>(reader: R, writer: &mut W, counter: &AtomicU64)
