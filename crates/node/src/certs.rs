@@ -3,24 +3,23 @@
 //! A real kubelet either loads `--tls-cert-file`/`--tls-private-key-file` or generates a self-signed
 //! serving certificate for its node name and addresses; pods bring their own certificates inside their
 //! images. Here the pods are in-process echo servers, so the node mints a serving certificate per pod
-//! with rcgen — signed by a CA the node was given (so clients that trust the lab CA can verify pods),
-//! or self-signed when there is none.
+//! — signed by a CA the node was given (so clients that trust the lab CA can verify pods), or
+//! self-signed when there is none.
 //!
-//! Server configurations come from core's [`ServerTls`] builder (ring provider, ALPN h2 and
-//! http/1.1), so nothing here depends on which process-wide default provider is installed.
+//! There is one PKI implementation in the lab, core's [`proxylab_core::tls::pki`]: this module only
+//! adapts it to the node's call sites (a CA value that can sign, names given as text, certificates
+//! already decoded for rustls). Server configurations come from core's [`ServerTls`] builder (ring
+//! provider, ALPN h2 and http/1.1), so nothing here depends on which process-wide default provider
+//! is installed.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use proxylab_core::tls::pki::{self, CaSigner, CertAndKey};
 use proxylab_core::tls::{ClientAuth, ServerTls, TlsError};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use rustls::RootCertStore;
 use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Errors while loading or minting certificates and building TLS configurations.
 #[derive(Debug, thiserror::Error)]
@@ -28,18 +27,14 @@ pub enum CertError {
     /// A PEM file could not be read or holds nothing usable.
     #[error("{path}: {reason}")]
     File { path: String, reason: String },
-    /// rcgen refused to generate or sign.
-    #[error("certificate generation failed: {0}")]
-    Generate(#[from] rcgen::Error),
-    /// Loading PEM files or assembling the rustls configuration failed (core's TLS layer).
+    /// Loading PEM, minting certificates or assembling the rustls configuration failed (core's
+    /// TLS layer).
     #[error(transparent)]
     Tls(#[from] TlsError),
 }
 
-/// The ring crypto provider, shared by every configuration built here.
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+/// The ring crypto provider, shared by every configuration built here (core's).
+pub use proxylab_core::tls::provider;
 
 /// Installs ring as the process-wide rustls provider; a no-op when one is already installed
 /// (kube-rs builds its client configuration from the process default).
@@ -58,36 +53,59 @@ pub struct CertifiedKey {
     pub key_pem: String,
 }
 
+impl TryFrom<CertAndKey> for CertifiedKey {
+    type Error = CertError;
+
+    /// Decodes core's PEM pair once, so every TLS configuration built from it skips the parsing.
+    fn try_from(pem: CertAndKey) -> Result<Self, CertError> {
+        let (chain, key) = pem.der()?;
+        Ok(Self {
+            chain,
+            key,
+            cert_pem: pem.cert_pem,
+            key_pem: pem.key_pem,
+        })
+    }
+}
+
 /// A CA that can sign leaf certificates: the lab's cluster CA handed to the node, or one generated
-/// on the spot (tests, standalone use).
+/// on the spot (tests, standalone use). Core's [`CertAndKey`] and [`CaSigner`], kept together with
+/// the decoded certificate and a root store trusting it.
 pub struct CertificateAuthority {
-    cert_pem: String,
+    pem: CertAndKey,
     cert_der: CertificateDer<'static>,
-    key: KeyPair,
+    roots: RootCertStore,
+    signer: CaSigner,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material into logs.
         f.debug_struct("CertificateAuthority")
             .finish_non_exhaustive()
     }
 }
 
 impl CertificateAuthority {
+    /// Wraps a CA certificate and key held as PEM. Everything is parsed now, so a bad CA is
+    /// reported at startup rather than at the first pod.
+    pub fn from_cert_and_key(pem: CertAndKey) -> Result<Self, CertError> {
+        let signer = CaSigner::new(&pem)?;
+        let cert_der = pem.cert_der()?;
+        let roots = proxylab_core::tls::root_store(std::slice::from_ref(&cert_der))?;
+        Ok(Self {
+            pem,
+            cert_der,
+            roots,
+            signer,
+        })
+    }
+
     /// Parses a CA certificate and its private key from PEM text.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, CertError> {
-        let key = KeyPair::from_pem(key_pem)?;
-        let cert_der =
-            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| CertError::File {
-                path: "<CA certificate>".into(),
-                reason: e.to_string(),
-            })?;
-        // Parse once now so a bad CA is reported at startup rather than at the first pod.
-        Issuer::from_ca_cert_der(&cert_der, &key)?;
-        Ok(Self {
+        Self::from_cert_and_key(CertAndKey {
             cert_pem: cert_pem.to_owned(),
-            cert_der,
-            key,
+            key_pem: key_pem.to_owned(),
         })
     }
 
@@ -103,33 +121,17 @@ impl CertificateAuthority {
 
     /// Generates a fresh self-signed CA with the given common name.
     pub fn generate(common_name: &str) -> Result<Self, CertError> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key)?;
-        Ok(Self {
-            cert_pem: cert.pem(),
-            cert_der: cert.der().clone(),
-            key,
-        })
+        Self::from_cert_and_key(pki::generate_ca(common_name)?)
     }
 
     /// The CA certificate in PEM.
     pub fn cert_pem(&self) -> &str {
-        &self.cert_pem
+        &self.pem.cert_pem
     }
 
     /// The CA's private key in PEM (to write a generated CA to files).
     pub fn key_pem(&self) -> String {
-        self.key.serialize_pem()
+        self.pem.key_pem.clone()
     }
 
     /// The CA certificate in DER.
@@ -139,39 +141,12 @@ impl CertificateAuthority {
 
     /// A root store holding just this CA.
     pub fn root_store(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        // A certificate we generated or parsed ourselves; adding it cannot fail in practice, and
-        // if it did the store would simply be empty (every verification fails closed).
-        let _ = roots.add(self.cert_der.clone());
-        roots
-    }
-
-    fn sign(
-        &self,
-        params: &CertificateParams,
-        key: &KeyPair,
-    ) -> Result<rcgen::Certificate, CertError> {
-        let issuer = Issuer::from_ca_cert_der(&self.cert_der, &self.key)?;
-        Ok(params.signed_by(key, &issuer)?)
+        self.roots.clone()
     }
 
     /// Issues a client certificate (CN = user, O = groups), as kube-apiserver and the kubelet read them.
     pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<CertifiedKey, CertError> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, user);
-        for group in groups {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, *group);
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        let cert = self.sign(&params, &key)?;
-        Ok(certified(cert, key))
+        self.signer.client(user, groups)?.try_into()
     }
 }
 
@@ -181,33 +156,13 @@ pub fn issue_serving(
     names: &[String],
     ca: Option<&CertificateAuthority>,
 ) -> Result<CertifiedKey, CertError> {
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(names.to_vec())?;
-    if let Some(first) = names.first() {
-        params
-            .distinguished_name
-            .push(DnType::CommonName, first.as_str());
-    }
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    let cert = match ca {
-        Some(ca) => ca.sign(&params, &key)?,
-        None => params.self_signed(&key)?,
+    let cn = names.first().map(String::as_str).unwrap_or_default();
+    let (dns, ips) = pki::split_names(names);
+    let minted = match ca {
+        Some(ca) => ca.signer.serving(cn, &dns, &ips)?,
+        None => pki::self_signed_serving(cn, &dns, &ips)?,
     };
-    Ok(certified(cert, key))
-}
-
-fn certified(cert: rcgen::Certificate, key: KeyPair) -> CertifiedKey {
-    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    CertifiedKey {
-        chain: vec![cert.der().clone()],
-        key: key_der,
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
+    minted.try_into()
 }
 
 /// A server configuration offering ALPN `h2` and `http/1.1` (built with core's [`ServerTls`]).
@@ -230,4 +185,43 @@ fn read_text(path: &Path) -> Result<String, CertError> {
         path: path.display().to_string(),
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proxylab_core::tls::PeerIdentity;
+
+    #[test]
+    fn serving_certificates_are_signed_by_the_ca_or_by_themselves() {
+        let ca = CertificateAuthority::generate("lab-ca").expect("ca");
+        let names = vec!["web-1".to_string(), "127.0.30.5".to_string()];
+        let signed = issue_serving(&names, Some(&ca)).expect("signed");
+        let id = PeerIdentity::from_chain(&signed.chain).expect("parse");
+        assert_eq!(id.user, "web-1");
+        assert!(id.issued_by(ca.cert_der()));
+
+        let own = issue_serving(&names, None).expect("self-signed");
+        let id = PeerIdentity::from_chain(&own.chain).expect("parse");
+        assert!(!id.issued_by(ca.cert_der()));
+        assert!(id.issued_by(&own.chain[0]));
+        assert!(server_config(&own, vec![ca.cert_der().clone()]).is_ok());
+    }
+
+    #[test]
+    fn a_ca_round_trips_through_pem_and_garbage_is_refused() {
+        let ca = CertificateAuthority::generate("lab-ca").expect("ca");
+        let back = CertificateAuthority::from_pem(ca.cert_pem(), &ca.key_pem()).expect("reload");
+        assert_eq!(back.cert_der(), ca.cert_der());
+        assert_eq!(back.root_store().len(), 1);
+        let client = back.issue_client("alice", &["devs"]).expect("client");
+        let id = PeerIdentity::from_chain(&client.chain).expect("parse");
+        assert_eq!(
+            (id.user.as_str(), id.groups.clone()),
+            ("alice", vec!["devs".to_string()])
+        );
+        assert!(id.issued_by(ca.cert_der()));
+        assert!(CertificateAuthority::from_pem("not pem", &ca.key_pem()).is_err());
+        assert!(CertificateAuthority::from_pem(ca.cert_pem(), "not pem").is_err());
+    }
 }

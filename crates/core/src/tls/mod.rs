@@ -64,7 +64,9 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// The ring crypto provider as a value, for configurations built explicitly with
+/// `builder_with_provider`: those work whatever process-wide default is (or is not) installed.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -124,7 +126,10 @@ fn private_key_from_pem_named(pem: &[u8], what: &str) -> Result<PrivateKeyDer<'s
     })
 }
 
-fn root_store(cas: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsError> {
+/// A root store trusting exactly these CAs. A certificate that cannot serve as a trust anchor is
+/// an error ([`TlsError::BadCa`]) rather than silently left out, so verification never trusts less
+/// than the caller asked for without saying so.
+pub fn root_store(cas: &[CertificateDer<'static>]) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for ca in cas {
         roots
@@ -420,6 +425,28 @@ mod tests {
             matches!(err, TlsError::NoPrivateKey { .. } | TlsError::Pem { .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn explicit_provider_builds_configs_without_a_process_default() {
+        // No install_crypto_provider() here on purpose: the explicit provider must suffice.
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(RootCertStore::empty())
+            .with_no_client_auth();
+        assert!(!config.crypto_provider().cipher_suites.is_empty());
+    }
+
+    #[test]
+    fn root_store_holds_each_ca_and_rejects_garbage() {
+        let a = pki::generate_ca("a").unwrap().cert_der().unwrap();
+        let b = pki::generate_ca("b").unwrap().cert_der().unwrap();
+        assert_eq!(root_store(&[a.clone(), b]).unwrap().len(), 2);
+        assert!(root_store(&[]).unwrap().is_empty());
+        let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
+        let err = root_store(&[a, garbage]).unwrap_err();
+        assert!(matches!(err, TlsError::BadCa(_)), "{err}");
     }
 
     #[test]

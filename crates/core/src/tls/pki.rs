@@ -146,12 +146,11 @@ impl CaSigner {
         dns: &[String],
         ips: &[IpAddr],
     ) -> Result<CertAndKey, TlsError> {
-        let mut sans: Vec<SanType> = Vec::new();
-        for d in dns {
-            sans.push(SanType::DnsName(d.clone().try_into()?));
-        }
-        sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
-        self.leaf(dn(cn, &[]), sans, vec![ExtendedKeyUsagePurpose::ServerAuth])
+        self.leaf(
+            dn(cn, &[]),
+            serving_sans(dns, ips)?,
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
+        )
     }
 
     /// A client certificate: CN is the user, each O a group.
@@ -170,15 +169,7 @@ impl CaSigner {
         ekus: Vec<ExtendedKeyUsagePurpose>,
     ) -> Result<CertAndKey, TlsError> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name = name;
-        params.subject_alt_names = sans;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = ekus;
+        let mut params = leaf_params(name, sans, ekus)?;
         params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(CertAndKey {
@@ -186,6 +177,72 @@ impl CaSigner {
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+/// A self-signed serving certificate (not a CA) for these DNS names and IPs: what a kubelet started
+/// without `--tls-cert-file` presents. Clients can only trust it by pinning it, which is why the
+/// lab normally hands components certificates from [`CaSigner`] instead.
+pub fn self_signed_serving(
+    cn: &str,
+    dns: &[String],
+    ips: &[IpAddr],
+) -> Result<CertAndKey, TlsError> {
+    let key = KeyPair::generate()?;
+    let params = leaf_params(
+        dn(cn, &[]),
+        serving_sans(dns, ips)?,
+        vec![ExtendedKeyUsagePurpose::ServerAuth],
+    )?;
+    let cert = params.self_signed(&key)?;
+    Ok(CertAndKey {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Splits subject alternative names written as text into DNS names and IP addresses: a name that
+/// parses as an IP address is an IP SAN, anything else a DNS name (wildcards such as `*.ns.svc`
+/// included). Verifiers match IP SANs only against IPs, so `"127.0.0.1"` as a DNS name would never
+/// match a client dialling that address.
+pub fn split_names<S: AsRef<str>>(names: &[S]) -> (Vec<String>, Vec<IpAddr>) {
+    let mut dns = Vec::new();
+    let mut ips = Vec::new();
+    for name in names {
+        let name = name.as_ref();
+        match name.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns.push(name.to_owned()),
+        }
+    }
+    (dns, ips)
+}
+
+fn serving_sans(dns: &[String], ips: &[IpAddr]) -> Result<Vec<SanType>, TlsError> {
+    let mut sans: Vec<SanType> = Vec::new();
+    for d in dns {
+        sans.push(SanType::DnsName(d.clone().try_into()?));
+    }
+    sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    Ok(sans)
+}
+
+/// Parameters every leaf shares, CA-signed or self-signed: not a CA, signature and key-encipherment
+/// key usages, and the extended key usage that says what the certificate is for.
+fn leaf_params(
+    name: DistinguishedName,
+    sans: Vec<SanType>,
+    ekus: Vec<ExtendedKeyUsagePurpose>,
+) -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = name;
+    params.subject_alt_names = sans;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = ekus;
+    Ok(params)
 }
 
 /// DNS names every apiserver certificate carries, as kubeadm's does.
@@ -409,6 +466,46 @@ mod tests {
         assert!(dns.contains(&"localhost"), "{dns:?}");
         assert!(ips.contains(&&[127u8, 0, 10, 2][..]), "{ips:?}");
         assert!(ips.contains(&&[127u8, 0, 0, 1][..]), "{ips:?}");
+    }
+
+    #[test]
+    fn names_split_into_dns_and_ip_sans() {
+        let (dns, ips) = split_names(&["web-1", "127.0.30.5", "*.default.svc", "::1"]);
+        assert_eq!(dns, vec!["web-1".to_string(), "*.default.svc".to_string()]);
+        assert_eq!(
+            ips,
+            vec![
+                IpAddr::from([127, 0, 30, 5]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+            ]
+        );
+    }
+
+    #[test]
+    fn self_signed_serving_names_itself_as_issuer_and_covers_its_names() {
+        let ck = self_signed_serving(
+            "node-1",
+            &["node-1".to_string()],
+            &[IpAddr::from([127, 0, 20, 1])],
+        )
+        .unwrap();
+        let (chain, _key) = ck.der().unwrap();
+        let der = chain.first().unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        assert_eq!(cert.issuer(), cert.subject());
+        assert!(
+            cert.verify_signature(None).is_ok(),
+            "not signed by its own key"
+        );
+        assert!(!cert.is_ca());
+        let san = cert.subject_alternative_name().unwrap().unwrap().value;
+        use x509_parser::extensions::GeneralName;
+        assert!(san.general_names.contains(&GeneralName::DNSName("node-1")));
+        assert!(
+            san.general_names
+                .contains(&GeneralName::IPAddress(&[127, 0, 20, 1]))
+        );
+        assert_eq!(crate::tls::common_name(der).as_deref(), Some("node-1"));
     }
 
     #[test]
