@@ -657,3 +657,113 @@ async fn static_files_under_www_prefix() {
     assert_eq!(status, StatusCode::OK);
     assert!(api.seen_path("/static").is_empty());
 }
+
+#[tokio::test]
+async fn insecure_skip_tls_verify_only_when_the_kubeconfig_says_so() {
+    let api = start_apiserver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = write_kubeconfig_with(
+        dir.path(),
+        &format!("https://{}", api.addr),
+        "    insecure-skip-tls-verify: true",
+        TOKEN_USER,
+    );
+    let proxy = start_proxy(&kc, |_| {}).await;
+    let (status, _, body) = get(proxy.addr, "/version", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// kubernetes#120318: kubectl proxy ignores `proxy-url` for upgrades. auth-proxy dials ordinary
+/// requests and upgrades through it.
+#[tokio::test]
+async fn proxy_url_is_used_for_requests_and_upgrades() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    let api = start_apiserver().await;
+    // A minimal HTTP CONNECT proxy that counts tunnels.
+    let connects = Arc::new(AtomicUsize::new(0));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = l.local_addr().unwrap();
+    let c = connects.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let c = c.clone();
+            tokio::spawn(async move {
+                let head = read_head(&mut s).await;
+                let Some(target) = head
+                    .strip_prefix("CONNECT ")
+                    .and_then(|r| r.split(' ').next())
+                else {
+                    return;
+                };
+                let Ok(mut up) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                c.fetch_add(1, Ordering::SeqCst);
+                if s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .is_ok()
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
+                }
+            });
+        }
+    });
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(&api.ca_pem);
+    let dir = tempfile::tempdir().unwrap();
+    let kc = write_kubeconfig_with(
+        dir.path(),
+        &format!("https://{}", api.addr),
+        &format!("    certificate-authority-data: {ca}\n    proxy-url: http://{proxy_addr}"),
+        TOKEN_USER,
+    );
+    let proxy = start_proxy(&kc, |_| {}).await;
+    let (status, _, body) = get(proxy.addr, "/version", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(connects.load(Ordering::SeqCst), 1);
+
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"POST /api/v1/namespaces/default/pods/p/portforward?mode=ok HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n").await.unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // The upgrade took its own connection, through the proxy too.
+    assert_eq!(connects.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn tls_server_name_drives_verification() {
+    // The apiserver's certificate names only `apiserver.test`, not the IP the kubeconfig dials.
+    let api = start_apiserver_for(&["apiserver.test"], false).await;
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(&api.ca_pem);
+    let dir = tempfile::tempdir().unwrap();
+    let server = format!("https://{}", api.addr);
+    let kc = write_kubeconfig_with(
+        dir.path(),
+        &server,
+        &format!("    certificate-authority-data: {ca}"),
+        TOKEN_USER,
+    );
+    let proxy = start_proxy(&kc, |_| {}).await;
+    let (status, _, _) = get(proxy.addr, "/version", &[]).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_GATEWAY,
+        "the IP is not in the certificate"
+    );
+    drop(proxy);
+    let dir = tempfile::tempdir().unwrap();
+    let kc = write_kubeconfig_with(
+        dir.path(),
+        &server,
+        &format!("    certificate-authority-data: {ca}\n    tls-server-name: apiserver.test"),
+        TOKEN_USER,
+    );
+    let proxy = start_proxy(&kc, |_| {}).await;
+    let (status, _, body) = get(proxy.addr, "/version", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -74,6 +74,11 @@ pub fn install_provider() {
 
 /// A CA and a serving certificate for 127.0.0.1 / localhost.
 pub fn test_pki() -> (String, String, String) {
+    test_pki_for(&["localhost"], true)
+}
+
+/// A CA and a serving certificate for these DNS names (and 127.0.0.1 when `loopback_ip`).
+pub fn test_pki_for(names: &[&str], loopback_ip: bool) -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -83,18 +88,26 @@ pub fn test_pki() -> (String, String, String) {
         .push(rcgen::DnType::CommonName, "test-ca");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    if loopback_ip {
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    }
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let cert = params.signed_by(&key, &issuer).unwrap();
     (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
 pub async fn start_apiserver() -> FakeApiserver {
+    start_apiserver_for(&["localhost"], true).await
+}
+
+/// The fake apiserver with a certificate for these names.
+pub async fn start_apiserver_for(names: &[&str], loopback_ip: bool) -> FakeApiserver {
     install_provider();
-    let (ca_pem, cert_pem, key_pem) = test_pki();
+    let (ca_pem, cert_pem, key_pem) = test_pki_for(names, loopback_ip);
     let chain = proxylab_core::tls::certs_from_pem(cert_pem.as_bytes()).unwrap();
     let key = proxylab_core::tls::private_key_from_pem(key_pem.as_bytes()).unwrap();
     let tls = proxylab_core::tls::ServerTls::new(chain, key)
@@ -343,8 +356,23 @@ fn tokio_stream_from<T: Send + 'static>(
 pub fn write_kubeconfig(dir: &Path, server: &str, ca_pem: &str, user_yaml: &str) -> PathBuf {
     use base64::Engine;
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    write_kubeconfig_with(
+        dir,
+        server,
+        &format!("    certificate-authority-data: {ca}"),
+        user_yaml,
+    )
+}
+
+/// As [`write_kubeconfig`], with the cluster's fields other than `server` given as YAML lines.
+pub fn write_kubeconfig_with(
+    dir: &Path,
+    server: &str,
+    cluster_yaml: &str,
+    user_yaml: &str,
+) -> PathBuf {
     let text = format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: tester\nusers:\n- name: tester\n  user:\n{user_yaml}\n"
+        "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: test\n  cluster:\n    server: {server}\n{cluster_yaml}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: tester\nusers:\n- name: tester\n  user:\n{user_yaml}\n"
     );
     let path = dir.join("kubeconfig");
     std::fs::write(&path, text).unwrap();
