@@ -113,6 +113,10 @@ struct ProxyState {
     base_scheme: String,
     base_authority: String,
     base_path: String,
+    /// `scheme://authority` of the apiserver, for hop records.
+    endpoint: String,
+    /// The apiserver's address when the kubeconfig names it by IP, for hop records.
+    upstream_addr: Option<SocketAddr>,
     pass_client_credentials: bool,
     hops: Arc<HopLog>,
     access_log: Option<AccessLog>,
@@ -184,6 +188,12 @@ impl AuthProxy {
             } else {
                 String::new()
             },
+            endpoint: format!(
+                "{}://{}",
+                base.scheme_str().unwrap_or("https"),
+                base.authority().map(|a| a.as_str()).unwrap_or_default()
+            ),
+            upstream_addr: base.authority().and_then(|a| a.as_str().parse().ok()),
             upstream: config.upstream,
             pass_client_credentials: config.pass_client_credentials,
             hops,
@@ -382,8 +392,8 @@ async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
         client.unwrap_or(unknown),
         listener.unwrap_or(unknown),
     );
-    hop.upstream = st.base_authority.parse().ok();
-    hop.endpoint = Some(format!("{}://{}", st.base_scheme, st.base_authority));
+    hop.upstream = st.upstream_addr;
+    hop.endpoint = Some(st.endpoint.clone());
     hop.target = Some(raw_path.clone());
     hop.outcome = outcome.to_owned();
     hop.http = Some(HttpHop {
@@ -631,54 +641,15 @@ async fn route(
     }
 
     // Credentials.
-    let ours = match st.upstream.credentials().headers().await {
-        Ok(h) => h,
-        Err(e) => return (error_response(&e), e.kind()),
-    };
+    let pass = st.pass_client_credentials;
     let headers = req.headers_mut();
-    if st.pass_client_credentials {
-        let mut last = None;
-        for (name, value) in ours {
-            let name = match name {
-                Some(n) => {
-                    last = Some(n.clone());
-                    n
-                }
-                None => match &last {
-                    Some(n) => n.clone(),
-                    None => continue,
-                },
-            };
-            if !headers.contains_key(&name) {
-                headers.append(name, value);
-            }
-        }
-    } else {
-        // The client's own identity claims never reach the apiserver: the kubeconfig user is the
-        // only identity this proxy lends out.
-        headers.remove(header::AUTHORIZATION);
-        let impersonation: Vec<_> = headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("impersonate-"))
-            .cloned()
-            .collect();
-        for k in impersonation {
-            headers.remove(k);
-        }
-        let mut last = None;
-        for (name, value) in ours {
-            let name = match name {
-                Some(n) => {
-                    last = Some(n.clone());
-                    n
-                }
-                None => match &last {
-                    Some(n) => n.clone(),
-                    None => continue,
-                },
-            };
-            headers.append(name, value);
-        }
+    if let Err(e) = st
+        .upstream
+        .credentials()
+        .with_headers(|ours| merge_credentials(headers, ours, pass))
+        .await
+    {
+        return (error_response(&e), e.kind());
     }
 
     let path = format!("{}{}", st.base_path, sent);
@@ -720,6 +691,44 @@ async fn route(
     }
 }
 
+/// Combines the kubeconfig's credential headers with the client's request headers.
+///
+/// `pass_client = false` (the default): the client's `Authorization` and `Impersonate-*` are removed
+/// and the kubeconfig's added — the kubeconfig user is the only identity this proxy lends out.
+/// `pass_client = true` (kubectl's rule): a header the client sent wins; the kubeconfig's are added
+/// only under names the client did not use (all values of a multi-valued header such as
+/// `Impersonate-Group` are added together).
+fn merge_credentials(headers: &mut http::HeaderMap, ours: &http::HeaderMap, pass_client: bool) {
+    if pass_client {
+        for name in ours.keys() {
+            if headers.contains_key(name) {
+                continue;
+            }
+            for value in ours.get_all(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        return;
+    }
+    headers.remove(header::AUTHORIZATION);
+    if headers
+        .keys()
+        .any(|k| k.as_str().starts_with("impersonate-"))
+    {
+        let impersonation: Vec<_> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("impersonate-"))
+            .cloned()
+            .collect();
+        for k in impersonation {
+            headers.remove(k);
+        }
+    }
+    for (name, value) in ours {
+        headers.append(name.clone(), value.clone());
+    }
+}
+
 /// Removes the api-prefix (which ends in `/`) from an encoded path, keeping the leading `/`.
 fn strip_encoded(encoded: &str, prefix: &str) -> String {
     // The prefix is plain ASCII in practice; compare on the encoded form and fall back to `/`.
@@ -749,6 +758,31 @@ fn error_response(e: &ProxyError) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_merge() {
+        use http::{HeaderMap, HeaderValue};
+        let mut ours = HeaderMap::new();
+        ours.insert("authorization", HeaderValue::from_static("Bearer ours"));
+        ours.append("impersonate-group", HeaderValue::from_static("a"));
+        ours.append("impersonate-group", HeaderValue::from_static("b"));
+        let client = || {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", HeaderValue::from_static("Bearer theirs"));
+            h.insert("impersonate-user", HeaderValue::from_static("admin"));
+            h
+        };
+        let mut h = client();
+        merge_credentials(&mut h, &ours, false);
+        assert_eq!(h["authorization"], "Bearer ours");
+        assert!(h.get("impersonate-user").is_none());
+        assert_eq!(h.get_all("impersonate-group").iter().count(), 2);
+        let mut h = client();
+        merge_credentials(&mut h, &ours, true);
+        assert_eq!(h["authorization"], "Bearer theirs");
+        assert_eq!(h["impersonate-user"], "admin");
+        assert_eq!(h.get_all("impersonate-group").iter().count(), 2);
+    }
 
     #[test]
     fn strip_encoded_prefix() {

@@ -173,6 +173,18 @@ impl Credentials {
         }
     }
 
+    /// Calls `f` with the headers to add, without copying them when they are fixed (a static
+    /// token, basic auth, impersonation only): the per-request path of a proxy.
+    pub async fn with_headers<R>(&self, f: impl FnOnce(&HeaderMap) -> R) -> Result<R, ProxyError> {
+        match (&self.fixed, &self.token_file) {
+            (Some(fixed), None) => Ok(f(fixed)),
+            _ => {
+                let h = self.headers().await?;
+                Ok(f(&h))
+            }
+        }
+    }
+
     /// The headers to add: `Authorization` (when the user has a token, basic auth or an exec
     /// plugin), `Impersonate-*`. Fails when a token cannot be obtained (exec plugin error,
     /// unreadable token file) — an internal error from the client's point of view.
