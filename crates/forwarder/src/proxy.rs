@@ -606,7 +606,15 @@ pub(crate) async fn follow_file(path: PathBuf, view: ClusterView, stop: Cancella
     let file_name = path.file_name().map(|n| n.to_os_string());
     let watched = path.clone();
     let mut watcher = match notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        // Only changes count: reading the file ourselves raises access events, which must not
+        // trigger another reload.
         if let Ok(ev) = ev
+            && matches!(
+                ev.kind,
+                notify::EventKind::Create(_)
+                    | notify::EventKind::Modify(_)
+                    | notify::EventKind::Remove(_)
+            )
             && ev
                 .paths
                 .iter()
@@ -630,6 +638,7 @@ pub(crate) async fn follow_file(path: PathBuf, view: ClusterView, stop: Cancella
             tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP");
         }
     }
+    let mut last = std::fs::read(&path).ok();
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
@@ -644,15 +653,22 @@ pub(crate) async fn follow_file(path: PathBuf, view: ClusterView, stop: Cancella
         };
         #[cfg(not(unix))]
         let hup_fut = std::future::pending::<()>();
-        tokio::select! {
+        let forced = tokio::select! {
             _ = stop.cancelled() => break,
             _ = rx.recv() => {
                 // Let a burst of events (write, chmod, rename) settle before reading.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 while rx.try_recv().is_ok() {}
+                false
             }
-            _ = hup_fut => {}
+            _ = hup_fut => true,
+        };
+        // An editor's save raises several events; an unchanged file is not a change (SIGHUP forces).
+        let text = std::fs::read(&path).ok();
+        if !forced && text.is_some() && text == last {
+            continue;
         }
+        last = text;
         match crate::manifests::load(&path) {
             Ok(snap) => {
                 tracing::info!(file = %path.display(), services = snap.services.len(), "configuration reloaded");
