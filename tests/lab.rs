@@ -69,6 +69,47 @@ fn lab_json_describes_a_lab_that_answers_and_sigterm_stops_it() {
     }
     assert!(seen.len() >= 2, "round-robin reached only {seen:?}");
 
+    // Hops stitch: the echo pod saw the forwarder's upstream local address as its client, and one of
+    // the forwarders recorded exactly that address for this connection.
+    let resp = http_get(SocketAddr::new(ip, 80), "/");
+    let body: Value = serde_json::from_str(resp.rsplit("\r\n\r\n").next().unwrap()).unwrap();
+    let seen_by_pod = body["clientAddress"].as_str().unwrap().to_string();
+    let hop = lab.eventually("the forwarder's hop record", || {
+        info["admin"]["forwarders"]
+            .as_object()?
+            .values()
+            .find_map(|admin| {
+                let url: SocketAddr = admin.as_str()?.trim_start_matches("http://").parse().ok()?;
+                let text = http_get(url, "/debug/hops");
+                let hops: Value = serde_json::from_str(text.rsplit("\r\n\r\n").next()?).ok()?;
+                hops.as_array()?
+                    .iter()
+                    .find(|h| h["upstreamLocal"] == seen_by_pod.as_str())
+                    .cloned()
+            })
+    });
+    assert_eq!(hop["proxy"], "forwarder");
+    assert_eq!(hop["listener"], format!("{ip}:80"));
+    assert_eq!(hop["target"], "default/web:http");
+
+    // The auth-proxy records its hops too.
+    let auth: SocketAddr = format!("127.{o}.0.1:8001").parse().unwrap();
+    assert!(
+        http_get(auth, "/api/").starts_with("HTTP/1.1 403"),
+        "Host `lab` is not an accepted host"
+    );
+    let admin: SocketAddr = info["admin"]["authProxy"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let hops = lab.eventually("the auth-proxy's hop record", || {
+        let text = http_get(admin, "/debug/hops");
+        text.contains("\"proxy\":\"auth-proxy\"").then_some(text)
+    });
+    assert!(hops.contains("\"status\":403"), "{hops}");
+
     // NodePort of the LoadBalancer service, on a node address.
     let lb = service(&info, "web-lb");
     let node_port = lb["ports"][0]["nodePort"].as_u64().expect("nodePort") as u16;

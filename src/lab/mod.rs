@@ -314,9 +314,29 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
         ),
     ];
     let aargs: proxylab_auth_proxy::AuthProxyArgs = parse_flags("auth-proxy", &auth_flags)?;
-    let aconfig = proxylab_auth_proxy::AuthProxyConfig::from_args(&aargs)
+    let mut aconfig = proxylab_auth_proxy::AuthProxyConfig::from_args(&aargs)
         .await
         .context("auth-proxy configuration")?;
+    // The auth-proxy's admin endpoint (hops, metrics) next to it, on port 8002 of its address.
+    let auth_admin = proxylab_core::telemetry::AdminState::new();
+    aconfig.hops = Some(auth_admin.hops.clone());
+    let auth_admin_addr = SocketAddr::new(lab.auth_proxy.ip(), 8002);
+    let auth_admin_listener = tokio::net::TcpListener::bind(auth_admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on {auth_admin_addr} (auth-proxy admin)"))?;
+    auth_admin.set_ready(true);
+    {
+        let token = shutdown.clone();
+        let router = proxylab_core::telemetry::admin_router(auth_admin);
+        tasks.spawn(async move {
+            (
+                "auth-proxy admin".into(),
+                proxylab_core::serve::serve_http(auth_admin_listener, None, router, token)
+                    .await
+                    .map_err(anyhow::Error::from),
+            )
+        });
+    }
     let auth_proxy = proxylab_auth_proxy::AuthProxy::bind(aconfig)
         .await
         .context("starting the auth-proxy")?;
@@ -615,6 +635,11 @@ fn lab_info(
             "name": n.name, "address": n.address.to_string(), "podCIDR": n.pod_cidr.to_string()
         })).collect::<Vec<_>>(),
         "services": services,
+        // Admin endpoints (/healthz, /readyz, /metrics, /debug/hops): where every hop is recorded.
+        "admin": {
+            "authProxy": format!("http://{}:8002", topo.lab.auth_proxy.ip()),
+            "forwarders": topo.lab.nodes.iter().map(|n| (n.name.clone(), Value::String(format!("http://{}:10249", n.address)))).collect::<serde_json::Map<String, Value>>(),
+        },
     }))
 }
 
