@@ -106,6 +106,9 @@ pub(crate) struct Shared {
     instance: String,
     pub(crate) view: ClusterView,
     pub(crate) admin: AdminState,
+    /// Readiness is ours to flip only when the admin state is ours; a shared one (the lab's) belongs
+    /// to the process.
+    owns_admin: bool,
     /// The last snapshot revision applied; `None` before the first reconcile.
     pub(crate) applied: watch::Sender<Option<u64>>,
     /// When the last snapshot was applied (RFC 3339), for kube-proxy's `/healthz` body.
@@ -136,6 +139,7 @@ impl Shared {
                 .unwrap_or_else(|| "forwarder".into()),
             view,
             admin: cfg.admin.clone().unwrap_or_default(),
+            owns_admin: cfg.admin.is_none(),
             applied,
             last_applied: Mutex::new(None),
             state: Mutex::new(State::default()),
@@ -199,7 +203,9 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         rx.borrow_and_update();
         let snap = shared.view.snapshot();
         reconcile(&shared, &snap, &stop);
-        shared.admin.set_ready(snap.synced);
+        if shared.owns_admin {
+            shared.admin.set_ready(snap.synced);
+        }
         *shared.last_applied.lock() = Some(jiff::Timestamp::now().to_string());
         shared.applied.send_replace(Some(snap.revision));
         tokio::select! {
@@ -207,7 +213,9 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             r = rx.changed() => if r.is_err() { stop.cancelled().await; break; },
         }
     }
-    shared.admin.set_ready(false);
+    if shared.owns_admin {
+        shared.admin.set_ready(false);
+    }
     // Listeners stop with `stop` (their tokens are its children); established connections drain.
     {
         let mut st = shared.state.lock();
