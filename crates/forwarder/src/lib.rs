@@ -288,6 +288,13 @@ impl ForwarderHandle {
         let _ = rx.wait_for(|r| r.is_some_and(|r| r >= rev)).await;
     }
 
+    /// Ready as kube-proxy's `/healthz` says: the source has synced and its latest snapshot is applied.
+    pub fn is_ready(&self) -> bool {
+        let snap = self.shared.view.snapshot();
+        let applied = *self.shared.applied.borrow();
+        snap.synced && applied.is_some_and(|a| a >= snap.revision)
+    }
+
     /// The endpoints the balancer of `service`/`port` would use from this kind of frontend.
     pub fn endpoints(
         &self,

@@ -203,6 +203,7 @@ async fn tcp_and_udp_through_cluster_ip_and_node_port_spread_over_endpoints() {
         slice("mixed", "mixed-ub", "u", "UDP", ub, "n2", true),
     ];
     let fwd = Running::start(&objs, "n1", "127.81.1.100", |_| {}).await;
+    assert!(fwd.handle.is_ready());
     let listeners = fwd.handle.listeners();
     assert_eq!(listeners.len(), 4, "{listeners:?}");
 
