@@ -51,7 +51,8 @@ FWD="$ROOT/target/release/forwarder"
 B="$ROOT/target/release/examples/l4bench"
 
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+# socat forks a child per client: end the children (by parent pid) before the parents.
+cleanup() { for p in "${PIDS[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
 wait_port() { # host port
@@ -75,7 +76,7 @@ haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy.log" 2>&1 & HA_PID=$!; PIDS+=($
 
 socat TCP-LISTEN:5201,bind=$SO,fork,reuseaddr TCP:$EP:5201 & PIDS+=($!)
 socat TCP-LISTEN:7000,bind=$SO,fork,reuseaddr,nodelay,backlog=4096 TCP:$EP:7000,nodelay & PIDS+=($!)
-socat UDP4-LISTEN:7001,bind=$SO,fork,reuseaddr UDP4:$EP:7001 & PIDS+=($!)
+socat -T 10 UDP4-LISTEN:7001,bind=$SO,fork,reuseaddr UDP4:$EP:7001 & PIDS+=($!)
 
 for h in $EP $FW $HA $SO; do wait_port "$h" 5201; wait_port "$h" 7000; done
 
