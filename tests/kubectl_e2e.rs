@@ -300,3 +300,84 @@ fn accessing_clusters_walkthrough() {
     let (ok, body) = curl(&[&format!("{auth_proxy}/api/")]);
     assert!(ok && body.contains("APIVersions"), "{body}");
 }
+
+/// Real kubectl pointed at proxylab's auth-proxy with `--server http://…`, as users point it at
+/// `kubectl proxy`: reads, a watch, and a client-side apply (create, then patch).
+#[test]
+fn kubectl_through_the_auth_proxy() {
+    if !tools() {
+        return;
+    }
+    let lab = Lab::start();
+    let server = lab.info["authProxy"].as_str().unwrap().to_string();
+    let via = |args: &[&str]| {
+        let mut all = vec!["--server", server.as_str()];
+        all.extend_from_slice(args);
+        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        lab.kubectl(&refs)
+    };
+    let pods = run(via(&["get", "pods"]));
+    assert!(pods.lines().any(|l| l.starts_with("web-1 ")), "{pods}");
+
+    let manifest = |v: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: via-proxy\ndata:\n  k: {v}\n")
+    };
+    let args = via(&["apply", "-f", "-"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = lab.kubectl_stdin(&refs, &manifest("one"));
+    assert!(out.contains("configmap/via-proxy created"), "{out}");
+    let out = lab.kubectl_stdin(&refs, &manifest("two"));
+    assert!(out.contains("configmap/via-proxy configured"), "{out}");
+    let got = run(via(&[
+        "get",
+        "configmap",
+        "via-proxy",
+        "-o",
+        "jsonpath={.data.k}",
+    ]));
+    assert_eq!(got, "two");
+
+    // A watch through the proxy streams: the change arrives while the request is open.
+    let mut watch = lab
+        .kubectl_cmd()
+        .args(via(&["get", "configmaps", "-w", "--output-watch-events"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Wait for the initial listing (which includes via-proxy) before changing anything.
+    let mut listed = false;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        if line.contains("via-proxy") {
+            listed = true;
+            break;
+        }
+    }
+    assert!(listed, "the watch never listed via-proxy");
+    lab.kubectl_stdin(&refs, &manifest("three"));
+    let mut modified = false;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        if line.starts_with("MODIFIED") && line.contains("via-proxy") {
+            modified = true;
+            break;
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(
+        modified,
+        "the MODIFIED event never came through the auth-proxy"
+    );
+}
