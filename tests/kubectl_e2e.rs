@@ -10,6 +10,25 @@ use std::time::Duration;
 
 use common::{Lab, curl, require_tool};
 
+/// Starts a long-running command (`kubectl get -w`) and hands its stdout over line by line.
+fn spawn_lines(cmd: &mut std::process::Command) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
 fn tools() -> bool {
     require_tool("kubectl") && require_tool("curl")
 }
@@ -158,22 +177,7 @@ fn get_pods_watch_sees_a_new_pod() {
         return;
     }
     let lab = Lab::start();
-    let mut watch = lab
-        .kubectl_cmd()
-        .args(["get", "pods", "-w"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = watch.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut watch, rx) = spawn_lines(lab.kubectl_cmd().args(["get", "pods", "-w"]));
     // The initial listing arrives first.
     let first = rx
         .recv_timeout(Duration::from_secs(20))
@@ -341,22 +345,12 @@ fn kubectl_through_the_auth_proxy() {
     assert_eq!(got, "two");
 
     // A watch through the proxy streams: the change arrives while the request is open.
-    let mut watch = lab
-        .kubectl_cmd()
-        .args(via(&["get", "configmaps", "-w", "--output-watch-events"]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = watch.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut watch, rx) = spawn_lines(lab.kubectl_cmd().args(via(&[
+        "get",
+        "configmaps",
+        "-w",
+        "--output-watch-events",
+    ])));
     // Wait for the initial listing (which includes via-proxy) before changing anything.
     let mut listed = false;
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
