@@ -19,6 +19,12 @@ pub struct PkiArgs {
     /// A node to issue a kubelet serving certificate for, as NAME=IP (repeatable).
     #[arg(long = "node", value_name = "NAME=IP", value_parser = parse_node)]
     pub nodes: Vec<(String, IpAddr)>,
+    /// Also write an admin kubeconfig (client certificate `kubernetes-admin`, `system:masters`) here…
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub kubeconfig: Option<PathBuf>,
+    /// …pointing at this apiserver URL (e.g. https://127.0.10.1:6443).
+    #[arg(long, value_name = "URL", requires = "kubeconfig")]
+    pub server: Option<String>,
 }
 
 fn parse_node(s: &str) -> Result<(String, IpAddr), String> {
@@ -43,5 +49,24 @@ pub fn run(args: &PkiArgs) -> anyhow::Result<()> {
     let pki = LabPki::generate(&spec)?;
     pki.write_to(&args.dir)?;
     println!("wrote the lab PKI to {}", args.dir.display());
+    if let (Some(path), Some(server)) = (&args.kubeconfig, &args.server) {
+        if !server.starts_with("https://") {
+            anyhow::bail!("--server {server:?}: must be an https:// URL");
+        }
+        // No token user: a standalone apiserver has no token file unless the user writes one.
+        let text = crate::lab::kubeconfig::render(
+            server,
+            &pki.ca.cert_pem,
+            &pki.admin.cert_pem,
+            &pki.admin.key_pem,
+            "",
+        );
+        std::fs::write(path, text)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
+        println!(
+            "wrote an admin kubeconfig for {server} to {}",
+            path.display()
+        );
+    }
     Ok(())
 }

@@ -19,6 +19,20 @@ pub fn render(
     token: &str,
 ) -> String {
     let b64 = |s: &str| STANDARD.encode(s.as_bytes());
+    let mut users = vec![json!({"name": "kubernetes-admin", "user": {
+        "client-certificate-data": b64(admin_cert_pem),
+        "client-key-data": b64(admin_key_pem)
+    }})];
+    let mut contexts = vec![json!({"name": CONTEXT_CERT, "context": {
+        "cluster": CLUSTER, "user": "kubernetes-admin", "namespace": "default"
+    }})];
+    // An empty token means the apiserver has no token file: leave the token context out.
+    if !token.is_empty() {
+        users.push(json!({"name": "admin-token", "user": {"token": token}}));
+        contexts.push(json!({"name": CONTEXT_TOKEN, "context": {
+            "cluster": CLUSTER, "user": "admin-token", "namespace": "default"
+        }}));
+    }
     let doc: Value = json!({
         "apiVersion": "v1",
         "kind": "Config",
@@ -27,17 +41,8 @@ pub fn render(
             "name": CLUSTER,
             "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}
         }],
-        "users": [
-            {"name": "kubernetes-admin", "user": {
-                "client-certificate-data": b64(admin_cert_pem),
-                "client-key-data": b64(admin_key_pem)
-            }},
-            {"name": "admin-token", "user": {"token": token}}
-        ],
-        "contexts": [
-            {"name": CONTEXT_CERT, "context": {"cluster": CLUSTER, "user": "kubernetes-admin", "namespace": "default"}},
-            {"name": CONTEXT_TOKEN, "context": {"cluster": CLUSTER, "user": "admin-token", "namespace": "default"}}
-        ],
+        "users": users,
+        "contexts": contexts,
         "current-context": CONTEXT_CERT
     });
     // serde-saphyr renders any serde_json::Value; fall back to JSON (valid YAML) if it ever cannot.
@@ -58,5 +63,9 @@ mod tests {
         );
         assert_eq!(back["users"][1]["user"]["token"], "tok");
         assert_eq!(back["current-context"], "proxylab");
+        let no_token = render("https://x", "CA", "CERT", "KEY", "");
+        let back: Value = serde_saphyr::from_str(&no_token).unwrap();
+        assert_eq!(back["users"].as_array().unwrap().len(), 1);
+        assert_eq!(back["contexts"].as_array().unwrap().len(), 1);
     }
 }
