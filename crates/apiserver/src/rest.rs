@@ -716,29 +716,24 @@ pub(crate) fn create(
         }
         let mut candidate = obj.clone();
         let name = name_of(&candidate);
-        let mut allocated = None;
+        let mut reserved = Reserved::new(&state.alloc);
         if info.group.is_empty() && info.resource == "services" {
-            allocated = Some(state.alloc.admit(&mut candidate, None)?);
+            reserved.allocated = Some(state.alloc.admit(&mut candidate, None)?);
         }
         let causes = validation::validate(info, &candidate);
         if !causes.is_empty() {
-            if let Some(a) = &allocated {
-                state.alloc.release(a);
-            }
             return Err(invalid(info, &candidate, causes).into());
         }
         if dry_run {
-            if let Some(a) = &allocated {
-                state.alloc.release(a);
-            }
             return Ok(candidate);
         }
         match state.store.create(&target.key(&name), candidate) {
-            Ok(v) => return Ok(v),
+            Ok(v) => {
+                reserved.keep();
+                return Ok(v);
+            }
             Err(e) => {
-                if let Some(a) = &allocated {
-                    state.alloc.release(a);
-                }
+                drop(reserved);
                 if matches!(e, StoreError::AlreadyExists) && !explicit && attempt + 1 < attempts {
                     continue;
                 }
@@ -747,6 +742,36 @@ pub(crate) fn create(
         }
     }
     Err(Status::internal("could not generate a unique name").into())
+}
+
+/// ClusterIPs and NodePorts admitted for a write that is not stored yet. Every way out of the write
+/// other than a successful store (invalid object, dry run, store error) must give them back; dropping
+/// the guard does that, so no exit path can leak an allocation.
+struct Reserved<'a> {
+    alloc: &'a ServiceAllocator,
+    allocated: Option<crate::allocator::Allocated>,
+}
+
+impl<'a> Reserved<'a> {
+    fn new(alloc: &'a ServiceAllocator) -> Self {
+        Self {
+            alloc,
+            allocated: None,
+        }
+    }
+
+    /// The write was stored: the allocations now belong to the object.
+    fn keep(mut self) {
+        self.allocated = None;
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if let Some(a) = self.allocated.take() {
+            self.alloc.release(&a);
+        }
+    }
 }
 
 // The arguments are the parts of one write request; a struct would only rename them.
@@ -850,28 +875,22 @@ fn finish_update(
         m.remove("selfLink");
     }
     let is_service = info.group.is_empty() && info.resource == "services" && sub.is_none();
-    let allocated = if is_service {
-        Some(state.alloc.admit(&mut obj, Some(old))?)
-    } else {
-        None
-    };
+    let mut reserved = Reserved::new(&state.alloc);
+    if is_service {
+        reserved.allocated = Some(state.alloc.admit(&mut obj, Some(old))?);
+    }
     let mut causes = validation::validate(info, &obj);
     causes.extend(validation::validate_update(info, old, &obj));
     if !causes.is_empty() {
-        if let Some(a) = &allocated {
-            state.alloc.release(a);
-        }
         return Err(invalid(info, &obj, causes).into());
     }
     if dry_run {
-        if let Some(a) = &allocated {
-            state.alloc.release(a);
-        }
         return Ok(obj);
     }
     let key = target.key(name);
     match state.store.update(&key, obj, precondition) {
         Ok(stored) => {
+            reserved.keep();
             if is_service {
                 state
                     .alloc
@@ -879,12 +898,7 @@ fn finish_update(
             }
             Ok(stored)
         }
-        Err(e) => {
-            if let Some(a) = &allocated {
-                state.alloc.release(a);
-            }
-            Err(store_err(info, name, e).into())
-        }
+        Err(e) => Err(store_err(info, name, e).into()),
     }
 }
 
