@@ -401,10 +401,14 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
     // the wrong lessons).
     let mut failed: Option<String> = None;
     tokio::select! {
+        biased;
         _ = shutdown.cancelled() => {}
         Some(res) = tasks.join_next() => {
             match res {
                 Ok((name, Err(e))) => failed = Some(format!("{name} failed: {e:#}")),
+                // A component that returns cleanly because shutdown began (the signal raced this
+                // branch) is not a failure.
+                Ok((_, Ok(()))) if shutdown.is_cancelled() => {}
                 Ok((name, Ok(()))) => failed = Some(format!("{name} stopped unexpectedly")),
                 Err(e) => failed = Some(format!("a component panicked: {e}")),
             }
