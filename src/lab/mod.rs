@@ -219,9 +219,31 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
     // --- nodes -------------------------------------------------------------------------------
     let mut printed: Vec<String> =
         vec![format!("proxylab apiserver {}", apiserver_flags.join(" "))];
+    // Each node talks to the apiserver as itself (`system:node:<name>`), not as the admin, so the
+    // apiserver's request log says which node made each call.
+    let mut node_kubeconfigs = std::collections::BTreeMap::new();
+    for node in &lab.nodes {
+        let cert = pki
+            .node_clients
+            .get(&node.name)
+            .with_context(|| format!("no client certificate for node {}", node.name))?;
+        let file = state.join(format!("kubeconfig-{}", node.name));
+        std::fs::write(
+            &file,
+            kubeconfig::render(
+                &server_url,
+                &pki.ca.cert_pem,
+                &cert.cert_pem,
+                &cert.key_pem,
+                "",
+            ),
+        )
+        .with_context(|| format!("writing {}", file.display()))?;
+        node_kubeconfigs.insert(node.name.clone(), file);
+    }
     for node in &lab.nodes {
         let flags = vec![
-            format!("--kubeconfig={}", path(&kubeconfig_path)),
+            format!("--kubeconfig={}", path(&node_kubeconfigs[&node.name])),
             format!("--hostname-override={}", node.name),
             format!("--node-ip={}", node.address),
             format!("--pod-cidr={}", node.pod_cidr),
@@ -282,7 +304,7 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
     let mut forwarder_handles = Vec::new();
     for node in &lab.nodes {
         let flags = vec![
-            format!("--kubeconfig={}", path(&kubeconfig_path)),
+            format!("--kubeconfig={}", path(&node_kubeconfigs[&node.name])),
             format!("--node-name={}", node.name),
             format!("--node-ip={}", node.address),
             format!("--healthz-bind-address={}:10256", node.address),

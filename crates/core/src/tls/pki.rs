@@ -9,6 +9,7 @@
 //! | `apiserver-kubelet-client.crt` | the apiserver's client certificate towards kubelets (`O=system:masters`) |
 //! | `admin.crt` | the lab administrator (`CN=kubernetes-admin`, `O=system:masters`) for the kubeconfig |
 //! | `kubelet-<node>.crt` | each kubelet's serving certificate, SAN = the node's address and name |
+//! | `node-client-<node>.crt` | each node's client identity towards the apiserver (`CN=system:node:<node>`, `O=system:nodes`), as kubelet TLS bootstrap would issue |
 //! | `front-proxy-ca.crt` | a separate CA whose clients may assert other users' identities in headers |
 //! | `front-proxy-client.crt` | the client certificate a front proxy presents (`CN=front-proxy-client`) |
 //! | `sa.key`/`sa.pub` | the service-account token signing key (ECDSA P-256, so tokens are ES256) |
@@ -94,6 +95,8 @@ pub struct LabPki {
     pub admin: CertAndKey,
     pub front_proxy_client: CertAndKey,
     pub kubelets: BTreeMap<String, CertAndKey>,
+    /// Each node's client certificate (`system:node:<name>` in `system:nodes`).
+    pub node_clients: BTreeMap<String, CertAndKey>,
     /// PKCS#8 PEM of the service-account signing key (ECDSA P-256).
     pub service_account_key_pem: String,
     /// SPKI PEM of its public half.
@@ -279,6 +282,7 @@ impl LabPki {
         let admin = signer.client("kubernetes-admin", &["system:masters"])?;
         let front_proxy_client = fp_signer.client("front-proxy-client", &[])?;
         let mut kubelets = BTreeMap::new();
+        let mut node_clients = BTreeMap::new();
         for (name, ip) in &spec.nodes {
             let cert = signer.serving(
                 &format!("system:node:{name}"),
@@ -286,6 +290,10 @@ impl LabPki {
                 &[*ip],
             )?;
             kubelets.insert(name.clone(), cert);
+            node_clients.insert(
+                name.clone(),
+                signer.client(&format!("system:node:{name}"), &["system:nodes"])?,
+            );
         }
         let sa = KeyPair::generate()?;
         Ok(Self {
@@ -296,6 +304,7 @@ impl LabPki {
             admin,
             front_proxy_client,
             kubelets,
+            node_clients,
             service_account_key_pem: sa.serialize_pem(),
             service_account_pub_pem: sa.public_key_pem(),
         })
@@ -337,6 +346,9 @@ impl LabPki {
         for (name, ck) in &self.kubelets {
             files.push((format!("kubelet-{name}"), ck));
         }
+        for (name, ck) in &self.node_clients {
+            files.push((format!("node-client-{name}"), ck));
+        }
         for (stem, ck) in files {
             write_file(&dir.join(format!("{stem}.crt")), &ck.cert_pem, false)?;
             write_file(&dir.join(format!("{stem}.key")), &ck.key_pem, true)?;
@@ -359,6 +371,7 @@ impl LabPki {
             })
         };
         let mut kubelets = BTreeMap::new();
+        let mut node_clients = BTreeMap::new();
         let entries = std::fs::read_dir(dir).map_err(|source| TlsError::Read {
             path: dir.to_owned(),
             source,
@@ -371,6 +384,12 @@ impl LabPki {
             {
                 kubelets.insert(node.to_owned(), pair(&format!("kubelet-{node}"))?);
             }
+            if let Some(node) = file
+                .strip_prefix("node-client-")
+                .and_then(|f| f.strip_suffix(".crt"))
+            {
+                node_clients.insert(node.to_owned(), pair(&format!("node-client-{node}"))?);
+            }
         }
         Ok(Self {
             ca: pair("ca")?,
@@ -380,6 +399,7 @@ impl LabPki {
             admin: pair("admin")?,
             front_proxy_client: pair("front-proxy-client")?,
             kubelets,
+            node_clients,
             service_account_key_pem: read("sa.key")?,
             service_account_pub_pem: read("sa.pub")?,
         })
@@ -516,6 +536,11 @@ mod tests {
         let back = LabPki::load_from(&dir).unwrap();
         assert_eq!(back.ca, pki.ca);
         assert_eq!(back.kubelets.len(), 1);
+        assert_eq!(back.node_clients, pki.node_clients);
+        let (chain, _) = back.node_clients["node-1"].der().unwrap();
+        let id = PeerIdentity::from_chain(&chain).unwrap();
+        assert_eq!(id.user, "system:node:node-1");
+        assert_eq!(id.groups, vec!["system:nodes".to_string()]);
         assert_eq!(back.service_account_key_pem, pki.service_account_key_pem);
         #[cfg(unix)]
         {
