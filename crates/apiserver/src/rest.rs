@@ -1124,6 +1124,29 @@ impl DeleteOptions {
 
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
+/// Deletion that waits (graceful pod deletion, finalizers): the object stays, marked with
+/// `deletionTimestamp` and `deletionGracePeriodSeconds`, until its owner finishes.
+fn mark_deleting(
+    state: &AppState,
+    target: &Target,
+    name: &str,
+    current: &Value,
+    when: jiff::Timestamp,
+    grace: i64,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let mut marked = current.clone();
+    meta::set_deletion_timestamp(&mut marked, &meta::format_time(when));
+    marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+    if dry_run {
+        return Ok(marked);
+    }
+    state
+        .store
+        .update(&target.key(name), marked, rv_u64(current))
+        .map_err(|e| store_err(target.info, name, e).into())
+}
+
 pub(crate) fn delete(
     state: &AppState,
     target: &Target,
@@ -1184,19 +1207,10 @@ pub(crate) fn delete(
             if existing.is_some_and(|e| e <= grace) {
                 return Ok(current);
             }
-            let mut marked = current.clone();
             let when = jiff::Timestamp::now()
                 .checked_add(jiff::SignedDuration::from_secs(grace))
                 .unwrap_or_else(|_| jiff::Timestamp::now());
-            meta::set_deletion_timestamp(&mut marked, &meta::format_time(when));
-            marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-            if opts.dry_run {
-                return Ok(marked);
-            }
-            return state
-                .store
-                .update(&key, marked, rv_u64(&current))
-                .map_err(|e| store_err(info, name, e).into());
+            return mark_deleting(state, target, name, &current, when, grace, opts.dry_run);
         }
     }
     if !meta::finalizers(&current).is_empty() {
@@ -1205,16 +1219,8 @@ pub(crate) fn delete(
         if meta::deletion_timestamp(&current).is_some() {
             return Ok(current);
         }
-        let mut marked = current.clone();
-        meta::set_deletion_timestamp(&mut marked, &meta::now_rfc3339());
-        marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-        if opts.dry_run {
-            return Ok(marked);
-        }
-        return state
-            .store
-            .update(&key, marked, rv_u64(&current))
-            .map_err(|e| store_err(info, name, e).into());
+        let now = jiff::Timestamp::now();
+        return mark_deleting(state, target, name, &current, now, 0, opts.dry_run);
     }
     if opts.dry_run {
         return Ok(current);

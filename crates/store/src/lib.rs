@@ -257,6 +257,25 @@ fn set_rv(obj: &mut Value, rv: u64) -> Result<(), StoreError> {
 }
 
 impl Inner {
+    /// The object must exist and, when a precondition is given, still be at that resourceVersion.
+    fn check_precondition(
+        &self,
+        resource: &str,
+        k: &(String, String),
+        precondition_rv: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let current = self
+            .objects
+            .get(resource)
+            .and_then(|m| m.get(k))
+            .map(|e| e.rv)
+            .ok_or(StoreError::NotFound)?;
+        match precondition_rv {
+            Some(pre) if pre != current => Err(StoreError::Conflict { current }),
+            _ => Ok(current),
+        }
+    }
+
     /// Records an event in the history and fans it out to matching live watchers, dropping any that
     /// are closed or full. Called with the lock held; never blocks.
     fn publish(
@@ -378,17 +397,7 @@ impl Store for MemoryStore {
     ) -> Result<Value, StoreError> {
         let mut inner = self.inner.lock();
         let k = (ns_key(key.namespace.as_deref()), key.name.clone());
-        let current = inner
-            .objects
-            .get(&key.resource)
-            .and_then(|m| m.get(&k))
-            .map(|e| e.rv)
-            .ok_or(StoreError::NotFound)?;
-        if let Some(pre) = precondition_rv
-            && pre != current
-        {
-            return Err(StoreError::Conflict { current });
-        }
+        inner.check_precondition(&key.resource, &k, precondition_rv)?;
         let rv = inner.rv + 1;
         set_rv(&mut obj, rv)?;
         inner.rv = rv;
@@ -415,17 +424,7 @@ impl Store for MemoryStore {
     fn delete(&self, key: &ObjectKey, precondition_rv: Option<u64>) -> Result<Value, StoreError> {
         let mut inner = self.inner.lock();
         let k = (ns_key(key.namespace.as_deref()), key.name.clone());
-        let current = inner
-            .objects
-            .get(&key.resource)
-            .and_then(|m| m.get(&k))
-            .map(|e| e.rv)
-            .ok_or(StoreError::NotFound)?;
-        if let Some(pre) = precondition_rv
-            && pre != current
-        {
-            return Err(StoreError::Conflict { current });
-        }
+        inner.check_precondition(&key.resource, &k, precondition_rv)?;
         let mut obj = inner
             .objects
             .get_mut(&key.resource)
