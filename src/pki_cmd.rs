@@ -23,8 +23,18 @@ pub struct PkiArgs {
     #[arg(long, value_name = "FILE", requires = "server")]
     pub kubeconfig: Option<PathBuf>,
     /// …pointing at this apiserver URL (e.g. https://127.0.10.1:6443).
-    #[arg(long, value_name = "URL", requires = "kubeconfig")]
+    #[arg(long, value_name = "URL", requires = "kubeconfig", value_parser = parse_server)]
     pub server: Option<String>,
+}
+
+fn parse_server(s: &str) -> Result<String, String> {
+    if s.starts_with("https://") && s.len() > "https://".len() {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "invalid server {s:?}: want an https:// URL, e.g. https://127.0.10.1:6443"
+        ))
+    }
 }
 
 fn parse_node(s: &str) -> Result<(String, IpAddr), String> {
@@ -50,9 +60,6 @@ pub fn run(args: &PkiArgs) -> anyhow::Result<()> {
     pki.write_to(&args.dir)?;
     println!("wrote the lab PKI to {}", args.dir.display());
     if let (Some(path), Some(server)) = (&args.kubeconfig, &args.server) {
-        if !server.starts_with("https://") {
-            anyhow::bail!("--server {server:?}: must be an https:// URL");
-        }
         // No token user: a standalone apiserver has no token file unless the user writes one.
         let text = crate::lab::kubeconfig::render(
             server,

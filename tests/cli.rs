@@ -77,6 +77,16 @@ fn bad_flags_exit_2() {
     let (code, _, stderr) = proxylab(&["pki", "--node", "node-1"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("want NAME=IP"), "{stderr}");
+    let (code, _, stderr) = proxylab(&[
+        "pki",
+        "--kubeconfig",
+        "/tmp/never-written",
+        "--server",
+        "http://127.0.10.1:6443",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("want an https:// URL"), "{stderr}");
+    assert!(!std::path::Path::new("/tmp/never-written").exists());
     let (code, _, stderr) = proxylab(&["--log-format", "xml", "lab", "check"]);
     assert_eq!(code, 2, "{stderr}");
 }
