@@ -6,8 +6,15 @@
 #   bench/auth-proxy.sh                      # upstream: the bench_apiserver example (measures the proxies)
 #   UPSTREAM=lab LAB_STATE=DIR bench/auth-proxy.sh   # upstream: a running lab (DIR/lab.json, DIR/kubeconfig)
 #
+# Two layouts, both run by default (LAYOUTS="shared pinned"):
+#   shared  everything (wrk, upstream, both proxies) on all cores, as a user would run it;
+#   pinned  wrk and the upstream on CPU 0, the proxy under test alone on CPU 1 (taskset): the
+#           proxy's capacity on one core, with the load generator kept off its core (needs 2 CPUs).
+# Besides req/s and p99 it prints each proxy's CPU time per request (from /proc/PID/stat around
+# each run): the efficiency figure that does not depend on how the cores are shared.
+#
 # Knobs: DURATION (10s) CONNS (32) THREADS (2) ROUNDS (3) PODS (20, bench upstream only),
-#        AP_ARGS (extra auth-proxy flags, e.g. --access-log=false).
+#        AP_ARGS (extra auth-proxy flags, e.g. --access-log=false), LAYOUTS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +23,8 @@ CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 UPSTREAM=${UPSTREAM:-bench}
+LAYOUTS=${LAYOUTS:-shared pinned}
+if [ "$(nproc)" -lt 2 ]; then LAYOUTS=shared; fi
 
 if ! command -v wrk >/dev/null; then
   echo "installing wrk" >&2
@@ -42,67 +51,97 @@ wait_for_line() { # file prefix → rest of the first line starting with prefix
   echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
 }
 
-case "$UPSTREAM" in
-  bench)
-    PODS=${PODS:-20} target/release/examples/bench_apiserver "$WORK/up" >"$WORK/up.out" 2>&1 &
-    PIDS+=($!)
-    UP=$(wait_for_line "$WORK/up.out" "serving on ")
-    KC="$WORK/up/kubeconfig"
-    TOKEN=bench-token
-    ;;
-  lab)
-    : "${LAB_STATE:?set LAB_STATE to the lab state dir}"
-    KC="$LAB_STATE/kubeconfig"
-    UP=$(sed -n 's/.*"apiservers": *\["\([^"]*\)".*/\1/p' "$LAB_STATE/lab.json" | head -1)
-    TOKEN=$(sed -n 's/.*"token": *"\([^"]*\)".*/\1/p' "$LAB_STATE/lab.json" | head -1)
-    ;;
-  *) echo "UPSTREAM must be bench or lab" >&2; exit 1 ;;
-esac
+# start_all LAYOUT: the upstream (bench only) and both proxies, pinned or not.
+start_all() {
+  local layout=$1 load="" proxy=""
+  if [ "$layout" = pinned ]; then load="taskset -c 0"; proxy="taskset -c 1"; fi
+  LOAD_PIN=$load
+  case "$UPSTREAM" in
+    bench)
+      # shellcheck disable=SC2086
+      PODS=${PODS:-20} $load target/release/examples/bench_apiserver "$WORK/up-$layout" >"$WORK/up.out" 2>&1 &
+      PIDS+=($!); UP_PID=$!
+      UP=$(wait_for_line "$WORK/up.out" "serving on ")
+      KC="$WORK/up-$layout/kubeconfig"
+      TOKEN=bench-token
+      ;;
+    lab)
+      : "${LAB_STATE:?set LAB_STATE to the lab state dir}"
+      KC="$LAB_STATE/kubeconfig"
+      UP=$(sed -n 's/.*"apiservers": *\["\([^"]*\)".*/\1/p' "$LAB_STATE/lab.json" | head -1)
+      TOKEN=$(sed -n 's/.*"token": *"\([^"]*\)".*/\1/p' "$LAB_STATE/lab.json" | head -1)
+      UP_PID=""
+      ;;
+    *) echo "UPSTREAM must be bench or lab" >&2; exit 1 ;;
+  esac
+  # shellcheck disable=SC2086
+  $proxy target/release/auth-proxy --kubeconfig "$KC" -p 0 --admin-address "" ${AP_ARGS:-} >"$WORK/ap.out" 2>"$WORK/ap.err" &
+  PIDS+=($!); AP_PID=$!
+  AP=$(wait_for_line "$WORK/ap.out" "Starting to serve on ")
+  HOME_K="$WORK/khome"; mkdir -p "$HOME_K"
+  # shellcheck disable=SC2086
+  HOME="$HOME_K" $proxy kubectl proxy --kubeconfig "$KC" -p 0 >"$WORK/kp.out" 2>"$WORK/kp.err" &
+  PIDS+=($!)
+  KP=$(wait_for_line "$WORK/kp.out" "Starting to serve on ")
+  # kubectl may be a version dispatcher that execs the real binary: find the process that listens.
+  KP_PID=$(ss -ltnpH "sport = :${KP##*:}" | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
+  for a in "$AP" "$KP"; do
+    for p in /version "$PODPATH"; do curl -fsS -o /dev/null "http://$a$p"; done
+  done
+}
+
+stop_all() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  PIDS=()
+}
 PODPATH=/api/v1/namespaces/default/pods
-
-# shellcheck disable=SC2086
-target/release/auth-proxy --kubeconfig "$KC" -p 0 --admin-address "" ${AP_ARGS:-} >"$WORK/ap.out" 2>"$WORK/ap.err" &
-PIDS+=($!)
-AP=$(wait_for_line "$WORK/ap.out" "Starting to serve on ")
-HOME_K="$WORK/khome"; mkdir -p "$HOME_K"
-HOME="$HOME_K" kubectl proxy --kubeconfig "$KC" -p 0 >"$WORK/kp.out" 2>"$WORK/kp.err" &
-PIDS+=($!)
-KP=$(wait_for_line "$WORK/kp.out" "Starting to serve on ")
-
-for a in "$AP" "$KP"; do
-  for p in /version "$PODPATH"; do curl -fsS -o /dev/null "http://$a$p"; done
-done
 
 # wrk's "99%  1.23ms" → milliseconds
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000} else print v}'; }
 
-run() { # base-url path [wrk args…] → "rps p99ms"
-  local base=$1 path=$2; shift 2
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" "$base$path")
+cpu_ticks() { [ -n "$1" ] && awk '{print $14+$15}' "/proc/$1/stat" || echo 0; }
+
+run() { # base-url path pid [wrk args…] → "rps p99ms cpu-us-per-request"
+  local base=$1 path=$2 pid=$3; shift 3
+  local before after
+  before=$(cpu_ticks "$pid")
+  # shellcheck disable=SC2086
+  out=$($LOAD_PIN wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" "$base$path")
+  after=$(cpu_ticks "$pid")
   rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
+  cpu=$(awk -v d=$((after - before)) -v t="$(getconf CLK_TCK)" -v r="$reqs" 'BEGIN {printf "%.1f", (r > 0 ? d / t * 1e6 / r : 0)}')
   errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
   [ -n "$errs" ] && echo "  warning ($base$path): $errs" >&2
-  echo "$rps $p99"
+  echo "$rps $p99 $cpu"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-echo "upstream: $UPSTREAM ($UP) · auth-proxy ${AP_ARGS:-(defaults)} · wrk -t$THREADS -c$CONNS -d$DURATION · $ROUNDS interleaved rounds · $(nproc) cores" >&2
-printf '| path | direct (no proxy) req/s | kubectl proxy req/s | auth-proxy req/s | ratio | direct p99 ms | kubectl proxy p99 ms | auth-proxy p99 ms |\n'
-printf '|---|---|---|---|---|---|---|---|\n'
-for path in /version "$PODPATH"; do
-  : >"$WORK/k"; : >"$WORK/a"; : >"$WORK/d"
-  for r in $(seq 1 "$ROUNDS"); do
-    # The apiserver alone, with the same token: the ceiling on this machine.
-    run "$UP" "$path" -H "Authorization: Bearer $TOKEN" >>"$WORK/d"
-    run "http://$KP" "$path" >>"$WORK/k"
-    run "http://$AP" "$path" >>"$WORK/a"
-    echo "  round $r $path: direct $(tail -1 "$WORK/d") · kubectl $(tail -1 "$WORK/k") · auth-proxy $(tail -1 "$WORK/a")" >&2
+echo "upstream: $UPSTREAM · auth-proxy ${AP_ARGS:-(defaults)} · wrk -t$THREADS -c$CONNS -d$DURATION · $ROUNDS interleaved rounds · $(nproc) cores · layouts: $LAYOUTS" >&2
+printf '| layout | path | direct (no proxy) req/s | kubectl proxy req/s | auth-proxy req/s | ratio | direct p99 ms | kubectl proxy p99 ms | auth-proxy p99 ms | kubectl proxy CPU µs/req | auth-proxy CPU µs/req | CPU ratio |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|---|\n'
+for layout in $LAYOUTS; do
+  start_all "$layout"
+  for path in /version "$PODPATH"; do
+    : >"$WORK/k"; : >"$WORK/a"; : >"$WORK/d"
+    for r in $(seq 1 "$ROUNDS"); do
+      # The apiserver alone, with the same token: the ceiling on this machine.
+      run "$UP" "$path" "$UP_PID" -H "Authorization: Bearer $TOKEN" >>"$WORK/d"
+      run "http://$KP" "$path" "$KP_PID" >>"$WORK/k"
+      run "http://$AP" "$path" "$AP_PID" >>"$WORK/a"
+      echo "  $layout round $r $path: direct $(tail -1 "$WORK/d") · kubectl $(tail -1 "$WORK/k") · auth-proxy $(tail -1 "$WORK/a")  (req/s p99-ms cpu-µs/req)" >&2
+    done
+    col() { cut -d' ' -f"$2" "$WORK/$1" | median; }
+    drps=$(col d 1); dp99=$(col d 2)
+    krps=$(col k 1); kp99=$(col k 2); kcpu=$(col k 3)
+    arps=$(col a 1); ap99=$(col a 2); acpu=$(col a 3)
+    ratio=$(awk -v a="$arps" -v k="$krps" 'BEGIN {printf "%.2f×", a/k}')
+    cratio=$(awk -v a="$acpu" -v k="$kcpu" 'BEGIN {printf "%.2f×", (a > 0 ? k/a : 0)}')
+    printf '| %s | `%s` | %.0f | %.0f | %.0f | %s | %.2f | %.2f | %.2f | %.1f | %.1f | %s |\n' \
+      "$layout" "$path" "$drps" "$krps" "$arps" "$ratio" "$dp99" "$kp99" "$ap99" "$kcpu" "$acpu" "$cratio"
   done
-  drps=$(cut -d' ' -f1 "$WORK/d" | median); dp99=$(cut -d' ' -f2 "$WORK/d" | median)
-  krps=$(cut -d' ' -f1 "$WORK/k" | median); arps=$(cut -d' ' -f1 "$WORK/a" | median)
-  kp99=$(cut -d' ' -f2 "$WORK/k" | median); ap99=$(cut -d' ' -f2 "$WORK/a" | median)
-  ratio=$(awk -v a="$arps" -v k="$krps" 'BEGIN {printf "%.2f×", a/k}')
-  printf '| `%s` | %.0f | %.0f | %.0f | %s | %.2f | %.2f | %.2f |\n' "$path" "$drps" "$krps" "$arps" "$ratio" "$dp99" "$kp99" "$ap99"
+  stop_all
 done

@@ -35,7 +35,9 @@ fn json(body: Arc<String>, h: &HeaderMap) -> Response {
         .into_response()
 }
 
-#[tokio::main]
+// One thread: the benchmark pins this server and wrk to one core and the proxy under test to the
+// other; a multi-threaded runtime would only add wake-ups between its own workers on that core.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     proxylab_core::tls::install_crypto_provider();
     let dir = std::path::PathBuf::from(

@@ -102,6 +102,11 @@ pub struct AuthProxyArgs {
     /// proxylab: the private key (PEM) for --tls-cert-file.
     #[arg(long, requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
+
+    /// proxylab: serving threads, each a single-threaded event loop that accepts from the one
+    /// listening socket and keeps its own connection pool to the apiserver; 0 = one per CPU.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 impl Default for AuthProxyArgs {
@@ -127,6 +132,7 @@ impl Default for AuthProxyArgs {
             pass_client_credentials: false,
             tls_cert_file: None,
             tls_private_key_file: None,
+            threads: 0,
         }
     }
 }

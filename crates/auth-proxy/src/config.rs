@@ -72,6 +72,8 @@ pub struct AuthProxyConfig {
     pub access_via_tracing: bool,
     /// This instance's name in hop records and `Via` (default `auth-proxy`).
     pub name: String,
+    /// Serving threads (at least 1): see [`crate::AuthProxy`] and `--threads`.
+    pub threads: usize,
 }
 
 impl std::fmt::Debug for AuthProxyConfig {
@@ -208,6 +210,10 @@ impl AuthProxyConfig {
             access_log: None,
             access_via_tracing: true,
             name: "auth-proxy".into(),
+            threads: match args.threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
         })
     }
 }

@@ -96,9 +96,28 @@ enum Listener {
     Unix(UnixListener, PathBuf),
 }
 
+/// The listening socket, duplicated for another serving thread. It becomes a tokio listener
+/// inside that thread's runtime (registration is per runtime).
+enum SharedListener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl SharedListener {
+    fn into_tokio(self) -> std::io::Result<Listener> {
+        Ok(match self {
+            SharedListener::Tcp(l) => Listener::Tcp(TcpListener::from_std(l)?),
+            // The path is removed by the thread that owns the first listener.
+            SharedListener::Unix(l) => Listener::Unix(UnixListener::from_std(l)?, PathBuf::new()),
+        })
+    }
+}
+
 /// A bound, not yet serving, auth-proxy.
 pub struct Bound {
     listener: Listener,
+    /// Duplicates of the listening socket, one per extra serving thread.
+    extra: Vec<SharedListener>,
     local: ListenAddr,
     state: Arc<ProxyState>,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -128,11 +147,44 @@ struct ProxyState {
     shutdown: CancellationToken,
 }
 
+impl ProxyState {
+    /// The state for another serving thread: everything shared except the upstream connection
+    /// pool, which each thread keeps for itself (see `Upstream::with_own_pool`).
+    fn for_thread(&self) -> Self {
+        Self {
+            filter: self.filter.clone(),
+            api_prefix: self.api_prefix.clone(),
+            strip_prefix: self.strip_prefix,
+            www: self.www.clone(),
+            upstream: self.upstream.with_own_pool(),
+            base_scheme: self.base_scheme.clone(),
+            base_authority: self.base_authority.clone(),
+            base_path: self.base_path.clone(),
+            endpoint: self.endpoint.clone(),
+            upstream_addr: self.upstream_addr,
+            pass_client_credentials: self.pass_client_credentials,
+            hops: self.hops.clone(),
+            access_log: self.access_log.clone(),
+            access_via_tracing: self.access_via_tracing,
+            name: self.name.clone(),
+            proto: self.proto,
+            listener: self.listener.clone(),
+            tunnels: self.tunnels.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+}
+
 impl AuthProxy {
     /// Binds the listening socket. A unix socket is created private to the user (0600) without a
     /// window in which others could connect; an old socket file at the path is removed first.
+    ///
+    /// With `threads > 1` the one socket is duplicated for each extra serving thread: every
+    /// thread accepts from the same socket (no `SO_REUSEPORT`, so a second auth-proxy on the same
+    /// port still fails with "address in use" as kubectl proxy does, instead of silently sharing).
     pub async fn bind(config: AuthProxyConfig) -> Result<Bound, ServeError> {
-        let (listener, local) = match &config.listen {
+        let extra_threads = config.threads.max(1) - 1;
+        let (listener, extra, local) = match &config.listen {
             Listen::Tcp { host, port } => {
                 let target = format!("{host}:{port}");
                 let addr = tokio::net::lookup_host((host.as_str(), *port))
@@ -146,22 +198,29 @@ impl AuthProxy {
                             "cannot resolve --address",
                         ),
                     })?;
-                let l = TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ServeError::Bind {
-                        addr: addr.to_string(),
-                        source,
-                    })?;
+                let bind_err = |source| ServeError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                };
+                let l = bind_tcp(addr).map_err(bind_err)?;
+                let extra = (0..extra_threads)
+                    .map(|_| l.try_clone().map(SharedListener::Tcp))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let l = TcpListener::from_std(l)?;
                 let local = l.local_addr()?;
-                (Listener::Tcp(l), ListenAddr::Tcp(local))
+                (Listener::Tcp(l), extra, ListenAddr::Tcp(local))
             }
             Listen::Unix(path) => {
                 let l = bind_private_unix(path).map_err(|source| ServeError::Bind {
                     addr: path.display().to_string(),
                     source,
                 })?;
+                let extra = (0..extra_threads)
+                    .map(|_| l.try_clone().map(SharedListener::Unix))
+                    .collect::<Result<Vec<_>, _>>()?;
                 (
-                    Listener::Unix(l, path.clone()),
+                    Listener::Unix(UnixListener::from_std(l)?, path.clone()),
+                    extra,
                     ListenAddr::Unix(path.clone()),
                 )
             }
@@ -207,6 +266,7 @@ impl AuthProxy {
         });
         Ok(Bound {
             listener,
+            extra,
             local,
             state,
             tls: config.tls,
@@ -220,17 +280,20 @@ impl Bound {
         &self.local
     }
 
-    /// The router that handles every request (exposed so the lab can mount it elsewhere).
-    fn router(&self) -> Router {
-        Router::new()
-            .fallback(handle)
-            .with_state(self.state.clone())
+    /// The router that handles every request, over the given state.
+    fn router(state: Arc<ProxyState>) -> Router {
+        Router::new().fallback(handle).with_state(state)
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting, closes open upgrade tunnels and
     /// drains in-flight requests (bounded by core::serve's drain timeout).
+    ///
+    /// The first listener is served on the caller's runtime; each extra one (`threads > 1`) on a
+    /// thread of its own running a single-threaded runtime. Thread-per-core, as HAProxy and nginx
+    /// run: a request, its client connection and the upstream connection it uses stay on one
+    /// thread, so nothing is handed across cores per request (on two shared cores that hand-off —
+    /// wake-ups, work stealing, the shared pool's lock — cost about a fifth of the proxy's CPU).
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), ServeError> {
-        let router = self.router();
         let state = self.state.clone();
         // Tunnels end at shutdown: they would otherwise hold the drain for their whole life.
         let tunnels_stop = state.shutdown.clone();
@@ -239,26 +302,84 @@ impl Bound {
             s.cancelled().await;
             tunnels_stop.cancel();
         });
-        let result = match self.listener {
-            Listener::Tcp(l) => {
-                proxylab_core::serve::serve_http(l, self.tls, router, shutdown).await
+        let mut workers = Vec::new();
+        for (i, listener) in self.extra.into_iter().enumerate() {
+            let state = Arc::new(state.for_thread());
+            let tls = self.tls.clone();
+            let shutdown = shutdown.clone();
+            let (done, finished) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("{}-{}", state.name, i + 1))
+                .spawn(move || {
+                    let result = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .and_then(|rt| {
+                            rt.block_on(async {
+                                let r = serve_listener(
+                                    listener.into_tokio()?,
+                                    state.clone(),
+                                    tls,
+                                    shutdown,
+                                )
+                                .await;
+                                // Tunnels spawned on this runtime die with it: let them finish.
+                                state.tunnels.close();
+                                state.tunnels.wait().await;
+                                r
+                            })
+                        });
+                    let _ = done.send(result);
+                })?;
+            workers.push(finished);
+        }
+        let mut result = serve_listener(self.listener, state.clone(), self.tls, shutdown).await;
+        for finished in workers {
+            let r = finished
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::other("a serving thread panicked")));
+            if result.is_ok() {
+                result = r;
             }
-            Listener::Unix(l, path) => {
-                let r = serve_unix(l, router, shutdown).await;
-                let _ = std::fs::remove_file(&path);
-                r
-            }
-        };
+        }
         state.tunnels.close();
         state.tunnels.wait().await;
         result.map_err(ServeError::Io)
     }
 }
 
+/// Serves one listener (of possibly several sharing a socket) with the given state.
+async fn serve_listener(
+    listener: Listener,
+    state: Arc<ProxyState>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let router = Bound::router(state);
+    match listener {
+        Listener::Tcp(l) => proxylab_core::serve::serve_http(l, tls, router, shutdown).await,
+        Listener::Unix(l, path) => {
+            let r = serve_unix(l, router, shutdown).await;
+            if !path.as_os_str().is_empty() {
+                let _ = std::fs::remove_file(&path);
+            }
+            r
+        }
+    }
+}
+
+/// A TCP listener as Go's `net.Listen` makes one: `SO_REUSEADDR` (so a restarted proxy can bind
+/// while old connections sit in TIME_WAIT), no `SO_REUSEPORT`.
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
 /// Binds a unix socket readable and writable only by this user. kubectl sets umask 0077 around
 /// `net.Listen`; a process-wide umask is unsafe in a multi-threaded program, so the socket is
 /// created inside a fresh 0700 directory, restricted to 0600, then renamed into place.
-fn bind_private_unix(path: &Path) -> std::io::Result<UnixListener> {
+fn bind_private_unix(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     match std::fs::remove_file(path) {
         Ok(()) => {}
@@ -281,7 +402,7 @@ fn bind_private_unix(path: &Path) -> std::io::Result<UnixListener> {
         std::fs::set_permissions(&tmp_sock, std::fs::Permissions::from_mode(0o600))?;
         std::fs::rename(&tmp_sock, path)?;
         l.set_nonblocking(true)?;
-        UnixListener::from_std(l)
+        Ok(l)
     })();
     let _ = std::fs::remove_file(&tmp_sock);
     let _ = std::fs::remove_dir(&tmp_dir);

@@ -767,3 +767,95 @@ async fn tls_server_name_drives_verification() {
     let (status, _, body) = get(proxy.addr, "/version", &[]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// Names of this process's threads (`/proc/self/task/*/comm`).
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn serving_threads_share_one_socket_and_stop_with_the_proxy() {
+    let api = start_apiserver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = write_kubeconfig(
+        dir.path(),
+        &format!("https://{}", api.addr),
+        &api.ca_pem,
+        TOKEN_USER,
+    );
+    let cluster = proxylab_kube::load(&proxylab_kube::KubeconfigOptions {
+        kubeconfig: Some(kc.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let config = |port: u16, threads: usize| {
+        let args = proxylab_auth_proxy::AuthProxyArgs {
+            port,
+            threads,
+            kubeconfig: Some(kc.clone()),
+            ..Default::default()
+        };
+        let mut cfg =
+            proxylab_auth_proxy::AuthProxyConfig::from_args_with_cluster(&args, &cluster).unwrap();
+        // A name of its own, so that its threads can be told from other tests' proxies.
+        cfg.name = "threads-test".into();
+        cfg
+    };
+    let metrics = proxylab_core::telemetry::Metrics::new();
+    let hops = proxylab_core::telemetry::HopLog::new(256, &metrics);
+    let mut cfg = config(0, 3);
+    cfg.hops = Some(hops.clone());
+    let bound = proxylab_auth_proxy::AuthProxy::bind(cfg).await.unwrap();
+    let addr = bound.local_addr().tcp().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(bound.serve(stop.clone()));
+    // Two extra threads, each with its own single-threaded runtime.
+    for n in ["threads-test-1", "threads-test-2"] {
+        assert!(
+            eventually(|| thread_names().iter().any(|t| t == n)).await,
+            "{n} missing in {:?}",
+            thread_names()
+        );
+    }
+
+    // Many connections at once: whichever thread accepts one serves it, through its own pool.
+    let answers = futures_util::future::join_all((0..30).map(|_| {
+        raw_exchange(
+            addr,
+            "GET /version HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+    }))
+    .await;
+    for a in &answers {
+        assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+        assert!(a.contains("v1.31.0"), "{a}");
+    }
+    assert!(eventually(|| hops.recent(100).len() >= 30).await);
+    assert_eq!(api.seen_path("/version").len(), 30);
+
+    // The socket is not shared with strangers: a second proxy on the same port fails as
+    // kubectl proxy does, instead of silently taking half the connections (SO_REUSEPORT would).
+    let err = proxylab_auth_proxy::AuthProxy::bind(config(addr.port(), 2))
+        .await
+        .err()
+        .expect("a second bind on the same port must fail");
+    assert!(err.to_string().contains("in use"), "{err}");
+
+    // Shutdown ends every serving thread.
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("serve returns after shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(
+        eventually(|| !thread_names().iter().any(|t| t.starts_with("threads-test"))).await,
+        "{:?}",
+        thread_names()
+    );
+}

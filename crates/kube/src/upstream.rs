@@ -311,6 +311,17 @@ impl Upstream {
         })
     }
 
+    /// The same upstream (credentials shared) with a connection pool of its own: one per
+    /// single-threaded runtime when a proxy serves thread-per-core (see
+    /// [`HyperTransport::with_own_pool`]).
+    pub fn with_own_pool(&self) -> Self {
+        Self {
+            base: self.base.clone(),
+            credentials: self.credentials.clone(),
+            transport: self.transport.with_own_pool(),
+        }
+    }
+
     /// The server URL from the kubeconfig.
     pub fn base(&self) -> &Uri {
         &self.base

@@ -27,6 +27,8 @@ use super::forward::Transport;
 #[derive(Debug, Clone)]
 pub struct HyperTransport<C, U> {
     client: Client<C, Body>,
+    // Kept to build another, independent pool (see `with_own_pool`).
+    pooled: C,
     upgrade_connector: U,
     connect_timeout: Duration,
 }
@@ -38,7 +40,16 @@ where
     /// A transport with a pool that keeps idle connections for 90 s (Go's default), and a 30 s
     /// deadline for dialling an upgrade connection (kubectl's).
     pub fn new(pooled: C, upgrade_connector: U) -> Self {
-        let client = Client::builder(TokioExecutor::new())
+        Self {
+            client: Self::pool(pooled.clone()),
+            pooled,
+            upgrade_connector,
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn pool(pooled: C) -> Client<C, Body> {
+        Client::builder(TokioExecutor::new())
             // Without a timer the pool never evicts idle connections.
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -47,12 +58,31 @@ where
             // Keep HTTP/2 connections to the apiserver alive through idle watches.
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_while_idle(true)
-            .http2_adaptive_window(true)
-            .build(pooled);
+            // Go's HTTP/2 transport (kubectl's) defaults: 4 MiB per stream, 1 GiB per connection.
+            // Many requests share one connection, so the connection window must never be what
+            // stalls them: with a small one, a single slow watch client that stops reading would
+            // hold the window and block every other stream. hyper's adaptive window starts at
+            // 64 KiB and grows only by BDP pings, which a burst of 12 KB lists never waits for.
+            .http2_initial_stream_window_size(4 << 20)
+            .http2_initial_connection_window_size(1 << 30)
+            .build(pooled)
+    }
+
+    /// The same transport with a pool of its own, sharing no connection with `self`.
+    ///
+    /// For thread-per-core serving: a pooled connection's task runs on the runtime that dialled
+    /// it, so a pool shared by several single-threaded runtimes would hand each request to another
+    /// thread and back (a wake-up across cores per request, plus contention on the pool's lock).
+    /// One pool per runtime keeps a request and its upstream connection on one thread.
+    pub fn with_own_pool(&self) -> Self
+    where
+        U: Clone,
+    {
         Self {
-            client,
-            upgrade_connector,
-            connect_timeout: Duration::from_secs(30),
+            client: Self::pool(self.pooled.clone()),
+            pooled: self.pooled.clone(),
+            upgrade_connector: self.upgrade_connector.clone(),
+            connect_timeout: self.connect_timeout,
         }
     }
 
