@@ -87,6 +87,10 @@ pub struct ForwarderConfig {
     pub admin: Option<AdminState>,
     /// The instance name in hop records (default: the node name, else `forwarder`).
     pub instance: Option<String>,
+    /// Threads that accept and relay TCP, each with a single-threaded runtime and its own copy of
+    /// every TCP listening socket; 0 = on the caller's runtime (the lab's choice). The binary runs
+    /// one per CPU.
+    pub serving_threads: usize,
 }
 
 impl ForwarderConfig {
@@ -106,6 +110,7 @@ impl ForwarderConfig {
             keepalive: Duration::from_secs(60),
             admin: None,
             instance: None,
+            serving_threads: 0,
         }
     }
 }
@@ -202,7 +207,14 @@ impl Forwarder {
             ),
             None => None,
         };
-        let shared = proxy::Shared::new(&config, view);
+        let workers =
+            proxy::Workers::start(config.serving_threads, "forwarder").map_err(|source| {
+                ForwarderError::Bind {
+                    what: "serving threads",
+                    source,
+                }
+            })?;
+        let shared = proxy::Shared::new(&config, view, workers);
         Ok(Self {
             shared,
             healthz,

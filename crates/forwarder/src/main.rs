@@ -14,18 +14,18 @@ struct Cli {
     #[command(flatten)]
     args: ForwarderArgs,
 
-    /// Runtime worker threads (default: one per CPU).
+    /// Threads that accept and relay TCP, each a single-threaded event loop (default: one per CPU).
+    /// Watches, reconciling, UDP and the health and admin servers run on the main thread.
     #[arg(long, value_name = "N")]
     worker_threads: Option<usize>,
 }
 
 fn main() {
     let cli = Cli::parse();
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = cli.worker_threads {
-        rt.worker_threads(n.max(1));
-    }
-    let rt = match rt.enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("forwarder: cannot start the runtime: {e}");
@@ -43,7 +43,12 @@ async fn run(cli: Cli) {
     if let Err(e) = proxylab_core::runtime::raise_nofile_limit(1 << 20) {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
     }
-    let forwarder = match Forwarder::bind(cli.args.to_config()).await {
+    let mut config = cli.args.to_config();
+    config.serving_threads = cli
+        .worker_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let forwarder = match Forwarder::bind(config).await {
         Ok(f) => f,
         Err(e) => {
             eprintln!("forwarder: {e}");

@@ -701,3 +701,74 @@ fn bad_config_file_is_one_line_with_file_line_and_field_and_exit_2() {
     assert!(lines[0].contains("bad.yaml:9:"), "{err}");
     assert!(lines[0].contains("spec.ports[0].port"), "{err}");
 }
+
+/// Names of this process's threads.
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect()
+}
+
+async fn within_5s(mut f: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn serving_threads_relay_follow_changes_and_stop() {
+    let a = tcp_echo("127.81.20.1:0", "a").await;
+    let b = tcp_echo("127.81.20.2:0", "b").await;
+    let objs = vec![
+        service(
+            "threads",
+            json!({"clusterIP":"127.81.20.10","ports":[{"name":"t","port":8080}]}),
+        ),
+        slice("threads", "t-a", "t", "TCP", a, "n1", true),
+        slice("threads", "t-b", "t", "TCP", b, "n1", true),
+    ];
+    let fwd = Running::start(&objs, "n1", "127.81.20.100", |c| c.serving_threads = 2).await;
+    let names = thread_names();
+    for n in ["forwarder-0", "forwarder-1"] {
+        assert!(names.iter().any(|t| t == n), "{n} missing in {names:?}");
+    }
+    let cip: SocketAddr = "127.81.20.10:8080".parse().unwrap();
+    // Each serving thread has its own socket in the port's SO_REUSEPORT group; whichever gets a
+    // connection relays it, and the round robin is still one per service across threads.
+    let mut per = std::collections::HashMap::new();
+    for _ in 0..40 {
+        *per.entry(tcp_hello(cip, None).await).or_insert(0) += 1;
+    }
+    assert_eq!(per.get("a"), Some(&20), "{per:?}");
+    assert_eq!(per.get("b"), Some(&20), "{per:?}");
+
+    // An established connection outlives its service; new ones are refused on every thread.
+    let mut s = TcpStream::connect(cip).await.unwrap();
+    let first = read_line(&mut s).await;
+    fwd.set(&[]).await;
+    assert!(
+        within_5s(async || TcpStream::connect(cip).await.is_err()).await,
+        "every thread's listener must close"
+    );
+    s.write_all(b"still here").await.unwrap();
+    let mut back = [0u8; 10];
+    s.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"still here", "relayed by {first}");
+    drop(s);
+
+    fwd.stop().await;
+    assert!(
+        within_5s(async || !thread_names()
+            .iter()
+            .any(|t| t == "forwarder-0" || t == "forwarder-1"))
+        .await,
+        "{:?}",
+        thread_names()
+    );
+}

@@ -66,23 +66,32 @@ impl Pipe {
 /// returns it (empty) as soon as its source has nothing more to read, so 10,000 idle connections hold
 /// no pipes at all, while a busy connection keeps its pipe for the whole burst. Bounded, so a burst of
 /// many connections does not pin descriptors forever.
-static POOL: parking_lot::Mutex<Vec<Pipe>> = parking_lot::Mutex::new(Vec::new());
-const POOL_MAX: usize = 256;
+///
+/// One pool per thread: a pipe is taken and given back on the hot path of every short connection,
+/// and a process-wide lock there was contended between runtime workers (parking_lot spinning into
+/// `sched_yield`). A pipe given back on another thread than it was taken on just moves pools.
+const POOL_MAX: usize = 128;
 
-/// A pipe from the pool, or a new one.
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Pipe>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A pipe from this thread's pool, or a new one.
 pub fn take_pipe() -> io::Result<Pipe> {
-    match POOL.lock().pop() {
+    match POOL.with_borrow_mut(Vec::pop) {
         Some(p) => Ok(p),
         None => Pipe::new(),
     }
 }
 
-/// Returns an *empty* pipe to the pool (a pipe with data left in it must be dropped instead).
+/// Returns an *empty* pipe to this thread's pool (a pipe with data left in it must be dropped
+/// instead).
 pub fn give_pipe(pipe: Pipe) {
-    let mut pool = POOL.lock();
-    if pool.len() < POOL_MAX {
-        pool.push(pipe);
-    }
+    POOL.with_borrow_mut(|pool| {
+        if pool.len() < POOL_MAX {
+            pool.push(pipe);
+        }
+    });
 }
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
