@@ -3,6 +3,7 @@
 //! A request's way through the proxy:
 //!
 //! ```text
+//!  a prefix without its slash? ──► 301 to it (Go's ServeMux subtree rule)
 //!  www prefix? ──► static file (not filtered, as kubectl)
 //!  outside the api prefix? ──► 404
 //!  path canonical? no ──► 301 to the clean path (as Go's mux)     undecodable ──► 400
@@ -695,6 +696,26 @@ async fn route(
     conn: Option<&ConnInfo>,
     tunnel: Arc<TunnelStats>,
 ) -> (Response, &'static str) {
+    // A subtree root named without its trailing slash (`/static` for `--www-prefix=/static/`,
+    // `/custom` for `--api-prefix=/custom/`): Go's ServeMux, which kubectl proxy registers its two
+    // prefixes on, answers with a 301 to the slashed path; so do we.
+    let www_prefix = st.www.as_ref().map(|(_, p)| p.as_str());
+    for prefix in [www_prefix, Some(st.api_prefix.as_str())]
+        .into_iter()
+        .flatten()
+    {
+        if prefix.len() > 1 && prefix.strip_suffix('/') == Some(raw_path) {
+            let location = match req.uri().query() {
+                Some(q) => format!("{prefix}?{q}"),
+                None => prefix.to_owned(),
+            };
+            let mut r = text(StatusCode::MOVED_PERMANENTLY, "");
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            return (r, "redirect-subtree");
+        }
+    }
     // Static files: kubectl serves them outside the filter.
     if let Some((dir, prefix)) = &st.www
         && raw_path.starts_with(prefix.as_str())

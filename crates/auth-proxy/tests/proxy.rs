@@ -192,6 +192,10 @@ async fn api_prefix_is_stripped() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _, _) = get(proxy.addr, "/version", &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The prefix itself without its slash: a 301 to it, as Go's ServeMux answers.
+    let (status, headers, _) = get(proxy.addr, "/k8s", &[]).await;
+    assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(headers["location"], "/k8s/");
     assert_eq!(api.seen_path("/version").len(), 1);
 }
 
@@ -652,6 +656,10 @@ async fn static_files_under_www_prefix() {
     assert_ne!(status, StatusCode::OK);
     let (status, _, _) = get(proxy.addr, "/static/%2e%2e/kubeconfig", &[]).await;
     assert_ne!(status, StatusCode::OK);
+    // The prefix without its slash is redirected to it, as Go's ServeMux does for a subtree.
+    let (status, headers, _) = get(proxy.addr, "/static?x=1", &[]).await;
+    assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(headers["location"], "/static/?x=1");
     // Everything else still goes to the apiserver.
     let (status, _, _) = get(proxy.addr, "/version", &[]).await;
     assert_eq!(status, StatusCode::OK);
