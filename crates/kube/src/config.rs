@@ -171,9 +171,21 @@ pub async fn load(opts: &KubeconfigOptions) -> Result<ClusterConfig, KubeconfigE
     let files = candidate_files(opts)?;
     if files.is_empty() {
         if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
-            let config = kube::Config::incluster().map_err(|e| {
+            let in_cluster_error = |e: String| {
                 KubeconfigError::new(None, None, format!("in-cluster configuration: {e}"))
-            })?;
+            };
+            let config = kube::Config::incluster().map_err(|e| in_cluster_error(error_text(&e)))?;
+            // client-go's InClusterConfig reads the token up front and fails when it cannot;
+            // kube-rs only records the path. Check it here so a pod without a mounted token
+            // gets an error that says "in-cluster" rather than one about an unnamed user's
+            // tokenFile later.
+            if let Some(token_file) = &config.auth_info.token_file
+                && let Err(e) = std::fs::read(token_file)
+            {
+                return Err(in_cluster_error(format!(
+                    "cannot read token file {token_file}: {e}"
+                )));
+            }
             return Ok(ClusterConfig {
                 config,
                 source: ConfigSource::InCluster,
