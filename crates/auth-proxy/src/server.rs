@@ -585,15 +585,18 @@ impl HopDone {
             ),
             None => ("", "", "", 0),
         };
-        let client = if unix {
-            "unix".to_owned()
-        } else {
-            hop.client.to_string()
+        // Formatted only when a line is written: most runs of a busy proxy log nothing per request.
+        let client = || {
+            if unix {
+                "unix".to_owned()
+            } else {
+                hop.client.to_string()
+            }
         };
         match &st.access_log {
             Some(log) => log.log(&AccessEntry {
                 time: &hop.time,
-                client: &client,
+                client: &client(),
                 method,
                 path,
                 host,
@@ -605,7 +608,7 @@ impl HopDone {
             }),
             None if st.access_via_tracing => info!(
                 target: "access",
-                client = %client,
+                client = %client(),
                 method,
                 path,
                 host,
