@@ -13,6 +13,12 @@
 //! Then `--context` (else `current-context`) picks a context, and `--cluster` / `--user` override
 //! the context's cluster and user.
 //!
+//! The proxy towards the apiserver is the cluster's `proxy-url`, else — as client-go's fallback to
+//! Go's `http.ProxyFromEnvironment` — `HTTPS_PROXY` / `HTTP_PROXY` unless `NO_PROXY` matches or the
+//! server is loopback ([`crate::dialer::choose_proxy`]). The environment is read once, here; the
+//! choice lands in `config.proxy_url`, which the upstream's dialer uses, and in
+//! [`ClusterConfig::proxy`], which says where it came from.
+//!
 //! kube-rs does the parsing, merging and credential plumbing; this module keeps track of *which file*
 //! defined each entry, so that a broken kubeconfig produces one line a user can act on:
 //! `kubeconfig /home/me/.kube/config: users[alice].client-certificate: cannot read /tmp/a.crt: No
@@ -23,6 +29,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::dialer::{ProxyChoice, ProxyEnv, choose_proxy};
 
 /// Which kubeconfig to load, as kubectl's global flags say.
 #[derive(Debug, Clone, Default)]
@@ -83,8 +91,12 @@ pub enum ConfigSource {
 /// The chosen cluster and user, ready to build an upstream from.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// kube-rs's view: URL, CA, client identity, auth, impersonation, proxy-url, tls-server-name.
+    /// kube-rs's view: URL, CA, client identity, auth, impersonation, tls-server-name, and in
+    /// `proxy_url` the proxy chosen by [`ClusterConfig::proxy`] (from the kubeconfig or the
+    /// environment).
     pub config: kube::Config,
+    /// The proxy towards the apiserver and where it came from, or why there is none.
+    pub proxy: ProxyChoice,
     /// Where it came from.
     pub source: ConfigSource,
     /// The context used, if any.
@@ -167,6 +179,15 @@ fn candidate_files(opts: &KubeconfigOptions) -> Result<Vec<PathBuf>, KubeconfigE
 
 /// Loads the configuration kubectl would use with these options. See the module docs.
 pub async fn load(opts: &KubeconfigOptions) -> Result<ClusterConfig, KubeconfigError> {
+    load_with_env(opts, &ProxyEnv::from_env()).await
+}
+
+/// [`load`], with the proxy variables given rather than read from the process environment (the
+/// other variables — `KUBECONFIG`, `HOME`, `KUBERNETES_SERVICE_*` — are still read).
+pub async fn load_with_env(
+    opts: &KubeconfigOptions,
+    proxy_env: &ProxyEnv,
+) -> Result<ClusterConfig, KubeconfigError> {
     proxylab_core::tls::install_crypto_provider();
     let files = candidate_files(opts)?;
     if files.is_empty() {
@@ -186,8 +207,11 @@ pub async fn load(opts: &KubeconfigOptions) -> Result<ClusterConfig, KubeconfigE
                     "cannot read token file {token_file}: {e}"
                 )));
             }
+            let mut config = config;
+            let proxy = apply_proxy(&mut config, None, proxy_env)?;
             return Ok(ClusterConfig {
                 config,
+                proxy,
                 source: ConfigSource::InCluster,
                 context: None,
                 cluster_name: None,
@@ -403,6 +427,21 @@ pub async fn load(opts: &KubeconfigOptions) -> Result<ClusterConfig, KubeconfigE
         }
     }
 
+    // kube-rs falls back to HTTPS_PROXY itself when a cluster has no proxy-url — for http://
+    // servers too, for loopback ones, and ignoring NO_PROXY unless its proxy features are
+    // compiled in (they are not). Give it a placeholder proxy-url so that it never reads the
+    // environment; the real choice, by Go's rules, replaces it below.
+    let kubeconfig_proxy = c.proxy_url.as_deref().filter(|p| !p.trim().is_empty());
+    if kubeconfig_proxy.is_none()
+        && let Some(entry) = merged
+            .clusters
+            .iter_mut()
+            .find(|n| n.name == cluster)
+            .and_then(|n| n.cluster.as_mut())
+    {
+        entry.proxy_url = Some(PROXY_PLACEHOLDER.to_owned());
+    }
+
     let options = KubeConfigOptions {
         context: context_name.clone(),
         cluster: Some(cluster.clone()),
@@ -429,8 +468,15 @@ pub async fn load(opts: &KubeconfigOptions) -> Result<ClusterConfig, KubeconfigE
             };
             KubeconfigError::new(file, field, error_text(&e))
         })?;
+    let mut config = config;
+    let kubeconfig_proxy = match kubeconfig_proxy {
+        Some(_) => config.proxy_url.clone(),
+        None => None,
+    };
+    let proxy = apply_proxy(&mut config, kubeconfig_proxy.as_ref(), proxy_env)?;
     Ok(ClusterConfig {
         config,
+        proxy,
         source: ConfigSource::Files(files),
         context: context_name,
         cluster_name: Some(cluster),
@@ -438,6 +484,28 @@ pub async fn load(opts: &KubeconfigOptions) -> Result<ClusterConfig, KubeconfigE
         cluster_file: cfile,
         user_file: ufile,
     })
+}
+
+/// Stands in for a missing `proxy-url` while kube-rs builds its config (see [`load_with_env`]);
+/// always replaced before the config is returned.
+const PROXY_PLACEHOLDER: &str = "http://proxylab-placeholder.invalid";
+
+/// Chooses the proxy (kubeconfig `proxy-url`, else the environment) and stores it in
+/// `config.proxy_url`.
+fn apply_proxy(
+    config: &mut kube::Config,
+    kubeconfig_proxy: Option<&http::Uri>,
+    env: &ProxyEnv,
+) -> Result<ProxyChoice, KubeconfigError> {
+    let choice = choose_proxy(kubeconfig_proxy, &config.cluster_url, env).map_err(|e| {
+        KubeconfigError::new(
+            None,
+            Some(format!("environment variable {}", e.var)),
+            format!("{:?}: {}", e.value, e.message),
+        )
+    })?;
+    config.proxy_url = choice.url().cloned();
+    Ok(choice)
 }
 
 fn check_readable(

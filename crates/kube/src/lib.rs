@@ -20,5 +20,8 @@ pub mod dialer;
 pub mod upstream;
 pub mod watch;
 
-pub use config::{ClusterConfig, ConfigSource, KubeconfigError, KubeconfigOptions, load};
+pub use config::{
+    ClusterConfig, ConfigSource, KubeconfigError, KubeconfigOptions, load, load_with_env,
+};
+pub use dialer::{ProxyChoice, ProxyEnv, ProxySource};
 pub use upstream::{Credentials, Upstream, UpstreamOptions};
