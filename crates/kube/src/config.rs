@@ -384,7 +384,9 @@ pub async fn load_with_env(
             c.certificate_authority.as_deref(),
         )?;
     }
-    if let Some(p) = &c.proxy_url {
+    // An empty proxy-url is an unset one (client-go), which lets the environment decide.
+    let kubeconfig_proxy = c.proxy_url.as_deref().filter(|p| !p.trim().is_empty());
+    if let Some(p) = kubeconfig_proxy {
         let uri: Result<http::Uri, _> = p.parse();
         if !uri.as_ref().is_ok_and(|u| {
             matches!(
@@ -431,7 +433,6 @@ pub async fn load_with_env(
     // servers too, for loopback ones, and ignoring NO_PROXY unless its proxy features are
     // compiled in (they are not). Give it a placeholder proxy-url so that it never reads the
     // environment; the real choice, by Go's rules, replaces it below.
-    let kubeconfig_proxy = c.proxy_url.as_deref().filter(|p| !p.trim().is_empty());
     if kubeconfig_proxy.is_none()
         && let Some(entry) = merged
             .clusters

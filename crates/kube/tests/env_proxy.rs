@@ -316,3 +316,28 @@ async fn child_scenario(scenario: &str) {
         other => panic!("unknown scenario {other}"),
     }
 }
+
+#[tokio::test]
+async fn empty_proxy_url_is_unset_and_leaves_the_choice_to_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = kubeconfig(dir.path(), SERVER, Some("\"\""));
+    let cluster = load_with_env(&opts, &env(None, None)).await.unwrap();
+    assert_eq!(
+        cluster.proxy,
+        ProxyChoice::Direct(proxylab_kube::dialer::DirectReason::NotConfigured)
+    );
+    let cluster = load_with_env(&opts, &env(Some("http://127.0.0.1:3128".into()), None))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            &cluster.proxy,
+            ProxyChoice::Proxy {
+                source: ProxySource::Environment("HTTPS_PROXY"),
+                ..
+            }
+        ),
+        "{:?}",
+        cluster.proxy
+    );
+}
