@@ -10,7 +10,8 @@
 //!   files, exec plugins, basic auth, impersonation) from kube-rs's `ConfigExt`, rustls with the
 //!   kubeconfig's CA, client certificate and `tls-server-name`, a pooled HTTP/2-capable client for
 //!   ordinary requests and an HTTP/1.1 connection per upgrade, both honouring `proxy-url`.
-//! - [`dialer`]: TCP connections, direct or through an HTTP CONNECT / SOCKS5 `proxy-url`.
+//! - [`dialer`]: TCP connections, direct or through an HTTP CONNECT / SOCKS5 proxy: the kubeconfig's
+//!   `proxy-url`, else `HTTPS_PROXY`/`HTTP_PROXY` minus `NO_PROXY` and loopback, as client-go.
 //! - `watch`: watches of Services, EndpointSlices, Nodes and Pods feeding a `core::cluster` view.
 
 #![forbid(unsafe_code)]
