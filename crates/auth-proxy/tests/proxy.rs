@@ -14,9 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN_USER: &str = "    token: test-token";
 
-#[tokio::test]
-async fn forwards_with_kubeconfig_credentials_over_h2() {
-    let api = start_apiserver().await;
+/// A temporary directory holding a kubeconfig for `api` with the token user.
+fn token_kubeconfig(api: &FakeApiserver) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let kc = write_kubeconfig(
         dir.path(),
@@ -24,6 +23,13 @@ async fn forwards_with_kubeconfig_credentials_over_h2() {
         &api.ca_pem,
         TOKEN_USER,
     );
+    (dir, kc)
+}
+
+#[tokio::test]
+async fn forwards_with_kubeconfig_credentials_over_h2() {
+    let api = start_apiserver().await;
+    let (_dir, kc) = token_kubeconfig(&api);
     let proxy = start_proxy(&kc, |_| {}).await;
 
     let (status, headers, body) = get(proxy.addr, "/version", &[]).await;
@@ -53,13 +59,7 @@ async fn forwards_with_kubeconfig_credentials_over_h2() {
 #[tokio::test]
 async fn hop_by_hop_headers_do_not_leak() {
     let api = start_apiserver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(
-        dir.path(),
-        &format!("https://{}", api.addr),
-        &api.ca_pem,
-        TOKEN_USER,
-    );
+    let (_dir, kc) = token_kubeconfig(&api);
     let proxy = start_proxy(&kc, |_| {}).await;
     let (status, _, _) = get(
         proxy.addr,
@@ -82,13 +82,7 @@ async fn hop_by_hop_headers_do_not_leak() {
 #[tokio::test]
 async fn client_credentials_replaced_by_default_and_passed_on_request() {
     let api = start_apiserver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(
-        dir.path(),
-        &format!("https://{}", api.addr),
-        &api.ca_pem,
-        TOKEN_USER,
-    );
+    let (_dir, kc) = token_kubeconfig(&api);
     let claims = [
         ("authorization", "Bearer someone-else"),
         ("impersonate-user", "system:admin"),
@@ -131,13 +125,7 @@ async fn kubeconfig_impersonation_is_added() {
 #[tokio::test]
 async fn filter_rejects_before_anything_is_sent() {
     let api = start_apiserver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(
-        dir.path(),
-        &format!("https://{}", api.addr),
-        &api.ca_pem,
-        TOKEN_USER,
-    );
+    let (_dir, kc) = token_kubeconfig(&api);
     let proxy = start_proxy(&kc, |_| {}).await;
 
     for path in [
@@ -180,13 +168,7 @@ async fn filter_rejects_before_anything_is_sent() {
 #[tokio::test]
 async fn api_prefix_is_stripped() {
     let api = start_apiserver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(
-        dir.path(),
-        &format!("https://{}", api.addr),
-        &api.ca_pem,
-        TOKEN_USER,
-    );
+    let (_dir, kc) = token_kubeconfig(&api);
     let proxy = start_proxy(&kc, |a| a.api_prefix = "/k8s".into()).await;
     let (status, _, body) = get(proxy.addr, "/k8s/version", &[]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -221,13 +203,7 @@ async fn append_server_path() {
 #[tokio::test]
 async fn watch_events_stream_unbuffered() {
     let api = start_apiserver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(
-        dir.path(),
-        &format!("https://{}", api.addr),
-        &api.ca_pem,
-        TOKEN_USER,
-    );
+    let (_dir, kc) = token_kubeconfig(&api);
     let proxy = start_proxy(&kc, |_| {}).await;
     let req = http::Request::get(format!(
         "http://{}/api/v1/namespaces/default/pods?watch=true",
@@ -257,13 +233,7 @@ async fn watch_events_stream_unbuffered() {
 #[tokio::test]
 async fn upgrade_tunnels_both_ways_over_http1() {
     let api = start_apiserver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(
-        dir.path(),
-        &format!("https://{}", api.addr),
-        &api.ca_pem,
-        TOKEN_USER,
-    );
+    let (_dir, kc) = token_kubeconfig(&api);
     let proxy = start_proxy(&kc, |_| {}).await;
     let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     s.write_all(b"POST /api/v1/namespaces/default/pods/p/portforward?mode=ok HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n").await.unwrap();
@@ -302,13 +272,7 @@ async fn upgrade_tunnels_both_ways_over_http1() {
 #[tokio::test]
 async fn websocket_round_trip() {
     let api = start_apiserver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(
-        dir.path(),
-        &format!("https://{}", api.addr),
-        &api.ca_pem,
-        TOKEN_USER,
-    );
+    let (_dir, kc) = token_kubeconfig(&api);
     let proxy = start_proxy(&kc, |_| {}).await;
     let url = format!(
         "ws://localhost:{}/api/v1/namespaces/default/pods/p/portforward?mode=ws",
@@ -330,13 +294,7 @@ async fn websocket_round_trip() {
 #[tokio::test]
 async fn failed_upgrade_closes_both_sides() {
     let api = start_apiserver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(
-        dir.path(),
-        &format!("https://{}", api.addr),
-        &api.ca_pem,
-        TOKEN_USER,
-    );
+    let (_dir, kc) = token_kubeconfig(&api);
     let proxy = start_proxy(&kc, |_| {}).await;
     let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     s.write_all(b"POST /api/v1/namespaces/default/pods/p/portforward?mode=403 HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n").await.unwrap();
@@ -368,13 +326,7 @@ async fn failed_upgrade_closes_both_sides() {
 #[tokio::test]
 async fn redirect_to_upgrade_is_an_error() {
     let api = start_apiserver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(
-        dir.path(),
-        &format!("https://{}", api.addr),
-        &api.ca_pem,
-        TOKEN_USER,
-    );
+    let (_dir, kc) = token_kubeconfig(&api);
     let proxy = start_proxy(&kc, |_| {}).await;
     for mode in ["302", "200"] {
         let out = raw_exchange(
@@ -395,13 +347,7 @@ async fn redirect_to_upgrade_is_an_error() {
 #[tokio::test]
 async fn redirects_are_relayed_not_followed() {
     let api = start_apiserver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(
-        dir.path(),
-        &format!("https://{}", api.addr),
-        &api.ca_pem,
-        TOKEN_USER,
-    );
+    let (_dir, kc) = token_kubeconfig(&api);
     let proxy = start_proxy(&kc, |_| {}).await;
     let (status, headers, _) = get(proxy.addr, "/redirect", &[]).await;
     assert_eq!(status, StatusCode::FOUND);
@@ -440,13 +386,7 @@ async fn upstream_down_is_502_naming_the_apiserver() {
 async fn unix_socket_is_private_and_serves() {
     use std::os::unix::fs::PermissionsExt;
     let api = start_apiserver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(
-        dir.path(),
-        &format!("https://{}", api.addr),
-        &api.ca_pem,
-        TOKEN_USER,
-    );
+    let (dir, kc) = token_kubeconfig(&api);
     let sock = dir.path().join("proxy.sock");
     std::fs::write(&sock, b"stale").unwrap();
 
@@ -576,13 +516,7 @@ async fn wrong_ca_is_refused() {
 #[tokio::test]
 async fn serves_https_when_given_a_certificate() {
     let api = start_apiserver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(
-        dir.path(),
-        &format!("https://{}", api.addr),
-        &api.ca_pem,
-        TOKEN_USER,
-    );
+    let (dir, kc) = token_kubeconfig(&api);
     // The listener's own certificate, from another CA than the apiserver's.
     let (ca, cert, key) = test_pki();
     let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
@@ -630,13 +564,7 @@ async fn serves_https_when_given_a_certificate() {
 #[tokio::test]
 async fn static_files_under_www_prefix() {
     let api = start_apiserver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(
-        dir.path(),
-        &format!("https://{}", api.addr),
-        &api.ca_pem,
-        TOKEN_USER,
-    );
+    let (dir, kc) = token_kubeconfig(&api);
     let www = dir.path().join("www");
     std::fs::create_dir(&www).unwrap();
     std::fs::write(www.join("index.html"), "<h1>hello</h1>").unwrap();
@@ -788,13 +716,7 @@ fn thread_names() -> Vec<String> {
 #[tokio::test]
 async fn serving_threads_share_one_socket_and_stop_with_the_proxy() {
     let api = start_apiserver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(
-        dir.path(),
-        &format!("https://{}", api.addr),
-        &api.ca_pem,
-        TOKEN_USER,
-    );
+    let (_dir, kc) = token_kubeconfig(&api);
     let cluster = proxylab_kube::load(&proxylab_kube::KubeconfigOptions {
         kubeconfig: Some(kc.clone()),
         ..Default::default()
