@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use common::*;
@@ -137,19 +136,7 @@ async fn prints_starting_line_and_serves_then_exits_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut l = String::new();
-        BufReader::new(stdout).read_line(&mut l).unwrap();
-        l
-    })
-    .await
-    .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("Starting to serve on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let addr = serving_addr(&mut child).await;
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
     let (status, _, body) = get(addr, "/version", &[]).await;
     assert_eq!(status, 200, "{body}");

@@ -17,7 +17,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -178,19 +177,7 @@ async fn in_cluster_service_account_end_to_end() {
         .spawn()
         .unwrap();
     let mut child = ChildGuard(child);
-    let stdout = child.0.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut l = String::new();
-        BufReader::new(stdout).read_line(&mut l).unwrap();
-        l
-    })
-    .await
-    .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("Starting to serve on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let addr = serving_addr(&mut child.0).await;
 
     let (status, _, body) = get(addr, "/version", &[]).await;
     assert_eq!(status, 200, "{body}");

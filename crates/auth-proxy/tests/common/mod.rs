@@ -497,3 +497,22 @@ pub fn require_tool(name: &str) -> bool {
         false
     }
 }
+
+/// Reads a started `auth-proxy` child's first stdout line, `Starting to serve on ADDR` (kubectl's
+/// line), and returns ADDR.
+pub async fn serving_addr(child: &mut std::process::Child) -> SocketAddr {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().expect("stdout piped");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut l = String::new();
+        BufReader::new(stdout).read_line(&mut l).unwrap();
+        l
+    })
+    .await
+    .unwrap();
+    line.trim()
+        .strip_prefix("Starting to serve on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap()
+}
