@@ -772,3 +772,88 @@ async fn serving_threads_relay_follow_changes_and_stop() {
         thread_names()
     );
 }
+
+/// The binary as a user runs it: a manifest file, TCP on its serving threads (one
+/// single-threaded runtime each), UDP on the main thread, and SIGTERM ends it with 0.
+#[tokio::test]
+async fn the_binary_relays_tcp_on_its_threads_and_udp_and_exits_0_on_sigterm() {
+    let a = tcp_echo("127.81.21.1:0", "a").await;
+    let ua = udp_echo("127.81.21.1:0", "a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: bin, namespace: default}}
+spec:
+  clusterIP: 127.81.21.10
+  ports:
+  - {{name: t, protocol: TCP, port: 8080, targetPort: t}}
+  - {{name: u, protocol: UDP, port: 8081, targetPort: u}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: bin-1
+  namespace: default
+  labels: {{kubernetes.io/service-name: bin}}
+addressType: IPv4
+ports:
+- {{name: t, protocol: TCP, port: {}}}
+- {{name: u, protocol: UDP, port: {}}}
+endpoints:
+- addresses: [\"127.81.21.1\"]
+  conditions: {{ready: true, serving: true, terminating: false}}
+",
+            a.port(),
+            ua.port()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_forwarder"))
+        .args([
+            "--config",
+            path.to_str().unwrap(),
+            "--healthz-bind-address",
+            "",
+            "--admin-address",
+            "",
+            "--worker-threads",
+            "2",
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let cip: SocketAddr = "127.81.21.10:8080".parse().unwrap();
+    assert!(
+        within_5s(async || TcpStream::connect(cip).await.is_ok()).await,
+        "the forwarder never listened on {cip}"
+    );
+    for _ in 0..10 {
+        assert_eq!(tcp_hello(cip, None).await, "a");
+    }
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let uip: SocketAddr = "127.81.21.10:8081".parse().unwrap();
+    assert_eq!(udp_ask(&udp, uip, "hello").await, "a:hello");
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect();
+    for n in ["forwarder-0", "forwarder-1"] {
+        assert!(threads.iter().any(|t| t == n), "{n} missing in {threads:?}");
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("the forwarder exits after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
