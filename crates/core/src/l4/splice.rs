@@ -12,8 +12,11 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// How much one pipe may hold. Bigger than the 64 KiB default so a bulk transfer moves more per
-/// syscall; if the system refuses (pipe-user-pages limits), the default is kept.
-pub const PIPE_SIZE: usize = 1 << 18;
+/// syscall: 1 MiB (the default `fs.pipe-max-size`) against 256 KiB cut the forwarder's CPU for a
+/// 4 s iperf3 stream from ≈ 2.0–2.3 s to ≈ 1.6–1.9 s at the same throughput. Only pages in flight
+/// are held, and only while a direction is busy. If the system refuses (pipe-user-pages limits),
+/// the default is kept.
+pub const PIPE_SIZE: usize = 1 << 20;
 
 /// A non-blocking pipe used as the in-kernel buffer of one relay direction.
 #[derive(Debug)]
