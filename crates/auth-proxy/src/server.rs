@@ -87,6 +87,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// The TCP listening socket could not be created (the message names the address).
+    #[error("{0}")]
+    Listen(#[source] std::io::Error),
     /// Serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
@@ -199,11 +202,10 @@ impl AuthProxy {
                             "cannot resolve --address",
                         ),
                     })?;
-                let bind_err = |source| ServeError::Bind {
-                    addr: addr.to_string(),
-                    source,
-                };
-                let l = bind_tcp(addr).map_err(bind_err)?;
+                // SO_REUSEADDR and a backlog of 1024 from core; never SO_REUSEPORT (see above).
+                let l = proxylab_core::runtime::bind_tcp(addr, Default::default())
+                    .map_err(ServeError::Listen)?
+                    .into_std()?;
                 let extra = (0..extra_threads)
                     .map(|_| l.try_clone().map(SharedListener::Tcp))
                     .collect::<Result<Vec<_>, _>>()?;
@@ -367,14 +369,6 @@ async fn serve_listener(
             r
         }
     }
-}
-
-/// A TCP listener as Go's `net.Listen` makes one: `SO_REUSEADDR` (so a restarted proxy can bind
-/// while old connections sit in TIME_WAIT), no `SO_REUSEPORT`.
-fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let l = std::net::TcpListener::bind(addr)?;
-    l.set_nonblocking(true)?;
-    Ok(l)
 }
 
 /// Binds a unix socket readable and writable only by this user. kubectl sets umask 0077 around
