@@ -31,6 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use proxylab_core::http::{Forward, ProxyError, TunnelStats, forward};
 use proxylab_core::route::{Decision, Filter, canonicalize};
+use proxylab_core::runtime::ServingThreads;
 use proxylab_core::serve::ConnInfo;
 use proxylab_core::telemetry::{HopLog, HopRecord, HttpHop, Metrics};
 use proxylab_kube::Upstream;
@@ -127,6 +128,7 @@ pub struct Bound {
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
+#[derive(Clone)]
 struct ProxyState {
     filter: Option<Arc<Filter>>,
     api_prefix: String,
@@ -156,25 +158,8 @@ impl ProxyState {
     /// pool, which each thread keeps for itself (see `Upstream::with_own_pool`).
     fn for_thread(&self) -> Self {
         Self {
-            filter: self.filter.clone(),
-            api_prefix: self.api_prefix.clone(),
-            strip_prefix: self.strip_prefix,
-            www: self.www.clone(),
             upstream: self.upstream.with_own_pool(),
-            base_scheme: self.base_scheme.clone(),
-            base_authority: self.base_authority.clone(),
-            base_path: self.base_path.clone(),
-            endpoint: self.endpoint.clone(),
-            upstream_addr: self.upstream_addr,
-            pass_client_credentials: self.pass_client_credentials,
-            hops: self.hops.clone(),
-            access_log: self.access_log.clone(),
-            access_via_tracing: self.access_via_tracing,
-            name: self.name.clone(),
-            proto: self.proto,
-            listener: self.listener.clone(),
-            tunnels: self.tunnels.clone(),
-            shutdown: self.shutdown.clone(),
+            ..self.clone()
         }
     }
 }
@@ -305,48 +290,30 @@ impl Bound {
             s.cancelled().await;
             tunnels_stop.cancel();
         });
+        let name = state.name.clone();
+        let threads = ServingThreads::start(self.extra.len(), |i| format!("{name}-{}", i + 1))?;
         let mut workers = Vec::new();
-        for (i, listener) in self.extra.into_iter().enumerate() {
+        for (listener, handle) in self.extra.into_iter().zip(threads.handles()) {
             let state = Arc::new(state.for_thread());
             let tls = self.tls.clone();
             let shutdown = shutdown.clone();
-            let (done, finished) = tokio::sync::oneshot::channel();
-            std::thread::Builder::new()
-                .name(format!("{}-{}", state.name, i + 1))
-                .spawn(move || {
-                    let result = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .and_then(|rt| {
-                            rt.block_on(async {
-                                let r = serve_listener(
-                                    listener.into_tokio()?,
-                                    state.clone(),
-                                    tls,
-                                    shutdown,
-                                )
-                                .await;
-                                // Tunnels spawned on this runtime die with it: let them finish.
-                                state.tunnels.close();
-                                state.tunnels.wait().await;
-                                r
-                            })
-                        });
-                    let _ = done.send(result);
-                })?;
-            workers.push(finished);
+            workers.push(handle.spawn(async move {
+                serve_listener(listener.into_tokio()?, state, tls, shutdown).await
+            }));
         }
         let mut result = serve_listener(self.listener, state.clone(), self.tls, shutdown).await;
-        for finished in workers {
-            let r = finished
+        for worker in workers {
+            let r = worker
                 .await
-                .unwrap_or_else(|_| Err(std::io::Error::other("a serving thread panicked")));
+                .unwrap_or_else(|e| Err(std::io::Error::other(format!("a serving thread: {e}"))));
             if result.is_ok() {
                 result = r;
             }
         }
+        // Tunnels may run on the serving threads' runtimes: those stop only after this wait.
         state.tunnels.close();
         state.tunnels.wait().await;
+        drop(threads);
         result.map_err(ServeError::Io)
     }
 }

@@ -207,13 +207,13 @@ impl Forwarder {
             ),
             None => None,
         };
-        let workers =
-            proxy::Workers::start(config.serving_threads, "forwarder").map_err(|source| {
-                ForwarderError::Bind {
-                    what: "serving threads",
-                    source,
-                }
-            })?;
+        let workers = proxylab_core::runtime::ServingThreads::start(config.serving_threads, |i| {
+            format!("forwarder-{i}")
+        })
+        .map_err(|source| ForwarderError::Bind {
+            what: "serving threads",
+            source,
+        })?;
         let shared = proxy::Shared::new(&config, view, workers);
         Ok(Self {
             shared,

@@ -22,7 +22,7 @@ use proxylab_core::cluster::{
 };
 use proxylab_core::l4::tcp::{DialError, RelayMode, dial, relay};
 use proxylab_core::l4::udp::{SessionSummary, UdpConfig, UdpProxy, UdpTarget};
-use proxylab_core::runtime::{ListenOptions, bind_tcp, bind_udp};
+use proxylab_core::runtime::{ListenOptions, ServingThreads, bind_tcp, bind_udp};
 use proxylab_core::telemetry::{AdminState, HopRecord};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -118,71 +118,19 @@ pub(crate) struct Shared {
     tracker: TaskTracker,
     /// Cancelled when the drain bound is reached: cuts what is still relaying.
     cut: CancellationToken,
-    /// The TCP serving threads (none: TCP is served on the caller's runtime).
-    workers: Workers,
-}
-
-/// Threads that accept and relay TCP connections, one single-threaded runtime each: HAProxy's and
-/// nginx's model. Every TCP listening socket is duplicated into each of them; whichever thread
-/// wakes first accepts a connection and relays it to the end on that thread, so nothing is handed
-/// between cores per connection. Against tokio's work-stealing runtime this took the CPU cost of a
-/// short connection from ≈ 68 to ≈ 59 µs (docs/benchmarks.md).
-pub(crate) struct Workers {
-    handles: Vec<tokio::runtime::Handle>,
-    stop: CancellationToken,
-}
-
-impl Workers {
-    /// Starts `n` threads named `name-0`, `name-1`, …; `n = 0` starts none.
-    pub(crate) fn start(n: usize, name: &str) -> std::io::Result<Self> {
-        let stop = CancellationToken::new();
-        let mut handles = Vec::with_capacity(n);
-        for i in 0..n {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let s = stop.clone();
-            std::thread::Builder::new()
-                .name(format!("{name}-{i}"))
-                .spawn(move || {
-                    let rt = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt,
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = tx.send(Ok(rt.handle().clone()));
-                    rt.block_on(async {
-                        // A timer that is always due within 100 ms. Every connection registers
-                        // a dial deadline (250 ms and up); tokio interrupts its event loop (an
-                        // eventfd write and an extra epoll_wait) whenever a new timer is due
-                        // before every pending one, which without this was nearly every
-                        // connection: half a wake-up syscall per connection, measured.
-                        while tokio::time::timeout(Duration::from_millis(100), s.cancelled())
-                            .await
-                            .is_err()
-                        {}
-                    });
-                })?;
-            let handle = rx
-                .recv()
-                .map_err(|_| std::io::Error::other("a serving thread exited at start"))??;
-            handles.push(handle);
-        }
-        Ok(Self { handles, stop })
-    }
-}
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+    /// The TCP serving threads (none: TCP is served on the caller's runtime). Every TCP listening
+    /// socket gets a copy per thread; whichever thread the kernel hands a connection relays it to
+    /// the end there. Against tokio's work-stealing runtime this took the CPU cost of a short
+    /// connection from ≈ 68 to ≈ 59 µs (docs/benchmarks.md).
+    workers: ServingThreads,
 }
 
 impl Shared {
-    pub(crate) fn new(cfg: &ForwarderConfig, view: ClusterView, workers: Workers) -> Arc<Self> {
+    pub(crate) fn new(
+        cfg: &ForwarderConfig,
+        view: ClusterView,
+        workers: ServingThreads,
+    ) -> Arc<Self> {
         let (applied, _) = watch::channel(None);
         Arc::new(Self {
             node_name: cfg.node_name.clone(),
@@ -298,7 +246,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         shared.tracker.wait().await;
     }
     // Every connection is done: the serving threads have nothing left to run.
-    shared.workers.stop.cancel();
+    shared.workers.stop();
 }
 
 /// Makes listeners and balancers match `snap`.
@@ -487,7 +435,7 @@ fn open_listener(
                     backlog: 4096,
                 },
             )?;
-            if shared.workers.handles.is_empty() {
+            if shared.workers.handles().is_empty() {
                 tokio::spawn(accept_loop(
                     shared.clone(),
                     listener,
@@ -502,7 +450,7 @@ fn open_listener(
                 // one would find nothing to accept). It becomes a tokio listener inside that
                 // thread's runtime (registration is per runtime).
                 let mut sockets = vec![listener.into_std()?];
-                for _ in 1..shared.workers.handles.len() {
+                for _ in 1..shared.workers.handles().len() {
                     let more = bind_tcp(
                         addr,
                         ListenOptions {
@@ -512,7 +460,7 @@ fn open_listener(
                     )?;
                     sockets.push(more.into_std()?);
                 }
-                for (handle, copy) in shared.workers.handles.iter().zip(sockets) {
+                for (handle, copy) in shared.workers.handles().iter().zip(sockets) {
                     let (sh, rt, cancel) = (shared.clone(), rt.clone(), cancel.clone());
                     handle.spawn(async move {
                         match TcpListener::from_std(copy) {
