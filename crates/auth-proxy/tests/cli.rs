@@ -9,16 +9,7 @@ use common::*;
 const BIN: &str = env!("CARGO_BIN_EXE_auth-proxy");
 
 fn run_expect_exit_2(args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .env_remove("KUBECONFIG")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one clear line expected, got: {stderr}");
-    lines[0].to_owned()
+    expect_one_line_exit_2(Command::new(BIN).args(args).env_remove("KUBECONFIG"))
 }
 
 #[test]

@@ -115,16 +115,7 @@ fn in_cluster_command(home: &Path, port: u16) -> Command {
 
 /// Runs the binary to completion, expecting exit code 2 and one line on stderr.
 fn expect_exit_2(home: &Path, port: u16) -> String {
-    let out = in_cluster_command(home, port)
-        .args(["-p", "0"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one clear line expected, got: {stderr}");
-    lines[0].to_owned()
+    expect_one_line_exit_2(in_cluster_command(home, port).args(["-p", "0"]))
 }
 
 #[tokio::test]

@@ -516,3 +516,14 @@ pub async fn serving_addr(child: &mut std::process::Child) -> SocketAddr {
         .parse()
         .unwrap()
 }
+
+/// Runs `cmd` to completion, expects exit code 2 with exactly one non-empty line on stderr (the
+/// contract for every bad flag or kubeconfig), and returns that line.
+pub fn expect_one_line_exit_2(cmd: &mut std::process::Command) -> String {
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one clear line expected, got: {stderr}");
+    lines[0].to_owned()
+}
