@@ -93,17 +93,27 @@ iperf_bps() { # addr streams
     python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])'
 }
 kv() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+# CPU time (user + system) a proxy process has used so far, in seconds; 0 for direct and socat
+# (socat forks a process per connection, which /proc of the listener does not count).
+TICK=$(getconf CLK_TCK)
+proxy_pid() { case "$1" in forwarder) echo "$FWD_PID" ;; haproxy) echo "$HA_PID" ;; *) echo "" ;; esac; }
+cpu_s() { local p; p=$(proxy_pid "$1"); [ -n "$p" ] && awk -v t="$TICK" '{print ($14+$15)/t}' "/proc/$p/stat" || echo 0; }
 
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r/$ROUNDS" >&2
   for t in $(rotate "$r" "${TCP_TARGETS[@]}"); do
     a=${ADDR[$t]}
+    c0=$(cpu_s "$t")
     rec tput1_gbps "$t" "$(python3 -c "print($(iperf_bps "$a" 1)/1e9)")"
+    [ -n "$(proxy_pid "$t")" ] && rec tput1_cores "$t" "$(python3 -c "print(($(cpu_s "$t") - $c0) / $SECS)")"
     rec tput4_gbps "$t" "$(python3 -c "print($(iperf_bps "$a" 4)/1e9)")"
     lat=$("$B" latency "$a:7000" 20000 64)
     rec p50_us "$t" "$(echo "$lat" | kv p50_us)"
     rec p99_us "$t" "$(echo "$lat" | kv p99_us)"
-    rec conn_per_s "$t" "$("$B" connrate "$a:7000" "$SECS" 32 | kv conn_per_s)"
+    c0=$(cpu_s "$t")
+    cps=$("$B" connrate "$a:7000" "$SECS" 32 | kv conn_per_s)
+    rec conn_per_s "$t" "$cps"
+    [ -n "$(proxy_pid "$t")" ] && rec conn_cpu_us "$t" "$(python3 -c "print(($(cpu_s "$t") - $c0) * 1e6 / ($cps * $SECS))")"
   done
   for t in $(rotate "$r" "${UDP_TARGETS[@]}"); do
     rec udp_pps "$t" "$("$B" udp-pps "${ADDR[$t]}:7001" "$SECS" 16 | kv udp_pps)"

@@ -11,9 +11,11 @@ for line in open(res):
         vals[(metric, target)].append(float(value))
 med = {k: statistics.median(v) for k, v in vals.items()}
 targets = ["direct", "forwarder", "haproxy", "socat"]
-rows = [("tput1_gbps", "iperf3 1 stream, Gbit/s"), ("tput4_gbps", "iperf3 4 streams, Gbit/s"),
+rows = [("tput1_gbps", "iperf3 1 stream, Gbit/s"), ("tput1_cores", "  proxy CPU during it, cores"),
+        ("tput4_gbps", "iperf3 4 streams, Gbit/s"),
         ("p50_us", "64 B round trip p50, µs"), ("p99_us", "64 B round trip p99, µs"),
-        ("conn_per_s", "new connections/s (32 at a time)"), ("udp_pps", "UDP req/resp per s (16 clients)"),
+        ("conn_per_s", "new connections/s (32 at a time)"),
+        ("conn_cpu_us", "  proxy CPU per connection, µs"), ("udp_pps", "UDP req/resp per s (16 clients)"),
         ("rss_before_mib", "RSS before, MiB"), ("rss_idle_mib", f"RSS with {idle} idle conns, MiB")]
 print(f"{'metric':40}" + "".join(f"{t:>12}" for t in targets))
 for m, label in rows:
