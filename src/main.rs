@@ -186,8 +186,49 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("proxylab: {e:#}");
+            eprintln!("proxylab: {}", error_chain(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+/// An error and its causes on one line, like anyhow's `{:#}`, but without repeating a cause whose
+/// text its wrapper already printed: many error types say "cannot listen on ADDR: {source}" and also
+/// expose that source, which `{:#}` would print twice.
+pub(crate) fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot listen on 127.0.0.1:1: {source}")]
+    struct Bind {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_its_wrapper_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let e = anyhow::Error::new(Bind { source: io }).context("starting the apiservers");
+        assert_eq!(
+            error_chain(&e),
+            "starting the apiservers: cannot listen on 127.0.0.1:1: Address already in use"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_chain(&plain), "outer: inner");
     }
 }

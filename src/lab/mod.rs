@@ -427,7 +427,7 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
         _ = shutdown.cancelled() => {}
         Some(res) = tasks.join_next() => {
             match res {
-                Ok((name, Err(e))) => failed = Some(format!("{name} failed: {e:#}")),
+                Ok((name, Err(e))) => failed = Some(format!("{name} failed: {}", crate::error_chain(&e))),
                 // A component that returns cleanly because shutdown began (the signal raced this
                 // branch) is not a failure.
                 Ok((_, Ok(()))) if shutdown.is_cancelled() => {}

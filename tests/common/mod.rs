@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -29,13 +28,32 @@ pub fn require_tool(tool: &str) -> bool {
 
 /// Each test's lab gets its own second octet, so labs in parallel tests never share an address:
 /// the default topology's `127.0.` prefix becomes `127.N.`.
-static NEXT_OCTET: AtomicU8 = AtomicU8::new(0);
-
-fn octet() -> u8 {
-    // Spread across processes too (nextest runs each test in its own process).
-    let pid = (std::process::id() % 50) as u8;
-    let n = NEXT_OCTET.fetch_add(1, Ordering::SeqCst);
-    100 + (pid * 3 + n) % 150
+///
+/// nextest runs every test in its own process, so the octet is reserved across processes: an
+/// exclusive lock on `$TMPDIR/proxylab-test-octets/N.lock`, held for the lab's lifetime (the lock is
+/// the file handle; the kernel drops it when the test process ends, however it ends). Deriving the
+/// octet from the pid alone collided: two test processes whose pids differ by the modulus got the
+/// same addresses, and the second lab failed with "address in use".
+fn reserve_octet() -> (u8, std::fs::File) {
+    let dir = std::env::temp_dir().join("proxylab-test-octets");
+    std::fs::create_dir_all(&dir).expect("create the octet lock directory");
+    // Start at a pid-derived place so processes usually take different, untried locks first.
+    let start = std::process::id() as usize;
+    for i in 0..150 {
+        let octet = 100 + ((start + i) % 150) as u8;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{octet}.lock")))
+            .expect("open an octet lock file");
+        match file.try_lock() {
+            Ok(()) => return (octet, file),
+            Err(std::fs::TryLockError::WouldBlock) => continue,
+            Err(std::fs::TryLockError::Error(e)) => panic!("locking octet {octet}: {e}"),
+        }
+    }
+    panic!("all 150 lab octets (127.100-249.x.x) are taken by running tests");
 }
 
 /// A running lab, killed (SIGTERM, then SIGKILL) on drop.
@@ -44,6 +62,8 @@ pub struct Lab {
     pub child: Child,
     pub info: Value,
     pub octet: u8,
+    /// The octet's reservation; declared last so it is released after `Drop` has reaped the lab.
+    _octet_lock: std::fs::File,
 }
 
 impl Lab {
@@ -54,7 +74,7 @@ impl Lab {
 
     /// Starts a lab whose topology is the default one passed through `edit` after the address move.
     pub fn start_with(edit: impl FnOnce(String) -> String) -> Lab {
-        let octet = octet();
+        let (octet, octet_lock) = reserve_octet();
         let dir = tempfile::tempdir().expect("tempdir");
         let default = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/topology.yaml"),
@@ -80,6 +100,7 @@ impl Lab {
             child,
             info: Value::Null,
             octet,
+            _octet_lock: octet_lock,
         };
         let lab_json = state.join("lab.json");
         let deadline = Instant::now() + Duration::from_secs(60);
