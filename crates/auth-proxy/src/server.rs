@@ -469,7 +469,7 @@ async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
     };
     let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
     let mut hop = HopRecord::start(
-        &st.name,
+        "auth-proxy",
         &st.name,
         protocol,
         client.unwrap_or(unknown),
@@ -478,7 +478,7 @@ async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
     hop.upstream = st.upstream_addr;
     hop.endpoint = Some(st.endpoint.clone());
     hop.target = Some(raw_path.clone());
-    hop.outcome = outcome.to_owned();
+    hop.outcome = outcome.into();
     hop.http = Some(HttpHop {
         method: method.to_string(),
         path: raw_path,
@@ -556,7 +556,7 @@ impl HopDone {
         };
         match &st.access_log {
             Some(log) => log.log(&AccessEntry {
-                time: &hop.time,
+                time: &hop.time.to_string(),
                 client: &client(),
                 method,
                 path,

@@ -14,6 +14,7 @@
 //! Every binary serves [`admin_router`] on its `--admin-address` (loopback by default):
 //! `/healthz`, `/readyz`, `/metrics`, `/debug/hops`.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,14 +90,17 @@ pub struct HttpHop {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HopRecord {
-    /// When the hop started, RFC 3339.
-    pub time: String,
+    /// When the hop started (RFC 3339 in JSON). Kept as a timestamp and formatted only when
+    /// someone reads the record: most records are overwritten in the ring unread.
+    pub time: jiff::Timestamp,
     /// Which kind of proxy: `auth-proxy`, `bastion`, `forwarder`, `ha-balancer`, `cloud-lb`.
-    pub proxy: String,
+    /// (`Cow`: these, the protocol and the outcome are nearly always static strings, so a hop
+    /// record and its metric labels cost no allocation for them.)
+    pub proxy: Cow<'static, str>,
     /// Which instance (e.g. the node a forwarder runs on).
     pub instance: String,
     /// `tcp`, `udp`, `http`, `https`.
-    pub protocol: String,
+    pub protocol: Cow<'static, str>,
     pub client: SocketAddr,
     pub listener: SocketAddr,
     pub upstream_local: Option<SocketAddr>,
@@ -113,24 +117,24 @@ pub struct HopRecord {
     pub bytes_down: u64,
     pub duration_ms: f64,
     /// `ok`, or what went wrong (`connect-failed`, `no-endpoints`, `rejected`, `upstream-reset`, …).
-    pub outcome: String,
+    pub outcome: Cow<'static, str>,
     pub http: Option<HttpHop>,
 }
 
 impl HopRecord {
     /// A record started now, with the fields every hop has; fill in the rest as the hop proceeds.
     pub fn start(
-        proxy: &str,
+        proxy: impl Into<Cow<'static, str>>,
         instance: &str,
-        protocol: &str,
+        protocol: &'static str,
         client: SocketAddr,
         listener: SocketAddr,
     ) -> Self {
         Self {
-            time: jiff::Timestamp::now().to_string(),
-            proxy: proxy.to_owned(),
+            time: jiff::Timestamp::now(),
+            proxy: proxy.into(),
             instance: instance.to_owned(),
-            protocol: protocol.to_owned(),
+            protocol: Cow::Borrowed(protocol),
             client,
             listener,
             upstream_local: None,
@@ -141,7 +145,7 @@ impl HopRecord {
             bytes_up: 0,
             bytes_down: 0,
             duration_ms: 0.0,
-            outcome: "ok".to_owned(),
+            outcome: Cow::Borrowed("ok"),
             http: None,
         }
     }
@@ -149,20 +153,20 @@ impl HopRecord {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HopLabels {
-    proxy: String,
-    protocol: String,
-    outcome: String,
+    proxy: Cow<'static, str>,
+    protocol: Cow<'static, str>,
+    outcome: Cow<'static, str>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ByteLabels {
-    proxy: String,
+    proxy: Cow<'static, str>,
     direction: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProxyLabel {
-    proxy: String,
+    proxy: Cow<'static, str>,
 }
 
 /// The Prometheus registry of one process, shared by all its components.
@@ -202,6 +206,8 @@ impl Metrics {
 pub struct HopLog {
     ring: Mutex<VecDeque<HopRecord>>,
     capacity: usize,
+    /// Whether records are kept in the ring (see [`HopLog::set_retain`]).
+    retain: AtomicBool,
     hops: Family<HopLabels, Counter>,
     bytes: Family<ByteLabels, Counter>,
     duration: Family<ProxyLabel, Histogram>,
@@ -213,6 +219,7 @@ impl HopLog {
         let log = Self {
             ring: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             capacity: capacity.max(1),
+            retain: AtomicBool::new(true),
             hops: Family::default(),
             bytes: Family::default(),
             duration: Family::new_with_constructor(|| {
@@ -237,7 +244,24 @@ impl HopLog {
         Arc::new(log)
     }
 
-    /// Records a finished hop: tracing event, ring buffer, metrics.
+    /// Keeps records in the ring (the default) or not. A component whose ring nobody can read
+    /// (a binary started without its admin endpoint) turns it off; the counters still count.
+    pub fn set_retain(&self, retain: bool) {
+        self.retain.store(retain, Ordering::Relaxed);
+    }
+
+    /// Whether anyone can see a finished hop's details: the ring is kept, or the `hop` tracing
+    /// target is enabled. When not, a proxy may skip what only the record needs (at 15,000
+    /// connections/s, the forwarder's `getsockname` for the upstream's local address and two
+    /// formatted strings are a few per cent of its CPU), as HAProxy formats no log line when
+    /// logging is off.
+    pub fn detailed(&self) -> bool {
+        self.retain.load(Ordering::Relaxed)
+            || tracing::enabled!(target: "hop", tracing::Level::INFO)
+    }
+
+    /// Records a finished hop: tracing event, ring buffer (unless [`set_retain`](Self::set_retain)
+    /// turned it off), metrics.
     pub fn record(&self, hop: HopRecord) {
         tracing::info!(
             target: "hop",
@@ -279,6 +303,9 @@ impl HopLog {
                 proxy: hop.proxy.clone(),
             })
             .observe(hop.duration_ms / 1000.0);
+        if !self.retain.load(Ordering::Relaxed) {
+            return;
+        }
         let mut ring = self.ring.lock();
         if ring.len() == self.capacity {
             ring.pop_front();
@@ -397,6 +424,28 @@ mod tests {
         );
         h.bytes_up = 10;
         h
+    }
+
+    #[test]
+    fn without_retain_only_the_counters_count() {
+        let metrics = Metrics::new();
+        let log = HopLog::new(3, &metrics);
+        assert!(
+            log.detailed(),
+            "a ring is kept by default, so details are read"
+        );
+        log.set_retain(false);
+        // No tracing subscriber in this test: the `hop` target is off too.
+        assert!(!log.detailed());
+        log.record(hop(1));
+        assert!(log.recent(10).is_empty());
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "proxylab_hops_total{proxy=\"forwarder\",protocol=\"tcp\",outcome=\"ok\"} 1"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use proxylab_core::balance::{Algorithm, Balancer, Locality, usable_endpoints};
 use proxylab_core::cluster::{
     ClusterSnapshot, ClusterView, Protocol, ServiceKey, ServiceType, SessionAffinity, TrafficPolicy,
 };
-use proxylab_core::l4::tcp::{DialError, RelayMode, dial, relay};
+use proxylab_core::l4::tcp::{DialError, RelayMode, RelayOptions, dial, relay, set_keepalive};
 use proxylab_core::l4::udp::{SessionSummary, UdpConfig, UdpProxy, UdpTarget};
 use proxylab_core::runtime::{ListenOptions, ServingThreads, bind_tcp, bind_udp};
 use proxylab_core::telemetry::{AdminState, HopRecord};
@@ -435,6 +435,7 @@ fn open_listener(
                     backlog: 4096,
                 },
             )?;
+            tune(&listener, shared.keepalive)?;
             if shared.workers.handles().is_empty() {
                 tokio::spawn(accept_loop(
                     shared.clone(),
@@ -458,6 +459,7 @@ fn open_listener(
                             backlog: 4096,
                         },
                     )?;
+                    tune(&more, shared.keepalive)?;
                     sockets.push(more.into_std()?);
                 }
                 for (handle, copy) in shared.workers.handles().iter().zip(sockets) {
@@ -559,9 +561,15 @@ async fn handle_tcp(
 ) {
     let started = Instant::now();
     let mut hop = HopRecord::start("forwarder", &shared.instance, "tcp", peer, listener);
-    hop.target = Some(rt.target.clone());
+    // What only a reader of the record needs is skipped when nobody can read it (no admin
+    // endpoint, `hop` logging off); the counters are kept either way.
+    let detailed = shared.admin.hops.detailed();
+    if detailed {
+        hop.target = Some(rt.target.clone());
+    }
+    // Linux accepted sockets inherit the listener's options (see `tune`); elsewhere set them here.
     #[cfg(not(target_os = "linux"))]
-    tune(&client, shared.keepalive);
+    let _ = tune(&client, shared.keepalive);
     let balancer = rt.balancer(fe);
     let dialled = dial(&shared.dial_timeouts, |tried| {
         balancer.pick(Some(peer.ip()), tried).map(|p| (p.addr, p))
@@ -578,16 +586,24 @@ async fn handle_tcp(
             hop.upstream = failures.last().map(|f| f.addr);
         }
         Ok((upstream, pick, failures)) => {
-            tune(&upstream, shared.keepalive);
+            // TCP_NODELAY from the first byte; keepalive is armed by the relay once the
+            // connection has lived a second (see `KEEPALIVE_ARM_AFTER`).
+            let _ = upstream.set_nodelay(true);
             hop.upstream = Some(pick.addr);
-            hop.endpoint = Some(pick.addr.to_string());
-            hop.upstream_local = upstream.local_addr().ok();
-            let mut reason = pick.reason.to_string();
-            if !failures.is_empty() {
-                reason = format!("{reason}; {}", describe_failures(&failures));
+            if detailed || !failures.is_empty() {
+                hop.endpoint = Some(pick.addr.to_string());
+                hop.upstream_local = upstream.local_addr().ok();
+                let mut reason = pick.reason.to_string();
+                if !failures.is_empty() {
+                    reason = format!("{reason}; {}", describe_failures(&failures));
+                }
+                hop.reason = Some(reason);
             }
-            hop.reason = Some(reason);
-            let (stats, result) = relay(client, upstream, shared.relay_mode).await;
+            let opts = RelayOptions {
+                mode: shared.relay_mode,
+                upstream_keepalive: Some(shared.keepalive),
+            };
+            let (stats, result) = relay(client, upstream, opts).await;
             drop(pick);
             hop.bytes_up = stats.client_to_upstream;
             hop.bytes_down = stats.upstream_to_client;
@@ -595,7 +611,7 @@ async fn handle_tcp(
                 hop.outcome = match e.kind() {
                     std::io::ErrorKind::ConnectionReset => "reset".into(),
                     std::io::ErrorKind::BrokenPipe => "broken-pipe".into(),
-                    _ => format!("relay-error: {e}"),
+                    _ => format!("relay-error: {e}").into(),
                 };
             }
         }
@@ -605,14 +621,12 @@ async fn handle_tcp(
 }
 
 /// TCP_NODELAY (a relay must not add Nagle delay to small exchanges) and keepalive (to notice vanished
-/// peers on long idle connections such as watches), on a socket or a listener.
-fn tune<S: std::os::fd::AsFd>(socket: &S, keepalive: Duration) {
-    let s = socket2::SockRef::from(socket);
-    let _ = s.set_tcp_nodelay(true);
-    let ka = socket2::TcpKeepalive::new()
-        .with_time(keepalive)
-        .with_interval((keepalive / 3).max(Duration::from_secs(1)));
-    let _ = s.set_tcp_keepalive(&ka);
+/// peers on long idle connections such as watches), on a socket or a listener. Set on a listener,
+/// both are inherited by every accepted socket (Linux copies them in the accept path), so the client
+/// side of a connection costs no `setsockopt` at all.
+fn tune<S: std::os::fd::AsFd>(socket: &S, keepalive: Duration) -> std::io::Result<()> {
+    socket2::SockRef::from(socket).set_tcp_nodelay(true)?;
+    set_keepalive(socket, keepalive)
 }
 
 fn describe_failures(failures: &[proxylab_core::l4::tcp::DialFailure]) -> String {
@@ -631,7 +645,7 @@ impl Shared {
     fn record_udp(&self, s: &SessionSummary, target: &str) {
         let mut hop = HopRecord::start("forwarder", &self.instance, "udp", s.client, s.listener);
         if let Ok(t) = jiff::Timestamp::try_from(s.wall_start) {
-            hop.time = t.to_string();
+            hop.time = t;
         }
         hop.target = Some(target.to_string());
         hop.upstream = Some(s.upstream);
@@ -641,7 +655,7 @@ impl Shared {
         hop.bytes_up = s.bytes_up;
         hop.bytes_down = s.bytes_down;
         hop.duration_ms = s.started.elapsed().as_secs_f64() * 1000.0;
-        hop.outcome = s.end.as_str().to_string();
+        hop.outcome = s.end.as_str().into();
         self.admin.hops.record(hop);
     }
 }

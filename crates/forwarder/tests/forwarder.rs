@@ -857,3 +857,89 @@ endpoints:
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// A row of `/proc/net/tcp`: local and remote address, and the `tr` column (2 while a keepalive
+/// timer is armed).
+#[cfg(target_os = "linux")]
+struct TcpRow {
+    local: SocketAddr,
+    remote: SocketAddr,
+    timer: u8,
+}
+
+/// The IPv4 TCP sockets of this network namespace, as the kernel reports them.
+#[cfg(target_os = "linux")]
+fn tcp_table() -> Vec<TcpRow> {
+    let addr = |hex: &str| -> SocketAddr {
+        let (ip, port) = hex.split_once(':').unwrap();
+        let ip = u32::from_str_radix(ip, 16).unwrap().to_le_bytes();
+        SocketAddr::from((ip, u16::from_str_radix(port, 16).unwrap()))
+    };
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            TcpRow {
+                local: addr(f[1]),
+                remote: addr(f[2]),
+                timer: f[5].split(':').next().unwrap().parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// TCP keepalive on both of the forwarder's sockets, as kube-proxy's Go dialer and listener have
+/// it: the client side inherits it from the listener (set once, no per-connection cost), the
+/// upstream side is armed by the relay once the connection has lived a second. The client's own
+/// socket, which sets nothing, shows that the check can tell the difference.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn both_relayed_sockets_get_keepalive() {
+    const KEEPALIVE_TIMER: u8 = 2;
+    let ep = tcp_echo("127.81.12.1:0", "ka").await;
+    let objs = vec![
+        service(
+            "ka",
+            json!({"clusterIP":"127.81.12.10","ports":[{"name":"t","port":8080}]}),
+        ),
+        slice("ka", "ka-1", "t", "TCP", ep, "n1", true),
+    ];
+    let fwd = Running::start(&objs, "n1", "127.81.12.100", |c| {
+        c.keepalive = Duration::from_secs(30)
+    })
+    .await;
+    let front: SocketAddr = "127.81.12.10:8080".parse().unwrap();
+    let mut client = connect(front, None).await;
+    assert_eq!(read_line(&mut client).await, "ka");
+    let me = client.local_addr().unwrap();
+    let armed = within_5s(async || {
+        let rows = tcp_table();
+        let client_side = rows.iter().any(|r| r.local == front && r.remote == me);
+        let client_side_armed = rows
+            .iter()
+            .any(|r| r.local == front && r.remote == me && r.timer == KEEPALIVE_TIMER);
+        // The endpoint has one connection: the forwarder's upstream socket is its peer.
+        let upstream_armed = rows
+            .iter()
+            .any(|r| r.remote == ep && r.timer == KEEPALIVE_TIMER);
+        assert!(client_side, "the forwarder's client-side socket is listed");
+        client_side_armed && upstream_armed
+    })
+    .await;
+    assert!(armed, "keepalive is not armed on both forwarder sockets");
+    let own = tcp_table();
+    let own = own.iter().find(|r| r.local == me && r.remote == front);
+    assert_eq!(
+        own.map(|r| r.timer),
+        Some(0),
+        "the client's own socket has no keepalive"
+    );
+    // Still relaying after the options changed under it.
+    client.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    client.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping");
+    fwd.stop().await;
+}
