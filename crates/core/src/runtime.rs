@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 /// A token cancelled on the first SIGINT or SIGTERM (Ctrl-C elsewhere). A second signal is left to the
@@ -99,12 +99,14 @@ pub fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into()).map_err(with_addr)
 }
 
-/// TCP keepalive as proxies set it on both legs: probes after `idle`, then every `idle / 3`.
-pub fn set_keepalive(stream: &TcpStream, idle: Duration) -> io::Result<()> {
+/// TCP keepalive as Go's dialer (and so kube-proxy and client-go) sets it: probes after `idle`
+/// without traffic, then every `idle / 3` (at least a second). On a listener it applies to every
+/// socket accepted from it.
+pub fn set_keepalive<S: std::os::fd::AsFd>(socket: &S, idle: Duration) -> io::Result<()> {
     let ka = TcpKeepalive::new()
         .with_time(idle)
         .with_interval((idle / 3).max(Duration::from_secs(1)));
-    SockRef::from(stream).set_tcp_keepalive(&ka)
+    SockRef::from(socket).set_tcp_keepalive(&ka)
 }
 
 /// Raises the soft open-file limit towards `want` (bounded by the hard limit), as kube-proxy raised

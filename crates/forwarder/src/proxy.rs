@@ -20,9 +20,9 @@ use proxylab_core::balance::{Algorithm, Balancer, Locality, usable_endpoints};
 use proxylab_core::cluster::{
     ClusterSnapshot, ClusterView, Protocol, ServiceKey, ServiceType, SessionAffinity, TrafficPolicy,
 };
-use proxylab_core::l4::tcp::{DialError, RelayMode, RelayOptions, dial, relay, set_keepalive};
+use proxylab_core::l4::tcp::{DialError, RelayMode, RelayOptions, dial, relay};
 use proxylab_core::l4::udp::{SessionSummary, UdpConfig, UdpProxy, UdpTarget};
-use proxylab_core::runtime::{ListenOptions, ServingThreads, bind_tcp, bind_udp};
+use proxylab_core::runtime::{ListenOptions, ServingThreads, bind_tcp, bind_udp, set_keepalive};
 use proxylab_core::telemetry::{AdminState, HopRecord};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;

@@ -2,7 +2,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use socket2::SockRef;
@@ -146,15 +145,6 @@ pub struct RelayOptions {
 /// probe goes out at most one second later than if it had been set at connect time.
 pub const KEEPALIVE_ARM_AFTER: Duration = Duration::from_secs(1);
 
-/// Sets TCP keepalive as Go's dialer (and so kube-proxy) does: probes after `idle` without traffic,
-/// then every `idle / 3` (at least a second). On a listener it applies to every accepted socket.
-pub fn set_keepalive<S: AsFd>(socket: &S, idle: Duration) -> io::Result<()> {
-    let ka = socket2::TcpKeepalive::new()
-        .with_time(idle)
-        .with_interval((idle / 3).max(Duration::from_secs(1)));
-    SockRef::from(socket).set_tcp_keepalive(&ka)
-}
-
 /// Relays `client` ⇄ `upstream` until both directions have ended, keeping half-close: when one side
 /// finishes sending, the other side gets a FIN (`shutdown(SHUT_WR)`) and the opposite direction keeps
 /// flowing. An error in either direction ends the relay at once.
@@ -198,7 +188,7 @@ pub async fn relay(
                 biased;
                 r = &mut work => r,
                 _ = tokio::time::sleep(KEEPALIVE_ARM_AFTER) => {
-                    let _ = set_keepalive(&upstream, idle);
+                    let _ = crate::runtime::set_keepalive(&upstream, idle);
                     work.await
                 }
             },
