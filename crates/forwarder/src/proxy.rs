@@ -576,11 +576,18 @@ async fn handle_tcp(
     })
     .await;
     match dialled {
+        // Nothing to relay to: the client is reset, not closed. A FIN would read as an empty but
+        // complete answer; kube-proxy's iptables and nftables modes REJECT a service without
+        // endpoints (the client's connect fails), and a SYN to a dead endpoint is refused through
+        // their NAT. A reset after the accept is the nearest a user-space proxy can come (the
+        // userspace proxier closed with FIN). Traffic-policy `Local` with no local endpoint is
+        // DROPped there (the client times out); here it is reset too, so it fails fast.
         Err(DialError::NoEndpoint) => {
-            // kube-proxy rejects such connections (an ICMP reject in iptables mode); closing is our reject.
+            reset_on_close(&client);
             hop.outcome = "no-endpoints".into();
         }
         Err(DialError::Exhausted(failures)) => {
+            reset_on_close(&client);
             hop.outcome = "connect-failed".into();
             hop.reason = Some(describe_failures(&failures));
             hop.upstream = failures.last().map(|f| f.addr);
@@ -627,6 +634,11 @@ async fn handle_tcp(
 fn tune<S: std::os::fd::AsFd>(socket: &S, keepalive: Duration) -> std::io::Result<()> {
     socket2::SockRef::from(socket).set_tcp_nodelay(true)?;
     set_keepalive(socket, keepalive)
+}
+
+/// Makes the coming close send RST instead of FIN.
+fn reset_on_close(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
 fn describe_failures(failures: &[proxylab_core::l4::tcp::DialFailure]) -> String {

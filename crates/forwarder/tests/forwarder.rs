@@ -310,6 +310,25 @@ async fn dead_endpoint_is_skipped_without_failed_connects() {
             .as_deref()
             .is_some_and(|r| r.contains("failed dial"))
     }));
+    // With only the dead endpoint left, every dial fails: the client is reset, not closed as
+    // if the endpoint had answered nothing.
+    fwd.set(
+        &objs[..1]
+            .iter()
+            .chain(&objs[2..])
+            .cloned()
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let mut s = TcpStream::connect("127.81.3.10:8080").await.unwrap();
+    let mut buf = [0u8; 8];
+    let err = s
+        .read(&mut buf)
+        .await
+        .expect_err("a reset, not an empty answer");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    let hops = fwd.handle.admin().hops.recent(100);
+    assert_eq!(hops.last().map(|h| &*h.outcome), Some("connect-failed"));
     fwd.stop().await;
 }
 
@@ -394,11 +413,15 @@ async fn traffic_policy_local_uses_only_this_nodes_endpoints() {
             v
         }
     );
-    // internalTrafficPolicy: Local with no endpoint on this node: dropped (closed without data).
+    // internalTrafficPolicy: Local with no endpoint on this node: reset at once (kube-proxy
+    // drops it; a reset fails fast instead of leaving the client to time out).
     let mut s = TcpStream::connect("127.81.5.11:8080").await.unwrap();
     let mut buf = [0u8; 8];
-    let n = s.read(&mut buf).await.unwrap_or(0);
-    assert_eq!(n, 0);
+    let err = s
+        .read(&mut buf)
+        .await
+        .expect_err("a reset, not an empty answer");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
     fwd.stop().await;
 }
 
@@ -538,9 +561,14 @@ async fn garbage_and_slow_clients_do_not_disturb_others() {
     let mut buf = [0u8; 64];
     let (n, _) = c.recv_from(&mut buf).await.unwrap();
     assert_eq!(&buf[..n], b"a:");
-    // a service without endpoints: TCP is closed at once, UDP is dropped, the forwarder lives on
+    // a service without endpoints: TCP is reset at once (kube-proxy REJECTs it), UDP is dropped,
+    // the forwarder lives on
     let mut e = TcpStream::connect("127.81.8.11:8080").await.unwrap();
-    assert_eq!(e.read(&mut buf).await.unwrap_or(0), 0);
+    let err = e
+        .read(&mut buf)
+        .await
+        .expect_err("a reset, not an empty answer");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
     c.send_to(
         b"\x00\xff garbage",
         "127.81.8.11:8080".parse::<SocketAddr>().unwrap(),
