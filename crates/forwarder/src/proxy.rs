@@ -613,9 +613,10 @@ async fn handle_tcp(
                 mode: shared.relay_mode,
                 upstream_keepalive: Some(shared.keepalive),
             };
-            // Boxed: the relay's state is two thirds of a connection task's 3 KiB, and a task is
-            // moved a few times on its way into the runtime; only relayed connections need it.
-            let (stats, result) = Box::pin(relay(client, upstream, opts)).await;
+            // Not boxed, though the relay is two thirds of a connection task's 3 KiB and the task
+            // is moved a few times on its way into the runtime: a boxed relay measured no CPU
+            // difference and cost 0.6 KiB more per idle connection (malloc's rounding).
+            let (stats, result) = relay(client, upstream, opts).await;
             drop(pick);
             hop.bytes_up = stats.client_to_upstream;
             hop.bytes_down = stats.upstream_to_client;

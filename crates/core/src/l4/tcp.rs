@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use socket2::SockRef;
@@ -165,22 +166,24 @@ pub async fn relay(
 ) -> (RelayStats, io::Result<()>) {
     let (mut up, mut down) = (0u64, 0u64);
     let result = {
-        let work = both(
-            direction(
-                &client,
-                &upstream,
-                (Socket::Client, Socket::Upstream),
-                opts.mode,
-                &mut up,
-            ),
-            direction(
-                &upstream,
-                &client,
-                (Socket::Upstream, Socket::Client),
-                opts.mode,
-                &mut down,
-            ),
+        // Pinned here and lent to `both` by reference: an async fn that takes a future by value
+        // keeps room for it twice (argument and local), and every idle connection pays that.
+        let a = direction(
+            &client,
+            &upstream,
+            (Socket::Client, Socket::Upstream),
+            opts.mode,
+            &mut up,
         );
+        let b = direction(
+            &upstream,
+            &client,
+            (Socket::Upstream, Socket::Client),
+            opts.mode,
+            &mut down,
+        );
+        tokio::pin!(a, b);
+        let work = both(a, b);
         tokio::pin!(work);
         match opts.upstream_keepalive {
             None => work.await,
@@ -317,15 +320,14 @@ fn shutdown_write(to: &TcpStream) -> Result<(), DirError> {
 
 /// Runs both directions; finishes when both have finished, or at the first error.
 async fn both<E>(
-    a: impl Future<Output = Result<(), E>>,
-    b: impl Future<Output = Result<(), E>>,
+    mut a: Pin<&mut impl Future<Output = Result<(), E>>>,
+    mut b: Pin<&mut impl Future<Output = Result<(), E>>>,
 ) -> Result<(), E> {
-    tokio::pin!(a, b);
     let (mut a_done, mut b_done) = (false, false);
     while !(a_done && b_done) {
         tokio::select! {
-            r = &mut a, if !a_done => { r?; a_done = true; }
-            r = &mut b, if !b_done => { r?; b_done = true; }
+            r = a.as_mut(), if !a_done => { r?; a_done = true; }
+            r = b.as_mut(), if !b_done => { r?; b_done = true; }
         }
     }
     Ok(())
