@@ -155,6 +155,18 @@ async fn connect(to: SocketAddr, from: Option<IpAddr>) -> TcpStream {
     }
 }
 
+/// Connects to `to` and expects the forwarder to reset the connection: a refusal after the accept,
+/// not an empty answer (see `reset_on_close` in the forwarder).
+async fn assert_reset(to: &str) {
+    let mut s = TcpStream::connect(to).await.unwrap();
+    let mut buf = [0u8; 8];
+    let err = s
+        .read(&mut buf)
+        .await
+        .expect_err("a reset, not an empty answer");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+}
+
 async fn read_line(s: &mut TcpStream) -> String {
     let mut out = Vec::new();
     let mut b = [0u8; 1];
@@ -320,13 +332,7 @@ async fn dead_endpoint_is_skipped_without_failed_connects() {
             .collect::<Vec<_>>(),
     )
     .await;
-    let mut s = TcpStream::connect("127.81.3.10:8080").await.unwrap();
-    let mut buf = [0u8; 8];
-    let err = s
-        .read(&mut buf)
-        .await
-        .expect_err("a reset, not an empty answer");
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    assert_reset("127.81.3.10:8080").await;
     let hops = fwd.handle.admin().hops.recent(100);
     assert_eq!(hops.last().map(|h| &*h.outcome), Some("connect-failed"));
     fwd.stop().await;
@@ -415,13 +421,7 @@ async fn traffic_policy_local_uses_only_this_nodes_endpoints() {
     );
     // internalTrafficPolicy: Local with no endpoint on this node: reset at once (kube-proxy
     // drops it; a reset fails fast instead of leaving the client to time out).
-    let mut s = TcpStream::connect("127.81.5.11:8080").await.unwrap();
-    let mut buf = [0u8; 8];
-    let err = s
-        .read(&mut buf)
-        .await
-        .expect_err("a reset, not an empty answer");
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    assert_reset("127.81.5.11:8080").await;
     fwd.stop().await;
 }
 
@@ -563,12 +563,7 @@ async fn garbage_and_slow_clients_do_not_disturb_others() {
     assert_eq!(&buf[..n], b"a:");
     // a service without endpoints: TCP is reset at once (kube-proxy REJECTs it), UDP is dropped,
     // the forwarder lives on
-    let mut e = TcpStream::connect("127.81.8.11:8080").await.unwrap();
-    let err = e
-        .read(&mut buf)
-        .await
-        .expect_err("a reset, not an empty answer");
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    assert_reset("127.81.8.11:8080").await;
     c.send_to(
         b"\x00\xff garbage",
         "127.81.8.11:8080".parse::<SocketAddr>().unwrap(),
