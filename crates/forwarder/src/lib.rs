@@ -87,9 +87,9 @@ pub struct ForwarderConfig {
     pub admin: Option<AdminState>,
     /// The instance name in hop records (default: the node name, else `forwarder`).
     pub instance: Option<String>,
-    /// Threads that accept and relay TCP, each with a single-threaded runtime and its own copy of
-    /// every TCP listening socket; 0 = on the caller's runtime (the lab's choice). The binary runs
-    /// one per CPU.
+    /// Threads that relay TCP and UDP, each with a single-threaded runtime and its own socket for
+    /// every service port (UDP sessions are sharded by socket); 0 = on the caller's runtime (the
+    /// lab's choice). The binary runs one per CPU.
     pub serving_threads: usize,
 }
 

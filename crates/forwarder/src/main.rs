@@ -18,8 +18,8 @@ struct Cli {
     #[command(flatten)]
     args: ForwarderArgs,
 
-    /// Threads that accept and relay TCP, each a single-threaded event loop (default: one per CPU).
-    /// Watches, reconciling, UDP and the health and admin servers run on the main thread.
+    /// Threads that relay TCP and UDP, each a single-threaded event loop (default: one per CPU).
+    /// Watches, reconciling and the health and admin servers run on the main thread.
     #[arg(long, value_name = "N")]
     worker_threads: Option<usize>,
 }

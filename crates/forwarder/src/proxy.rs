@@ -76,7 +76,8 @@ struct Listener {
     port: Arc<PortRuntime>,
     frontend: Frontend,
     cancel: CancellationToken,
-    udp: Option<Arc<UdpProxy>>,
+    /// The UDP listener's session tables, one per socket (per serving thread); empty for TCP.
+    udp: Vec<Arc<UdpProxy>>,
 }
 
 struct HealthServer {
@@ -201,8 +202,7 @@ impl Shared {
         let st = self.state.lock();
         st.listeners
             .get(&(Protocol::Udp, listener))
-            .and_then(|l| l.udp.as_ref())
-            .and_then(|u| u.session_upstream(client))
+            .and_then(|l| l.udp.iter().find_map(|u| u.session_upstream(client)))
     }
 }
 
@@ -353,9 +353,11 @@ fn reconcile(shared: &Arc<Shared>, snap: &ClusterSnapshot, stop: &CancellationTo
     });
     // UDP sessions pinned to endpoints that left the set end now.
     for l in st.listeners.values() {
-        if let Some(u) = &l.udp {
+        if !l.udp.is_empty() {
             let eps = l.port.balancer(l.frontend).endpoints();
-            u.retain_upstreams(|a| eps.contains(&a));
+            for u in &l.udp {
+                u.retain_upstreams(|a| eps.contains(&a));
+            }
         }
     }
     let bind_failed_before = std::mem::take(&mut st.bind_failed);
@@ -476,35 +478,60 @@ fn open_listener(
                 port: rt,
                 frontend: fe,
                 cancel,
-                udp: None,
+                udp: Vec::new(),
             })
         }
         Protocol::Udp => {
-            let socket = bind_udp(addr, true)?;
-            let weak: Weak<Shared> = Arc::downgrade(shared);
-            let target = rt.target.clone();
-            let proxy = UdpProxy::new(socket, shared.udp, move |s| {
-                if let Some(sh) = weak.upgrade() {
-                    sh.record_udp(&s, &target);
+            // With serving threads, one socket per thread in the port's SO_REUSEPORT group, each
+            // with its own session table on its own thread: the kernel hashes a client's
+            // address pair to one socket, so a client's session always lives on one thread. The
+            // table bound is shared out between them. Without serving threads, one socket here.
+            let handles = shared.workers.handles();
+            let shards = handles.len().max(1);
+            let config = UdpConfig {
+                max_sessions: shared.udp.max_sessions.div_ceil(shards),
+                ..shared.udp
+            };
+            let mut proxies = Vec::with_capacity(shards);
+            for i in 0..shards {
+                let handle = handles.get(i);
+                // Registered with the reactor of the runtime that will serve it.
+                let socket = {
+                    let _in_thread = handle.map(|h| h.enter());
+                    bind_udp(addr, true)?
+                };
+                let weak: Weak<Shared> = Arc::downgrade(shared);
+                let target = rt.target.clone();
+                let proxy = UdpProxy::new(socket, config, move |s| {
+                    if let Some(sh) = weak.upgrade() {
+                        sh.record_udp(&s, &target);
+                    }
+                })?;
+                let picker_rt = rt.clone();
+                // Tracked, so that stopping waits for the loop to end its sessions before the
+                // serving threads go.
+                let serve = shared.tracker.track_future(proxy.clone().run(
+                    move |client| {
+                        let p = picker_rt.balancer(fe).pick(Some(client.ip()), &[])?;
+                        Some(UdpTarget {
+                            addr: p.addr,
+                            reason: p.reason.to_string(),
+                            guard: Some(Box::new(p)),
+                        })
+                    },
+                    cancel.clone(),
+                ));
+                match handle {
+                    Some(h) => drop(h.spawn(serve)),
+                    None => drop(tokio::spawn(serve)),
                 }
-            })?;
-            let picker_rt = rt.clone();
-            tokio::spawn(proxy.clone().run(
-                move |client| {
-                    let p = picker_rt.balancer(fe).pick(Some(client.ip()), &[])?;
-                    Some(UdpTarget {
-                        addr: p.addr,
-                        reason: p.reason.to_string(),
-                        guard: Some(Box::new(p)),
-                    })
-                },
-                cancel.clone(),
-            ));
+                proxies.push(proxy);
+            }
             Ok(Listener {
                 port: rt,
                 frontend: fe,
                 cancel,
-                udp: Some(proxy),
+                udp: proxies,
             })
         }
         Protocol::Sctp => Err(std::io::Error::new(

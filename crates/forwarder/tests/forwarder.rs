@@ -797,7 +797,7 @@ async fn serving_threads_relay_follow_changes_and_stop() {
 }
 
 /// The binary as a user runs it: a manifest file, TCP on its serving threads (one
-/// single-threaded runtime each), UDP on the main thread, and SIGTERM ends it with 0.
+/// single-threaded runtime each), UDP (sharded over the same threads), and SIGTERM ends it with 0.
 #[tokio::test]
 async fn the_binary_relays_tcp_on_its_threads_and_udp_and_exits_0_on_sigterm() {
     let a = tcp_echo("127.81.21.1:0", "a").await;
@@ -893,12 +893,18 @@ struct TcpRow {
 /// The IPv4 TCP sockets of this network namespace, as the kernel reports them.
 #[cfg(target_os = "linux")]
 fn tcp_table() -> Vec<TcpRow> {
+    socket_table("/proc/net/tcp")
+}
+
+/// The rows of `/proc/net/tcp` or `/proc/net/udp`.
+#[cfg(target_os = "linux")]
+fn socket_table(path: &str) -> Vec<TcpRow> {
     let addr = |hex: &str| -> SocketAddr {
         let (ip, port) = hex.split_once(':').unwrap();
         let ip = u32::from_str_radix(ip, 16).unwrap().to_le_bytes();
         SocketAddr::from((ip, u16::from_str_radix(port, 16).unwrap()))
     };
-    std::fs::read_to_string("/proc/net/tcp")
+    std::fs::read_to_string(path)
         .unwrap()
         .lines()
         .skip(1)
@@ -964,5 +970,52 @@ async fn both_relayed_sockets_get_keepalive() {
     let mut buf = [0u8; 4];
     client.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"ping");
+    fwd.stop().await;
+}
+
+/// UDP on serving threads: one socket per thread in the port's SO_REUSEPORT group, each with its
+/// own session table. A client keeps its session (the kernel hashes it to one socket), lookups and
+/// endpoint removal reach every table.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn udp_sessions_are_sharded_over_serving_threads() {
+    let ua = udp_echo("127.81.22.1:0", "a").await;
+    let ub = udp_echo("127.81.22.2:0", "b").await;
+    let objs = vec![
+        service(
+            "sharded",
+            json!({"clusterIP":"127.81.22.10","ports":[{"name":"u","protocol":"UDP","port":5353}]}),
+        ),
+        slice("sharded", "s-a", "u", "UDP", ua, "n1", true),
+        slice("sharded", "s-b", "u", "UDP", ub, "n1", true),
+    ];
+    let fwd = Running::start(&objs, "n1", "127.81.22.100", |c| {
+        c.serving_threads = 2;
+        c.udp.idle_timeout = Duration::from_secs(300);
+    })
+    .await;
+    let front: SocketAddr = "127.81.22.10:5353".parse().unwrap();
+    let sockets = socket_table("/proc/net/udp")
+        .into_iter()
+        .filter(|r| r.local == front)
+        .count();
+    assert_eq!(sockets, 2, "one UDP socket per serving thread");
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let first = udp_ask(&c, front, "x").await;
+        // The same session (so the same endpoint) for the client's next datagram.
+        assert_eq!(udp_ask(&c, front, "x").await, first);
+        let upstream = fwd.handle.udp_session(front, c.local_addr().unwrap());
+        assert_eq!(upstream, Some(if first == "a:x" { ua } else { ub }));
+        clients.push(c);
+    }
+    // Removing endpoint a ends its sessions in every table; every client now gets b.
+    fwd.set(&[objs[0].clone(), objs[2].clone()]).await;
+    for c in &clients {
+        let me = c.local_addr().unwrap();
+        assert_ne!(fwd.handle.udp_session(front, me), Some(ua));
+        assert_eq!(udp_ask(c, front, "y").await, "b:y");
+    }
     fwd.stop().await;
 }
