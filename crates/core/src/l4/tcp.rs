@@ -215,8 +215,9 @@ pub async fn relay(
     }
 }
 
-/// Makes the coming close send RST instead of FIN.
-fn reset_on_close(stream: &TcpStream) {
+/// Makes the coming close of `stream` send RST instead of FIN: how a relay says "this failed"
+/// rather than "this ended".
+pub fn reset_on_close(stream: &TcpStream) {
     let _ = SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
