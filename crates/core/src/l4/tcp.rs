@@ -499,18 +499,27 @@ mod tests {
         (c, s)
     }
 
-    async fn half_close(mode: RelayMode) {
-        // client_outer <-> [client_inner relay upstream_inner] <-> upstream_outer
-        let (mut client_outer, client_inner) = pair().await;
-        let (upstream_inner, mut upstream_outer) = pair().await;
-        let relay = tokio::spawn(relay(
-            client_inner,
-            upstream_inner,
+    /// The relay between the inner ends of two pairs, on its own task.
+    fn spawn_relay(
+        client: TcpStream,
+        upstream: TcpStream,
+        mode: RelayMode,
+    ) -> tokio::task::JoinHandle<(RelayStats, io::Result<()>)> {
+        tokio::spawn(relay(
+            client,
+            upstream,
             RelayOptions {
                 mode,
                 ..Default::default()
             },
-        ));
+        ))
+    }
+
+    async fn half_close(mode: RelayMode) {
+        // client_outer <-> [client_inner relay upstream_inner] <-> upstream_outer
+        let (mut client_outer, client_inner) = pair().await;
+        let (upstream_inner, mut upstream_outer) = pair().await;
+        let relay = spawn_relay(client_inner, upstream_inner, mode);
         client_outer.write_all(b"hello").await.unwrap();
         client_outer.shutdown().await.unwrap();
         let mut got = Vec::new();
@@ -551,14 +560,7 @@ mod tests {
     async fn small_then_bulk(mode: RelayMode) {
         let (mut client_outer, client_inner) = pair().await;
         let (upstream_inner, mut upstream_outer) = pair().await;
-        let relay = tokio::spawn(relay(
-            client_inner,
-            upstream_inner,
-            RelayOptions {
-                mode,
-                ..Default::default()
-            },
-        ));
+        let relay = spawn_relay(client_inner, upstream_inner, mode);
         client_outer.write_all(b"ping").await.unwrap();
         let mut four = [0u8; 4];
         upstream_outer.read_exact(&mut four).await.unwrap();
@@ -616,14 +618,7 @@ mod tests {
     async fn reset_is_passed_on(mode: RelayMode, aborting: Socket) {
         let (client_outer, client_inner) = pair().await;
         let (upstream_inner, upstream_outer) = pair().await;
-        let relay = tokio::spawn(relay(
-            client_inner,
-            upstream_inner,
-            RelayOptions {
-                mode,
-                ..Default::default()
-            },
-        ));
+        let relay = spawn_relay(client_inner, upstream_inner, mode);
         let (mut aborter, mut survivor) = match aborting {
             Socket::Client => (client_outer, upstream_outer),
             Socket::Upstream => (upstream_outer, client_outer),
