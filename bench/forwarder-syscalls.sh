@@ -15,6 +15,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 SECS=${SECS:-4}
 OUT=${OUT:-$ROOT/target/bench-forwarder-syscalls}
 mkdir -p "$OUT"
@@ -25,22 +27,11 @@ FA=127.91.4.10  # a second forwarder, admin endpoint on
 HA=127.91.2.10  # HAProxy
 SO=127.91.3.10  # socat (UDP)
 
-missing=()
-for tool in haproxy socat strace; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if ((${#missing[@]})); then
-  echo "installing ${missing[*]}" >&2
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+need_tools haproxy socat strace
 ulimit -n "$(ulimit -Hn)"
 
-( cd "$ROOT" && cargo build --release -q -p proxylab-forwarder --bin forwarder --example l4bench )
-FWD="$ROOT/target/release/forwarder"
-B="$ROOT/target/release/examples/l4bench"
+build_l4
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
 
 "$B" echo-tcp "$EP:7000" & PIDS+=($!)
 "$B" echo-udp "$EP:7001" & PIDS+=($!)

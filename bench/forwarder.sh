@@ -13,6 +13,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-5}
 IDLE=${IDLE:-10000}
@@ -27,13 +29,7 @@ HA=127.90.2.10  # HAProxy
 SO=127.90.3.10  # socat
 
 # --- peers, installed from Debian packages when missing ------------------------------------------
-missing=()
-for tool in haproxy socat iperf3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if ((${#missing[@]})); then
-  echo "installing ${missing[*]}" >&2
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+need_tools haproxy socat iperf3
 
 # A relaying proxy holds two descriptors per connection; the idle test needs tens of thousands.
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -46,14 +42,8 @@ if ((IDLE > MAXCONN)); then
   IDLE=$MAXCONN
 fi
 
-( cd "$ROOT" && cargo build --release -q -p proxylab-forwarder --bin forwarder --example l4bench )
-FWD="$ROOT/target/release/forwarder"
-B="$ROOT/target/release/examples/l4bench"
+build_l4
 
-PIDS=()
-# socat forks a child per client: end the children (by parent pid) before the parents.
-cleanup() { for p in "${PIDS[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
 
 wait_port() { # host port
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0; sleep 0.1; done
