@@ -53,6 +53,11 @@ pub struct ListenOptions {
     /// SO_REUSEPORT: several sockets (or processes) share one address; the kernel spreads connections.
     pub reuse_port: bool,
     pub backlog: i32,
+    /// TCP_NODELAY and keepalive (see [`set_keepalive`]) for the accepted sockets, set once on the
+    /// listener: Linux copies both to every socket it accepts, so a connection costs no
+    /// `setsockopt` for them. (Elsewhere, set them on each accepted socket too.)
+    pub nodelay: bool,
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for ListenOptions {
@@ -60,12 +65,14 @@ impl Default for ListenOptions {
         Self {
             reuse_port: false,
             backlog: 1024,
+            nodelay: false,
+            keepalive: None,
         }
     }
 }
 
 /// Binds a TCP listener with SO_REUSEADDR (so a restarted proxy rebinds at once) and, when asked,
-/// SO_REUSEPORT. Errors say which address failed.
+/// SO_REUSEPORT and the accepted sockets' options. Errors say which address failed.
 pub fn bind_tcp(addr: SocketAddr, opts: ListenOptions) -> io::Result<TcpListener> {
     let with_addr =
         |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
@@ -75,6 +82,12 @@ pub fn bind_tcp(addr: SocketAddr, opts: ListenOptions) -> io::Result<TcpListener
     #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
     if opts.reuse_port {
         socket.set_reuse_port(true).map_err(with_addr)?;
+    }
+    if opts.nodelay {
+        socket.set_tcp_nodelay(true).map_err(with_addr)?;
+    }
+    if let Some(idle) = opts.keepalive {
+        set_keepalive(&socket, idle).map_err(with_addr)?;
     }
     socket.set_nonblocking(true).map_err(with_addr)?;
     socket.bind(&addr.into()).map_err(with_addr)?;
@@ -164,6 +177,36 @@ mod tests {
             },
         );
         assert!(b.is_ok());
+    }
+
+    /// The accepted-socket options are set on the listener and reach every accepted socket
+    /// (Linux copies them on accept), where a default listener's sockets have neither.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay_and_keepalive() {
+        for (tuned, opts) in [
+            (
+                true,
+                ListenOptions {
+                    nodelay: true,
+                    keepalive: Some(Duration::from_secs(30)),
+                    ..Default::default()
+                },
+            ),
+            (false, ListenOptions::default()),
+        ] {
+            let l = bind_tcp("127.0.0.1:0".parse().unwrap(), opts).unwrap();
+            let _c = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            let s = SockRef::from(&s);
+            assert_eq!(s.tcp_nodelay().unwrap(), tuned);
+            assert_eq!(s.keepalive().unwrap(), tuned);
+            if tuned {
+                assert_eq!(s.tcp_keepalive_time().unwrap(), Duration::from_secs(30));
+            }
+        }
     }
 
     #[tokio::test]

@@ -53,6 +53,7 @@ async fn echo_tcp(addr: SocketAddr) {
         proxylab_core::runtime::ListenOptions {
             reuse_port: false,
             backlog: 8192,
+            ..Default::default()
         },
     )
     .unwrap_or_else(|e| {

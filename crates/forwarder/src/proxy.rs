@@ -22,7 +22,7 @@ use proxylab_core::cluster::{
 };
 use proxylab_core::l4::tcp::{DialError, RelayMode, RelayOptions, dial, relay, reset_on_close};
 use proxylab_core::l4::udp::{SessionSummary, UdpConfig, UdpProxy, UdpTarget};
-use proxylab_core::runtime::{ListenOptions, ServingThreads, bind_tcp, bind_udp, set_keepalive};
+use proxylab_core::runtime::{ListenOptions, ServingThreads, bind_tcp, bind_udp};
 use proxylab_core::telemetry::{AdminState, HopRecord};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -399,6 +399,7 @@ fn reconcile(shared: &Arc<Shared>, snap: &ClusterSnapshot, stop: &CancellationTo
             ListenOptions {
                 reuse_port: true,
                 backlog: 128,
+                ..Default::default()
             },
         ) {
             Ok(l) => {
@@ -430,14 +431,16 @@ fn open_listener(
     // kube-proxy does in a cluster; the kernel spreads clients over them.
     match proto {
         Protocol::Tcp => {
-            let listener = bind_tcp(
-                addr,
-                ListenOptions {
-                    reuse_port: true,
-                    backlog: 4096,
-                },
-            )?;
-            tune(&listener, shared.keepalive)?;
+            // TCP_NODELAY (a relay must not add Nagle delay to small exchanges) and keepalive (to
+            // notice vanished peers on idle connections such as watches), as kube-proxy's Go
+            // listener has them: set on the listening socket, inherited by every client socket.
+            let opts = ListenOptions {
+                reuse_port: true,
+                backlog: 4096,
+                nodelay: true,
+                keepalive: Some(shared.keepalive),
+            };
+            let listener = bind_tcp(addr, opts)?;
             if shared.workers.handles().is_empty() {
                 tokio::spawn(accept_loop(
                     shared.clone(),
@@ -454,14 +457,7 @@ fn open_listener(
                 // thread's runtime (registration is per runtime).
                 let mut sockets = vec![listener.into_std()?];
                 for _ in 1..shared.workers.handles().len() {
-                    let more = bind_tcp(
-                        addr,
-                        ListenOptions {
-                            reuse_port: true,
-                            backlog: 4096,
-                        },
-                    )?;
-                    tune(&more, shared.keepalive)?;
+                    let more = bind_tcp(addr, opts)?;
                     sockets.push(more.into_std()?);
                 }
                 for (handle, copy) in shared.workers.handles().iter().zip(sockets) {
@@ -597,9 +593,13 @@ async fn handle_tcp(
     if detailed {
         hop.target = Some(rt.target.clone());
     }
-    // Linux accepted sockets inherit the listener's options (see `tune`); elsewhere set them here.
+    // Linux accepted sockets inherit the listener's options (see `open_listener`); elsewhere set
+    // them here.
     #[cfg(not(target_os = "linux"))]
-    let _ = tune(&client, shared.keepalive);
+    {
+        let _ = client.set_nodelay(true);
+        let _ = proxylab_core::runtime::set_keepalive(&client, shared.keepalive);
+    }
     let balancer = rt.balancer(fe);
     let dialled = dial(&shared.dial_timeouts, |tried| {
         balancer.pick(Some(peer.ip()), tried).map(|p| (p.addr, p))
@@ -657,15 +657,6 @@ async fn handle_tcp(
     }
     hop.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     shared.admin.hops.record(hop);
-}
-
-/// TCP_NODELAY (a relay must not add Nagle delay to small exchanges) and keepalive (to notice vanished
-/// peers on long idle connections such as watches), on a socket or a listener. Set on a listener,
-/// both are inherited by every accepted socket (Linux copies them in the accept path), so the client
-/// side of a connection costs no `setsockopt` at all.
-fn tune<S: std::os::fd::AsFd>(socket: &S, keepalive: Duration) -> std::io::Result<()> {
-    socket2::SockRef::from(socket).set_tcp_nodelay(true)?;
-    set_keepalive(socket, keepalive)
 }
 
 fn describe_failures(failures: &[proxylab_core::l4::tcp::DialFailure]) -> String {
