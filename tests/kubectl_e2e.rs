@@ -1,14 +1,15 @@
 //! The lab as real clients see it: the installed `kubectl` and `curl`, no extra flags.
-//! Each test starts its own lab on its own loopback addresses (see `common`).
-
-mod common;
+//! Each test starts its own lab on its own loopback addresses (see `proxylab_test_support::lab`).
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Lab, curl, require_tool};
+use proxylab_test_support::lab::{Lab, curl};
+use proxylab_test_support::require_tool;
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxylab");
 
 /// Starts a long-running command (`kubectl get -w`) and hands its stdout over line by line.
 fn spawn_lines(cmd: &mut std::process::Command) -> (std::process::Child, mpsc::Receiver<String>) {
@@ -38,7 +39,7 @@ fn get_lists_show_the_usual_columns() {
     if !tools() {
         return;
     }
-    let lab = Lab::start();
+    let lab = Lab::start(BIN);
     let nodes = lab.kubectl(&["get", "nodes"]);
     assert!(nodes.starts_with("NAME"), "{nodes}");
     for col in ["STATUS", "ROLES", "AGE", "VERSION"] {
@@ -121,7 +122,7 @@ fn describe_shows_objects_and_their_events() {
     if !tools() {
         return;
     }
-    let lab = Lab::start();
+    let lab = Lab::start(BIN);
     let pod = lab.kubectl(&["describe", "pod", "web-1"]);
     assert!(pod.contains("Name:") && pod.contains("web-1"), "{pod}");
     assert!(pod.contains("Node:") && pod.contains("node-"), "{pod}");
@@ -140,7 +141,7 @@ fn apply_reapply_and_delete_a_manifest() {
     if !tools() {
         return;
     }
-    let lab = Lab::start();
+    let lab = Lab::start(BIN);
     let manifest = |value: &str| {
         format!(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n  labels: {{app: demo}}\ndata:\n  greeting: {value}\n"
@@ -176,7 +177,7 @@ fn get_pods_watch_sees_a_new_pod() {
     if !tools() {
         return;
     }
-    let lab = Lab::start();
+    let lab = Lab::start(BIN);
     let (mut watch, rx) = spawn_lines(lab.kubectl_cmd().args(["get", "pods", "-w"]));
     // The initial listing arrives first.
     let first = rx
@@ -206,7 +207,7 @@ fn accessing_clusters_walkthrough() {
     if !tools() {
         return;
     }
-    let lab = Lab::start();
+    let lab = Lab::start(BIN);
     let view = lab.kubectl(&["config", "view"]);
     assert!(view.contains("server: https://"), "{view}");
 
@@ -312,7 +313,7 @@ fn kubectl_through_the_auth_proxy() {
     if !tools() {
         return;
     }
-    let lab = Lab::start();
+    let lab = Lab::start(BIN);
     let server = lab.info["authProxy"].as_str().unwrap().to_string();
     let via = |args: &[&str]| {
         let mut all = vec!["--server", server.as_str()];

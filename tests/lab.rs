@@ -1,13 +1,13 @@
 //! `lab up` as a whole: `lab.json` describes a lab that really answers — services through the
 //! forwarders, UDP included — and SIGTERM stops it cleanly.
 
-mod common;
-
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::Lab;
+use proxylab_test_support::http::http_get_blocking;
+use proxylab_test_support::lab::Lab;
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxylab");
 use serde_json::Value;
 
 fn service<'a>(info: &'a Value, name: &str) -> &'a Value {
@@ -17,22 +17,15 @@ fn service<'a>(info: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("service {name} missing from lab.json: {info}"))
 }
 
+/// The whole answer (head and body) to a GET.
 fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    let r = http_get_blocking(addr, path);
+    format!("{}\r\n\r\n{}", r.head, r.body)
 }
 
 #[test]
 fn lab_json_describes_a_lab_that_answers_and_sigterm_stops_it() {
-    let mut lab = Lab::start();
+    let mut lab = Lab::start(BIN);
     let info = lab.info.clone();
     let o = lab.octet;
 

@@ -1,8 +1,6 @@
 //! The components as separate processes, as `lab up` prints them: `proxylab pki`, then
 //! `proxylab apiserver` (with its controllers) and `proxylab node`, joined only by a kubeconfig.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,7 +26,7 @@ fn proxylab(args: &[String], log: &std::path::Path) -> Killed {
 
 #[test]
 fn pki_apiserver_and_node_as_separate_processes() {
-    if !common::require_tool("kubectl") {
+    if !proxylab_test_support::require_tool("kubectl") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -12,21 +12,8 @@ use proxylab_apiserver::{ApiServer, ApiServerConfig, ServingCert};
 use proxylab_core::tls::install_crypto_provider;
 use proxylab_core::tls::pki::{LabPki, PkiSpec};
 use proxylab_store::MemoryStore;
+use proxylab_test_support::require_tool;
 use tokio_util::sync::CancellationToken;
-
-fn require_tool(name: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-        .unwrap_or(false);
-    if found {
-        true
-    } else if std::env::var_os("CI").is_some() {
-        panic!("{name} is required when CI is set");
-    } else {
-        eprintln!("skipping: {name} not found in PATH");
-        false
-    }
-}
 
 struct Kubectl {
     kubeconfig: String,

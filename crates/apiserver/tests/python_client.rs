@@ -17,14 +17,10 @@ fn python_client_available() -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    if ok {
-        true
-    } else if std::env::var_os("CI").is_some() {
-        panic!("python3 with the kubernetes module is required when CI is set");
-    } else {
-        eprintln!("skipping: python3 -c 'import kubernetes' failed");
-        false
-    }
+    proxylab_test_support::require(
+        "python3 with the kubernetes module (pip install kubernetes)",
+        ok,
+    )
 }
 
 const SCRIPT: &str = r#"

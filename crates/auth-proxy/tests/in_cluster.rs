@@ -100,16 +100,7 @@ fn in_cluster_command(home: &Path, port: u16) -> Command {
         .env("KUBERNETES_SERVICE_PORT", port.to_string());
     // The apiserver is on loopback, which is never proxied; remove the variables anyway so the
     // machine's environment cannot change what this test exercises.
-    for var in [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "NO_PROXY",
-        "no_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
+    without_proxy_env(&mut cmd);
     cmd
 }
 

@@ -256,17 +256,18 @@ async fn upgrade_tunnels_both_ways_over_http1() {
     assert_eq!(seen.headers["upgrade"], "SPDY/3.1");
     // Closing the client closes the backend side too, and the hop records the tunnel's bytes.
     drop(s);
-    assert!(eventually(|| api.open.load(Ordering::SeqCst) == 0).await);
-    assert!(
-        eventually(|| proxy
+    eventually("the backend connection to close", || {
+        api.open.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    eventually("an upgraded hop with 4 bytes each way", || {
+        proxy
             .hops
             .recent(10)
             .iter()
-            .any(|h| h.outcome == "upgraded" && h.bytes_up == 4 && h.bytes_down == 4))
-        .await,
-        "{:?}",
-        proxy.hops.recent(10)
-    );
+            .any(|h| h.outcome == "upgraded" && h.bytes_up == 4 && h.bytes_down == 4)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -318,7 +319,10 @@ async fn failed_upgrade_closes_both_sides() {
     assert!(api.seen_path("/api/v1/secrets").is_empty());
     assert_eq!(api.tunnel_bytes.load(Ordering::SeqCst), 0);
     // The upstream connection used for the upgrade is closed too.
-    assert!(eventually(|| api.open.load(Ordering::SeqCst) == 0).await);
+    eventually("the backend connection to close", || {
+        api.open.load(Ordering::SeqCst) == 0
+    })
+    .await;
 }
 
 /// CVE-2020-8559 / CVE-2018-1002102: a redirect (or any non-101 below 400) to an upgrade is an
@@ -357,7 +361,7 @@ async fn redirects_are_relayed_not_followed() {
 
 #[tokio::test]
 async fn upstream_down_is_502_naming_the_apiserver() {
-    install_provider();
+    proxylab_core::tls::install_crypto_provider();
     let (ca, _, _) = test_pki();
     // A port with nothing listening: bind, note it, close.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -372,14 +376,14 @@ async fn upstream_down_is_502_naming_the_apiserver() {
         body.contains(&format!("cannot connect to https://{dead}")),
         "{body}"
     );
-    assert!(
-        eventually(|| proxy
+    eventually("an upstream-connect hop", || {
+        proxy
             .hops
             .recent(1)
             .pop()
-            .is_some_and(|h| h.outcome == "upstream-connect"))
-        .await
-    );
+            .is_some_and(|h| h.outcome == "upstream-connect")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -704,15 +708,6 @@ async fn tls_server_name_drives_verification() {
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
-/// Names of this process's threads (`/proc/self/task/*/comm`).
-fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
-        .collect()
-}
-
 #[tokio::test]
 async fn serving_threads_share_one_socket_and_stop_with_the_proxy() {
     let api = start_apiserver().await;
@@ -746,11 +741,10 @@ async fn serving_threads_share_one_socket_and_stop_with_the_proxy() {
     let task = tokio::spawn(bound.serve(stop.clone()));
     // Two extra threads, each with its own single-threaded runtime.
     for n in ["threads-test-1", "threads-test-2"] {
-        assert!(
-            eventually(|| thread_names().iter().any(|t| t == n)).await,
-            "{n} missing in {:?}",
-            thread_names()
-        );
+        eventually(&format!("thread {n}"), || {
+            thread_names().iter().any(|t| t == n)
+        })
+        .await;
     }
 
     // Many connections at once: whichever thread accepts one serves it, through its own pool.
@@ -765,7 +759,7 @@ async fn serving_threads_share_one_socket_and_stop_with_the_proxy() {
         assert!(a.starts_with("HTTP/1.1 200"), "{a}");
         assert!(a.contains("v1.31.0"), "{a}");
     }
-    assert!(eventually(|| hops.recent(100).len() >= 30).await);
+    eventually("30 hop records", || hops.recent(100).len() >= 30).await;
     assert_eq!(api.seen_path("/version").len(), 30);
 
     // The socket is not shared with strangers: a second proxy on the same port fails as
@@ -783,9 +777,8 @@ async fn serving_threads_share_one_socket_and_stop_with_the_proxy() {
         .expect("serve returns after shutdown")
         .unwrap()
         .unwrap();
-    assert!(
-        eventually(|| !thread_names().iter().any(|t| t.starts_with("threads-test"))).await,
-        "{:?}",
-        thread_names()
-    );
+    eventually("the serving threads to end", || {
+        !thread_names().iter().any(|t| t.starts_with("threads-test"))
+    })
+    .await;
 }

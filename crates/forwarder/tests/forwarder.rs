@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use proxylab_core::cluster::{ClusterSnapshot, ClusterView, Protocol, ServiceKey};
 use proxylab_forwarder::{Forwarder, ForwarderConfig, ForwarderHandle, Frontend, Source};
+use proxylab_test_support::echo::{tcp_echo, udp_echo};
+use proxylab_test_support::http::http_get;
+use proxylab_test_support::{eventually, eventually_async, expect_one_line_exit_2, thread_names};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
@@ -19,38 +22,10 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// A TCP server that first writes its name and a newline, then echoes until EOF, then closes.
-async fn tcp_echo(addr: &str, name: &'static str) -> SocketAddr {
-    let l = TcpListener::bind(addr).await.unwrap();
-    let a = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                if s.write_all(format!("{name}\n").as_bytes()).await.is_err() {
-                    return;
-                }
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    a
-}
-
-/// A UDP server answering each datagram with `name:` + the datagram.
-async fn udp_echo(addr: &str, name: &'static str) -> SocketAddr {
-    let s = UdpSocket::bind(addr).await.unwrap();
-    let a = s.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = s.recv_from(&mut buf).await {
-            let mut out = format!("{name}:").into_bytes();
-            out.extend_from_slice(&buf[..n]);
-            let _ = s.send_to(&out, from).await;
-        }
-    });
-    a
+/// `GET /healthz`: status, body, head.
+async fn get_healthz(addr: SocketAddr) -> (u16, String, String) {
+    let r = http_get(addr, "/healthz").await;
+    (r.status, r.body, r.head)
 }
 
 fn service(name: &str, spec: Value) -> Value {
@@ -617,7 +592,7 @@ async fn health_check_node_port_and_healthz() {
         c.healthz_address = Some("127.81.10.100:0".parse().unwrap())
     })
     .await;
-    let (status, body, headers) = http_get("127.81.10.100:32100".parse().unwrap()).await;
+    let (status, body, headers) = get_healthz("127.81.10.100:32100".parse().unwrap()).await;
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["localEndpoints"], 1);
@@ -633,31 +608,15 @@ async fn health_check_node_port_and_healthz() {
         slice("lb", "lb-a", "t", "TCP", a, "n2", true),
     ];
     fwd.set(&moved).await;
-    let (status, body, _) = http_get("127.81.10.100:32100".parse().unwrap()).await;
+    let (status, body, _) = get_healthz("127.81.10.100:32100".parse().unwrap()).await;
     assert_eq!(status, 503, "{body}");
     // kube-proxy's own /healthz: healthy once the latest snapshot is applied
-    let (status, body, _) = http_get(fwd.addrs.healthz.unwrap()).await;
+    let (status, body, _) = get_healthz(fwd.addrs.healthz.unwrap()).await;
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["nodeEligible"], true);
     assert!(v["lastUpdated"].as_str().is_some_and(|s| !s.is_empty()));
     fwd.stop().await;
-}
-
-async fn http_get(addr: SocketAddr) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string(), head.to_string())
 }
 
 #[tokio::test]
@@ -706,42 +665,18 @@ fn bad_config_file_is_one_line_with_file_line_and_field_and_exit_2() {
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  clusterIP: 127.0.40.10\n  ports:\n  - name: http\n    port: 99999\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forwarder"))
-        .args([
+    let line = expect_one_line_exit_2(
+        std::process::Command::new(env!("CARGO_BIN_EXE_forwarder")).args([
             "--config",
             path.to_str().unwrap(),
             "--healthz-bind-address",
             "",
             "--admin-address",
             "",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].contains("bad.yaml:9:"), "{err}");
-    assert!(lines[0].contains("spec.ports[0].port"), "{err}");
-}
-
-/// Names of this process's threads.
-fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
-        .collect()
-}
-
-async fn within_5s(mut f: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..100 {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
+        ]),
+    );
+    assert!(line.contains("bad.yaml:9:"), "{line}");
+    assert!(line.contains("spec.ports[0].port"), "{line}");
 }
 
 #[tokio::test]
@@ -775,10 +710,10 @@ async fn serving_threads_relay_follow_changes_and_stop() {
     let mut s = TcpStream::connect(cip).await.unwrap();
     let first = read_line(&mut s).await;
     fwd.set(&[]).await;
-    assert!(
-        within_5s(async || TcpStream::connect(cip).await.is_err()).await,
-        "every thread's listener must close"
-    );
+    eventually_async("every thread's listener to close", async || {
+        TcpStream::connect(cip).await.is_err()
+    })
+    .await;
     s.write_all(b"still here").await.unwrap();
     let mut back = [0u8; 10];
     s.read_exact(&mut back).await.unwrap();
@@ -786,14 +721,12 @@ async fn serving_threads_relay_follow_changes_and_stop() {
     drop(s);
 
     fwd.stop().await;
-    assert!(
-        within_5s(async || !thread_names()
+    eventually("the serving threads to end", || {
+        !thread_names()
             .iter()
-            .any(|t| t == "forwarder-0" || t == "forwarder-1"))
-        .await,
-        "{:?}",
-        thread_names()
-    );
+            .any(|t| t == "forwarder-0" || t == "forwarder-1")
+    })
+    .await;
 }
 
 /// The binary as a user runs it: a manifest file, TCP on its serving threads (one
@@ -851,10 +784,10 @@ endpoints:
         .unwrap();
     let pid = child.id().unwrap();
     let cip: SocketAddr = "127.81.21.10:8080".parse().unwrap();
-    assert!(
-        within_5s(async || TcpStream::connect(cip).await.is_ok()).await,
-        "the forwarder never listened on {cip}"
-    );
+    eventually_async(&format!("the forwarder to listen on {cip}"), async || {
+        TcpStream::connect(cip).await.is_ok()
+    })
+    .await;
     for _ in 0..10 {
         assert_eq!(tcp_hello(cip, None).await, "a");
     }
@@ -943,7 +876,7 @@ async fn both_relayed_sockets_get_keepalive() {
     let mut client = connect(front, None).await;
     assert_eq!(read_line(&mut client).await, "ka");
     let me = client.local_addr().unwrap();
-    let armed = within_5s(async || {
+    eventually("keepalive armed on both forwarder sockets", || {
         let rows = tcp_table();
         let client_side = rows.iter().any(|r| r.local == front && r.remote == me);
         let client_side_armed = rows
@@ -957,7 +890,6 @@ async fn both_relayed_sockets_get_keepalive() {
         client_side_armed && upstream_armed
     })
     .await;
-    assert!(armed, "keepalive is not armed on both forwarder sockets");
     let own = tcp_table();
     let own = own.iter().find(|r| r.local == me && r.remote == front);
     assert_eq!(

@@ -255,16 +255,7 @@ async fn load_reads_the_process_environment() {
         ])
         .env(CHILD, scenario)
         .env("PROXYLAB_ENV_PROXY_DIR", dir.path());
-        for v in [
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "NO_PROXY",
-            "no_proxy",
-        ] {
-            cmd.env_remove(v);
-        }
+        proxylab_test_support::without_proxy_env(&mut cmd);
         for (k, v) in vars {
             cmd.env(k, v);
         }

@@ -14,6 +14,7 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use proxylab_node::certs::{self, CertificateAuthority};
 use proxylab_node::{KubeSource, Node, NodeConfig};
+use proxylab_test_support::eventually;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -295,17 +296,6 @@ async fn list_or_watch(fake: Fake, query: &str) -> Response {
         .header("content-type", "application/json")
         .body(Body::from_stream(lines))
         .expect("response")
-}
-
-/// Polls `check` until it yields a value; the overall bound only turns a hang into a failure.
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..400 {
-        if let Some(v) = check() {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn pod(name: &str, image: &str, ports: Value) -> Value {

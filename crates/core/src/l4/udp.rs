@@ -401,22 +401,12 @@ fn connect_upstream(addr: SocketAddr) -> io::Result<UdpSocket> {
 mod tests {
     use super::*;
 
-    async fn echo() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = s.local_addr().unwrap();
-        let h = tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            while let Ok((n, from)) = s.recv_from(&mut buf).await {
-                let _ = s.send_to(&buf[..n], from).await;
-            }
-        });
-        (addr, h)
-    }
+    use proxylab_test_support::echo::udp_echo;
 
     #[tokio::test]
     async fn sessions_relay_and_move_off_removed_endpoints() {
-        let (e1, _h1) = echo().await;
-        let (e2, _h2) = echo().await;
+        let e1 = udp_echo("127.0.0.1:0", "").await;
+        let e2 = udp_echo("127.0.0.1:0", "").await;
         let ends = Arc::new(Mutex::new(Vec::new()));
         let ends2 = ends.clone();
         let proxy = UdpProxy::new(

@@ -1,30 +1,17 @@
-//! Shared harness for the end-to-end tests: starts `proxylab lab up` as a real process on its own
-//! loopback addresses, waits for `lab.json`, and runs the real `kubectl` and `curl` against it.
-#![allow(dead_code)]
+//! The end-to-end harness: starts `proxylab lab up` as a real process on its own loopback addresses,
+//! waits for `lab.json`, and runs the real `kubectl` and `curl` against it.
+//!
+//! Only the root package's tests have the `proxylab` binary (`env!("CARGO_BIN_EXE_proxylab")`), so
+//! they pass its path in. [`reserve_octet`] is for any test that wants a `127.N.0.0/16` of its own.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// True when `tool` is on PATH. Missing tools skip a test with a printed reason, except under CI, where
-/// a missing tool is a failure.
-pub fn require_tool(tool: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
-        .unwrap_or(false);
-    if found {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{tool} is required by this test and is missing (CI is set, so this fails instead of skipping)"
-        );
-    }
-    eprintln!("skipping: {tool} is not installed");
-    false
-}
+/// The lab's built-in topology (`lab/topology.yaml`), which every harness lab starts from.
+pub const DEFAULT_TOPOLOGY: &str = include_str!("../../../lab/topology.yaml");
 
 /// Each test's lab gets its own second octet, so labs in parallel tests never share an address:
 /// the default topology's `127.0.` prefix becomes `127.N.`.
@@ -34,7 +21,7 @@ pub fn require_tool(tool: &str) -> bool {
 /// the file handle; the kernel drops it when the test process ends, however it ends). Deriving the
 /// octet from the pid alone collided: two test processes whose pids differ by the modulus got the
 /// same addresses, and the second lab failed with "address in use".
-fn reserve_octet() -> (u8, std::fs::File) {
+pub fn reserve_octet() -> (u8, std::fs::File) {
     let dir = std::env::temp_dir().join("proxylab-test-octets");
     std::fs::create_dir_all(&dir).expect("create the octet lock directory");
     // Start at a pid-derived place so processes usually take different, untried locks first.
@@ -67,25 +54,21 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Starts a lab from the default topology moved to `127.N.x.x`.
-    pub fn start() -> Lab {
-        Self::start_with(|t| t)
+    /// Starts `bin lab up` with the default topology moved to `127.N.x.x`.
+    pub fn start(bin: &str) -> Lab {
+        Self::start_with(bin, |t| t)
     }
 
     /// Starts a lab whose topology is the default one passed through `edit` after the address move.
-    pub fn start_with(edit: impl FnOnce(String) -> String) -> Lab {
+    pub fn start_with(bin: &str, edit: impl FnOnce(String) -> String) -> Lab {
         let (octet, octet_lock) = reserve_octet();
         let dir = tempfile::tempdir().expect("tempdir");
-        let default = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/topology.yaml"),
-        )
-        .expect("read lab/topology.yaml");
-        let topology = edit(default.replace("127.0.", &format!("127.{octet}.")));
+        let topology = edit(DEFAULT_TOPOLOGY.replace("127.0.", &format!("127.{octet}.")));
         let topo_path = dir.path().join("topology.yaml");
         std::fs::write(&topo_path, topology).unwrap();
         let state = dir.path().join("state");
         let log = std::fs::File::create(dir.path().join("lab.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_proxylab"))
+        let child = Command::new(bin)
             .args(["lab", "up", "--state-dir"])
             .arg(&state)
             .arg("--topology")
@@ -176,18 +159,10 @@ impl Lab {
         check(&format!("kubectl {}", args.join(" ")), out, self)
     }
 
-    /// Polls `f` until it returns Some, for up to 20 s.
-    pub fn eventually<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; lab log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    /// Polls `f` until it holds, for up to [`crate::PATIENCE`]; the panic carries the lab's log.
+    pub fn eventually<O: crate::Outcome>(&self, what: &str, f: impl FnMut() -> O) -> O::Output {
+        crate::wait_until(crate::PATIENCE, f)
+            .unwrap_or_else(|| panic!("timed out waiting for {what}; lab log:\n{}", self.log()))
     }
 }
 
