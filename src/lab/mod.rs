@@ -210,7 +210,9 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
         });
     }
 
-    let client = client::ApiClient::new(&server_url, &pki).context("lab API client")?;
+    let client = client::ApiClient::new(&kubeconfig_path)
+        .await
+        .context("lab API client")?;
     client
         .wait_ready(Duration::from_secs(10))
         .await
@@ -736,81 +738,41 @@ fn print_summary(state: &Path, info: &Value, ready_in: Duration, commands: &[Str
 }
 
 mod client {
-    //! A small HTTPS client for the lab's own use (creating the topology's objects), authenticated
-    //! with the admin certificate — the same path `kubectl create` takes.
+    //! The lab's own API calls (readiness, creating the topology's objects) through
+    //! `proxylab_kube::RestClient`, with the admin kubeconfig the lab writes for its users: the same
+    //! path `kubectl create` takes.
 
+    use std::path::Path;
     use std::time::{Duration, Instant};
 
     use anyhow::{Context, bail};
-    use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::client::legacy::connect::HttpConnector;
-    use hyper_util::rt::TokioExecutor;
-    use proxylab_core::tls::ClientTls;
-    use proxylab_core::tls::pki::LabPki;
+    use proxylab_kube::{KubeconfigOptions, RestClient};
     use serde_json::Value;
 
     pub struct ApiClient {
-        base: String,
-        http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+        rest: RestClient,
     }
 
     impl ApiClient {
-        pub fn new(base: &str, pki: &LabPki) -> anyhow::Result<Self> {
-            let (chain, key) = pki.admin.der()?;
-            let tls = ClientTls::new()
-                .ca(vec![pki.ca_der()?])
-                .client_cert(chain, key)
-                .build()?;
-            // hyper-rustls sets ALPN itself from the enabled HTTP versions.
-            let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config((*tls).clone())
-                .https_only()
-                .enable_http1()
-                .enable_http2()
-                .build();
-            Ok(Self {
-                base: base.trim_end_matches('/').to_owned(),
-                http: Client::builder(TokioExecutor::new()).build(connector),
+        pub async fn new(kubeconfig: &Path) -> anyhow::Result<Self> {
+            let rest = RestClient::new(&KubeconfigOptions {
+                kubeconfig: Some(kubeconfig.to_owned()),
+                ..Default::default()
             })
-        }
-
-        async fn request(
-            &self,
-            method: http::Method,
-            path: &str,
-            body: Option<&Value>,
-        ) -> anyhow::Result<(u16, Value)> {
-            let mut req = http::Request::builder()
-                .method(method)
-                .uri(format!("{}{}", self.base, path))
-                .header(http::header::ACCEPT, "application/json");
-            let body = match body {
-                Some(v) => {
-                    req = req.header(http::header::CONTENT_TYPE, "application/json");
-                    Full::new(Bytes::from(serde_json::to_vec(v)?))
-                }
-                None => Full::new(Bytes::new()),
-            };
-            let resp = self.http.request(req.body(body)?).await?;
-            let status = resp.status().as_u16();
-            let bytes = resp.into_body().collect().await?.to_bytes();
-            let value = serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-            Ok((status, value))
+            .await?;
+            Ok(Self { rest })
         }
 
         pub async fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
             let deadline = Instant::now() + limit;
             loop {
-                match self.request(http::Method::GET, "/readyz", None).await {
+                match self.rest.request(http::Method::GET, "/readyz", None).await {
                     Ok((200, _)) => return Ok(()),
                     Ok(_) | Err(_) if Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                     Ok((code, body)) => bail!("/readyz answered {code}: {body}"),
-                    Err(e) => return Err(e.context("/readyz")),
+                    Err(e) => return Err(anyhow::Error::from(e).context("/readyz")),
                 }
             }
         }
@@ -840,7 +802,10 @@ mod client {
             };
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
-                let (code, body) = self.request(http::Method::POST, &path, Some(obj)).await?;
+                let (code, body) = self
+                    .rest
+                    .request(http::Method::POST, &path, Some(obj))
+                    .await?;
                 match code {
                     200..=299 => return Ok(()),
                     404 if Instant::now() < deadline => {

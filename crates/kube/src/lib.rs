@@ -12,12 +12,15 @@
 //!   ordinary requests and an HTTP/1.1 connection per upgrade, both honouring `proxy-url`.
 //! - [`dialer`]: TCP connections, direct or through an HTTP CONNECT / SOCKS5 proxy: the kubeconfig's
 //!   `proxy-url`, else `HTTPS_PROXY`/`HTTP_PROXY` minus `NO_PROXY` and loopback, as client-go.
+//! - [`rest`]: raw JSON requests on kube-rs's client, for a program's own calls (the lab creating its
+//!   objects).
 //! - `watch`: watches of Services, EndpointSlices, Nodes and Pods feeding a `core::cluster` view.
 
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod dialer;
+pub mod rest;
 pub mod upstream;
 pub mod watch;
 
@@ -25,4 +28,5 @@ pub use config::{
     ClusterConfig, ConfigSource, KubeconfigError, KubeconfigOptions, load, load_with_env,
 };
 pub use dialer::{ProxyChoice, ProxyEnv, ProxySource};
+pub use rest::{RestClient, RestError};
 pub use upstream::{Credentials, Upstream, UpstreamOptions};
