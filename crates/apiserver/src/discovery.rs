@@ -18,9 +18,10 @@ use proxylab_apimachinery::openapi;
 use proxylab_apimachinery::status::Status;
 use serde_json::Value;
 
+use crate::errors;
+use crate::request::Query;
 use crate::response::{self, ApiResult, Format};
-use crate::rest::Query;
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub use proxylab_apimachinery::discovery::GIT_VERSION;
 
@@ -61,14 +62,7 @@ pub(crate) fn discovery(
     fmt: Format,
     server_address: &str,
 ) -> Option<ApiResult> {
-    let nf = || {
-        Err(Status::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-        .into())
-    };
+    let nf = || Err(errors::path_not_found().into());
     let ok = |v: Value| Ok(response::object(StatusCode::OK, &v, fmt));
     Some(match segs {
         ["api"] if wants_aggregated(headers).is_some() => Ok(aggregated(
@@ -100,14 +94,7 @@ pub(crate) fn discovery(
 }
 
 pub(crate) fn openapi(segs: &[&str], headers: &HeaderMap, fmt: Format) -> Option<ApiResult> {
-    let nf = || {
-        Err(Status::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-        .into())
-    };
+    let nf = || Err(errors::path_not_found().into());
     Some(match segs {
         // kubectl asks /openapi/v2 for protobuf only; the lab serves JSON, so such a client gets 406 (it
         // then relies on /openapi/v3, as kube-apiserver's clients do).

@@ -9,14 +9,16 @@
 //! | kube-apiserver | here |
 //! |---|---|
 //! | etcd, one revision counter, compaction | [`proxylab_store`]: `MemoryStore`, one resourceVersion counter, bounded history |
-//! | generic REST storage per resource | [`rest`](crate) — one generic implementation over the registry of `proxylab-apimachinery` |
-//! | watch cache, bookmarks, 410 Gone | [`watch`](crate) — store channels, periodic bookmarks, `ERROR` event with a 410 Status |
+//! | generic REST storage per resource | `rest` — one generic implementation over the registry of `proxylab-apimachinery` |
+//! | watch cache, bookmarks, 410 Gone | `rest::watch` — store channels, periodic bookmarks, `ERROR` event with a 410 Status |
 //! | discovery (aggregated and legacy), OpenAPI v2/v3 | documents from `proxylab-apimachinery`, negotiated by `Accept` |
 //! | authentication union: requestheader, x509, token file, service-account JWT | [`auth`] |
 //! | authorization (RBAC) | **none**: every authenticated user may do everything |
 //! | service IP / node port allocators (bitmaps in etcd) | [`allocator`]: `RangeAllocation` objects in the store |
 //! | bootstrap controller (system namespaces, `default/kubernetes`) | done once at [`ApiServer::bind`] |
-//! | admission webhooks, managedFields, finalizers, protobuf, CRDs | not modelled |
+//! | finalizers, graceful pod deletion | `rest::delete`: the object is marked (`deletionTimestamp`) and removed when its last finalizer is (pods: when the node deletes it with grace 0) |
+//! | protobuf | request bodies of the kinds typed clients send (`kubectl create …`) are decoded (`protobuf`); answers are always JSON (or YAML) |
+//! | admission webhooks, managedFields, CRDs, strict field validation | not modelled |
 //!
 //! ## Use
 //! ```no_run
@@ -36,11 +38,25 @@
 //! addresses, or several `bind`s sharing the `Arc<dyn Store>`.
 //!
 //! ## Layout
+//! Modules import "downwards" only (no module imports one that imports it back):
+//!
+//! ```text
+//! server ─▶ authn, routes, bootstrap           bind/serve; the pipeline; the bootstrap objects
+//! routes ─▶ discovery, rest                    non-resource paths, then resources
+//! rest ─▶ rest::{read, watch, write, delete, subresources}   one module per verb family
+//! all of them ─▶ request, errors, response, state            parsing, Status builders, encoding, shared state
+//! ```
 //! - [`config`]: `ApiServerArgs` (kube-apiserver's flags, for clap) → [`ApiServerConfig`].
-//! - [`server`](crate::ApiServer): bind/serve, the router, the authentication middleware, bootstrap.
-//! - `rest`, `watch`: resource URLs and verbs; `discovery`: discovery, version, health, OpenAPI.
+//! - `server`: [`ApiServer::bind`] / [`BoundApiServer::serve`]; `authn`: the authentication middleware
+//!   and request log; `routes`: health, `/version`, `/metrics`, discovery, OpenAPI, then `rest`;
+//!   `bootstrap`: system namespaces and the `default/kubernetes` Service and endpoints.
+//! - `request`: `RequestInfo` (kube's parse of a request path), `Target`, query parameters, selectors,
+//!   bodies, DeleteOptions. `errors`: the Status answers of routing and storage. `response`: encoding
+//!   and content negotiation. `state`: what every handler shares.
+//! - `rest`: the verbs; `discovery`: discovery, version, health and OpenAPI documents; `protobuf`:
+//!   decoding the protobuf bodies typed clients send.
 //! - [`auth`]: authenticators and [`UserInfo`]; [`serviceaccount`]: ES256 service-account JWTs.
-//! - [`allocator`]: Service ClusterIP/NodePort admission.
+//! - [`allocator`]: Service ClusterIP/NodePort admission. `metrics`: request and watch counters.
 #![forbid(unsafe_code)]
 // `Status` (the Kubernetes error object, ~160 bytes) is the error currency of every handler; errors are
 // the rare path, and boxing it everywhere would only add noise.
@@ -48,15 +64,20 @@
 
 pub mod allocator;
 pub mod auth;
+mod authn;
+mod bootstrap;
 pub mod config;
 mod discovery;
+mod errors;
 mod metrics;
 mod protobuf;
+mod request;
 mod response;
 mod rest;
+mod routes;
 mod server;
 pub mod serviceaccount;
-mod watch;
+mod state;
 
 pub use auth::{AuthMethod, UserInfo};
 pub use config::{ApiServerArgs, ApiServerConfig, ConfigError, ServingCert};

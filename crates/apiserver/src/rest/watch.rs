@@ -28,17 +28,17 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use proxylab_apimachinery::selector::FieldSelector;
 use proxylab_apimachinery::status::Status;
-use proxylab_apimachinery::{meta, table};
+use proxylab_apimachinery::table;
 use proxylab_store::{EventType, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::errors;
+use crate::request::{Query, Selectors, Target, table_request};
 use crate::response::{self, ApiError, ApiResult};
-use crate::rest::{Query, Target, table_request};
-use crate::server::AppState;
+use crate::state::AppState;
 
 fn line(event_type: &str, object: &Value) -> Bytes {
     let mut v =
@@ -54,35 +54,10 @@ pub(crate) async fn watch(
     headers: &HeaderMap,
 ) -> ApiResult {
     let info = target.info;
-    let label = match q.get("labelSelector").filter(|s| !s.is_empty()) {
-        Some(s) => Some(
-            proxylab_apimachinery::selector::LabelSelector::parse(s)
-                .map_err(|e| Status::bad_request(e.to_string()))?,
-        ),
-        None => None,
-    };
-    let mut field_str = q.get("fieldSelector").unwrap_or("").to_owned();
-    if let Some(n) = &target.name {
-        let extra = format!("metadata.name={n}");
-        field_str = if field_str.is_empty() {
-            extra
-        } else {
-            format!("{field_str},{extra}")
-        };
-    }
-    let field = if field_str.is_empty() {
-        None
-    } else {
-        let f = FieldSelector::parse(&field_str).map_err(|e| Status::bad_request(e.to_string()))?;
-        f.validate(info)
-            .map_err(|e| Status::bad_request(e.to_string()))?;
-        Some(f)
-    };
-    let filtered = label.is_some() || field.is_some();
-    let matches = move |o: &Value| {
-        label.as_ref().is_none_or(|l| l.matches(meta::labels(o)))
-            && field.as_ref().is_none_or(|f| f.matches(o))
-    };
+    // The same selectors as a list: a watch resuming from a list sees exactly what the list selected.
+    let selectors = Selectors::parse(info, q, target.name.as_deref())?;
+    let filtered = selectors.is_filtering();
+    let matches = move |o: &Value| selectors.matches(o);
     let timeout =
         match q.get("timeoutSeconds").filter(|s| !s.is_empty()) {
             Some(t) => std::time::Duration::from_secs(t.parse::<u64>().map_err(|_| {
@@ -124,9 +99,7 @@ pub(crate) async fn watch(
         // A version from the future (a client that talked to another, newer store): kube-apiserver
         // waits briefly for its cache, then answers 504 "Too large resource version".
         Some(rv) => {
-            let st = Status::timeout(format!(
-                "Too large resource version: {rv}, current: {list_rv}"
-            ));
+            let st = errors::watch_rv_too_large(rv, list_rv);
             let _ = tx.try_send(Ok(line("ERROR", &st.to_value())));
             Ok(None)
         }
@@ -135,7 +108,7 @@ pub(crate) async fn watch(
     let mut events = match watched {
         Ok(r) => r,
         Err(StoreError::Expired { oldest }) => {
-            let st = Status::expired(format!("too old resource version: {since} ({oldest})"));
+            let st = errors::watch_rv_expired(since, oldest);
             let _ = tx.try_send(Ok(line("ERROR", &st.to_value())));
             None
         }
