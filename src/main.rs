@@ -46,7 +46,14 @@ enum Cmd {
 enum LabCmd {
     /// Start the lab and serve until SIGINT/SIGTERM; writes `lab.json` when everything answers.
     Up(lab::LabUpArgs),
-    /// Parse and check a topology file; exit 2 with one line naming file, document and field.
+    /// Is a lab running in this state dir? Prints its lab.json (exit 0), or says that none is and
+    /// whether a lab.json left by a killed lab is stale (exit 3).
+    Status {
+        /// The state dir of `lab up`.
+        #[arg(long, default_value = ".lab")]
+        state_dir: PathBuf,
+    },
+    /// Parse and check a topology file; exit 2 with one line naming file, line and field.
     Check {
         /// The topology file (default: the built-in one).
         #[arg(long)]
@@ -102,6 +109,36 @@ async fn run(cmd: Cmd) -> ExitCode {
             }
         },
         Cmd::Lab {
+            cmd: LabCmd::Status { state_dir },
+        } => match lab::state::status(&state_dir) {
+            Ok(lab::state::Status::Running {
+                info: Some(info), ..
+            }) => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&info).unwrap_or_default()
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(lab::state::Status::Running { holder, info: None }) => {
+                println!("a lab is starting in {} ({holder})", state_dir.display());
+                ExitCode::SUCCESS
+            }
+            Ok(lab::state::Status::Stopped { stale_lab_json }) => {
+                let stale = if stale_lab_json {
+                    " (its lab.json is stale: the lab that wrote it is gone)"
+                } else {
+                    ""
+                };
+                println!("no lab is running in {}{stale}", state_dir.display());
+                ExitCode::from(3)
+            }
+            Err(e) => {
+                eprintln!("proxylab lab status: {}", error_chain(&e));
+                ExitCode::from(1)
+            }
+        },
+        Cmd::Lab {
             cmd: LabCmd::Up(args),
         } => match lab::up(args, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -109,8 +146,12 @@ async fn run(cmd: Cmd) -> ExitCode {
                 eprintln!("{e}");
                 ExitCode::from(2)
             }
-            Err(e) => {
+            Err(lab::LabError::Busy(e)) => {
                 eprintln!("proxylab lab up: {e}");
+                ExitCode::from(1)
+            }
+            Err(lab::LabError::Other(e)) => {
+                eprintln!("proxylab lab up: {}", error_chain(&e));
                 ExitCode::from(1)
             }
         },

@@ -21,35 +21,85 @@ fn the_builtin_topology_checks_ok() {
     assert!(stdout.starts_with("ok: 3 apiservers, 2 nodes"), "{stdout}");
 }
 
-#[test]
-fn a_malformed_topology_is_one_line_naming_file_document_and_field() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bad.yaml");
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/topology.yaml"))
-        .unwrap()
-        .replace("address: 127.0.20.2", "address: 127.0.20.300");
+/// The default topology with `from` replaced by `to`, written to a file; and the 1-based line of
+/// `to` in it.
+fn bad_topology(dir: &std::path::Path, from: &str, to: &str) -> (String, usize) {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/lab/topology.yaml")).unwrap();
+    let at = text.find(from).unwrap_or_else(|| panic!("{from}"));
+    let line = text[..at].matches('\n').count() + 1;
+    let text = text.replacen(from, to, 1);
+    let file = dir.join("bad.yaml");
     std::fs::write(&file, text).unwrap();
-    let path = file.to_str().unwrap();
-    for cmd in [
-        vec!["lab", "check", "--topology", path],
-        vec![
-            "lab",
-            "up",
-            "--topology",
-            path,
-            "--state-dir",
-            dir.path().join("s").to_str().unwrap(),
-        ],
-    ] {
-        let (code, stdout, stderr) = proxylab(&cmd);
-        assert_eq!(code, 2, "{cmd:?}: {stdout}{stderr}");
-        let lines: Vec<&str> = stderr.lines().collect();
-        assert_eq!(
-            lines,
-            vec![format!(
-                "{path}: document 1 (Lab/default): field spec.nodes[1].address: invalid IP address \"127.0.20.300\""
-            )],
-            "{cmd:?}"
+    (file.to_str().unwrap().to_owned(), line)
+}
+
+#[test]
+fn a_bad_topology_is_one_line_naming_file_line_and_field_before_anything_binds() {
+    let cases = [
+        (
+            "address: 127.0.20.2",
+            "address: 127.0.20.300",
+            "Lab default: spec.nodes[1].address: invalid IP address \"127.0.20.300\"",
+        ),
+        (
+            "serviceClusterIPRange: 127.0.40.0/24",
+            "serviceClusterIPRange: 10.96.0.0/12",
+            "Lab default: spec.serviceClusterIPRange: 10.96.0.0/12 is outside 127.0.0.0/8",
+        ),
+        (
+            "podCIDR: 127.0.30.128/25",
+            "podCidr: 127.0.30.128/25",
+            "Lab default: spec.nodes[1].podCidr: unknown field \"podCidr\"",
+        ),
+        (
+            "authProxy: 127.0.0.1:8001",
+            "authProxy: 127.0.0.1:80800",
+            "Lab default: spec.authProxy: invalid address \"127.0.0.1:80800\"",
+        ),
+        (
+            "name: node-2",
+            "name: node-1",
+            "Lab default: spec.nodes[1].name: duplicate node name \"node-1\"",
+        ),
+        (
+            "name: web-2",
+            "name: web-1",
+            "Pod default/web-1: metadata.name: Pod \"web-1\" appears twice",
+        ),
+        (
+            "image: proxylab/echo-udp:1",
+            "image: \"\"",
+            "Pod default/udp-echo-1: spec.containers[0].image: Required value",
+        ),
+    ];
+    for (from, to, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, line) = bad_topology(dir.path(), from, to);
+        let state = dir.path().join("s");
+        for cmd in [
+            vec!["lab", "check", "--topology", &path],
+            vec![
+                "lab",
+                "up",
+                "--topology",
+                &path,
+                "--state-dir",
+                state.to_str().unwrap(),
+            ],
+        ] {
+            let (code, stdout, stderr) = proxylab(&cmd);
+            assert_eq!(code, 2, "{cmd:?}: {stdout}{stderr}");
+            let lines: Vec<&str> = stderr.lines().collect();
+            let prefix = format!("{path}:{line}: {want}");
+            assert!(
+                lines.len() == 1 && lines[0].starts_with(&prefix),
+                "{cmd:?}:\n got {stderr}\nwant {prefix}"
+            );
+        }
+        assert!(
+            !state.exists(),
+            "lab up touched its state dir for a bad topology"
         );
     }
 }

@@ -11,7 +11,9 @@
 //! → nodes → forwarders and the auth-proxy → readiness checks → `lab.json`, written last, so a script
 //! that waits for it knows everything answers.
 
+pub mod admin;
 pub mod kubeconfig;
+pub mod state;
 pub mod topology;
 
 use std::collections::BTreeSet;
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use proxylab_core::tls::pki::{LabPki, PkiSpec};
+use proxylab_core::tls::pki::PkiSpec;
 use proxylab_store::{MemoryStore, Store};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -44,6 +46,10 @@ pub struct LabUpArgs {
     /// Exit once the lab is ready instead of serving until SIGINT/SIGTERM (for timing start-up).
     #[arg(long, hide = true)]
     pub exit_when_ready: bool,
+    /// Start with an empty store: the objects of the last run are dropped (the PKI and the
+    /// kubeconfig are kept, so clients keep working).
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 /// What went wrong, split by who must act: a bad topology is the user's file (exit 2).
@@ -51,6 +57,8 @@ pub struct LabUpArgs {
 pub enum LabError {
     #[error(transparent)]
     Topology(#[from] topology::TopologyError),
+    #[error(transparent)]
+    Busy(state::Busy),
     #[error("{0:#}")]
     Other(#[from] anyhow::Error),
 }
@@ -72,31 +80,53 @@ fn path(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn random_token() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    (0..32)
-        .map(|_| format!("{:x}", rng.random_range(0..16u8)))
-        .collect()
-}
-
 /// Runs `lab up` until shutdown.
 pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabError> {
     let started = Instant::now();
     let topo = topology::load(args.topology.as_deref())?;
     let lab = &topo.lab;
-    let state = absolute(&args.state_dir)?;
-    std::fs::create_dir_all(&state)
-        .with_context(|| format!("cannot create state dir {}", state.display()))?;
-    // A stale lab.json would tell scripts a lab is ready that is not; remove it first.
-    let lab_json = state.join("lab.json");
-    let _ = std::fs::remove_file(&lab_json);
+    let admin_url = format!("http://{}", lab.admin);
+    // The lock first: until it is ours, nothing in the directory may change.
+    let state = match state::StateDir::claim(&absolute(&args.state_dir)?, &admin_url) {
+        Ok(s) => s,
+        Err(state::ClaimError::Busy(b)) => return Err(LabError::Busy(b)),
+        Err(state::ClaimError::Other(e)) => return Err(e.into()),
+    };
+    // A lab.json here describes a lab that is not running (we hold the lock): remove it before
+    // anything can fail, so a script never waits on a dead lab's file.
+    let lab_json = state.lab_json();
+    match std::fs::remove_file(&lab_json) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(
+                anyhow::anyhow!("cannot remove the stale {}: {e}", lab_json.display()).into(),
+            );
+        }
+        _ => {}
+    }
 
-    // --- PKI, tokens, kubeconfig --------------------------------------------------------------
-    let pki_dir = state.join("pki");
+    let mut tasks: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();
+
+    // --- the lab's own admin endpoint, first: it answers while the rest starts ------------------
+    let admin = admin::LabAdmin::new();
+    let admin_listener = admin::LabAdmin::bind(lab.admin).map_err(anyhow::Error::from)?;
+    {
+        let (admin, token) = (admin.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            (
+                "lab admin endpoint".into(),
+                admin
+                    .serve(admin_listener, token)
+                    .await
+                    .map_err(anyhow::Error::from),
+            )
+        });
+    }
+
+    // --- PKI, tokens, kubeconfig: reused when present, so clients keep working ------------------
+    let pki_dir = state.pki_dir();
     let mut apiserver_ips: Vec<_> = lab.apiservers.iter().map(|a| a.ip()).collect();
     apiserver_ips.push(lab.auth_proxy.ip());
-    let pki = LabPki::generate(&PkiSpec {
+    let (pki, pki_reused) = state.pki(&PkiSpec {
         apiserver_ips,
         apiserver_dns: vec![],
         nodes: lab
@@ -104,21 +134,14 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
             .iter()
             .map(|n| (n.name.clone(), n.address))
             .collect(),
-    })
-    .context("generating the lab PKI")?;
-    pki.write_to(&pki_dir).context("writing the lab PKI")?;
-    let token = random_token();
-    let tokens_csv = state.join("tokens.csv");
-    std::fs::write(
-        &tokens_csv,
-        format!("{token},kubernetes-admin,admin-token,\"system:masters\"\n"),
-    )
-    .context("writing tokens.csv")?;
+    })?;
+    let token = state.token()?;
+    let tokens_csv = state.tokens_csv();
     let server_url = format!("https://{}", lab.apiservers[0]);
-    let kubeconfig_path = state.join("kubeconfig");
-    std::fs::write(
+    let kubeconfig_path = state.kubeconfig();
+    state::write_private(
         &kubeconfig_path,
-        kubeconfig::render(
+        &kubeconfig::render(
             &server_url,
             &pki.ca.cert_pem,
             &pki.admin.cert_pem,
@@ -128,10 +151,26 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
     )
     .context("writing the kubeconfig")?;
 
-    let mut tasks: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();
+    // --- the store (the lab's etcd), saved in the state dir ------------------------------------
+    let store_dir = state.store_dir();
+    if args.fresh {
+        proxylab_store::journal::remove_files(&store_dir)
+            .with_context(|| format!("--fresh: emptying {}", store_dir.display()))?;
+    }
+    let (store, loaded) = MemoryStore::open(&store_dir, 100_000)
+        .context("opening the lab store (remove the directory, or use --fresh, to start empty)")?;
+    info!(
+        objects = loaded.objects,
+        resource_version = loaded.resource_version,
+        pki_reused,
+        "state loaded"
+    );
+    if loaded.torn_tail {
+        warn!("the store's last record was cut short by a crash and was dropped");
+    }
+    let store: Arc<dyn Store> = Arc::new(store);
 
-    // --- store, apiservers, controllers --------------------------------------------------------
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(100_000));
+    // --- apiservers, controllers ----------------------------------------------------------------
     let p = |name: &str| path(&pki_dir.join(name));
     let apiserver_flags: Vec<String> = vec![
         format!(
@@ -165,16 +204,6 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
             lab.service_node_port_range.0, lab.service_node_port_range.1
         ),
     ];
-    if lab
-        .apiservers
-        .iter()
-        .any(|a| a.port() != lab.apiservers[0].port())
-    {
-        return Err(anyhow::anyhow!(
-            "all apiservers of a lab share one --secure-port; the topology gives several ports"
-        )
-        .into());
-    }
     let apiserver_args: proxylab_apiserver::ApiServerArgs =
         parse_flags("apiserver", &apiserver_flags)?;
     let apiserver_config = apiserver_args
@@ -229,18 +258,17 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
             .node_clients
             .get(&node.name)
             .with_context(|| format!("no client certificate for node {}", node.name))?;
-        let file = state.join(format!("kubeconfig-{}", node.name));
-        std::fs::write(
+        let file = state.dir.join(format!("kubeconfig-{}", node.name));
+        state::write_private(
             &file,
-            kubeconfig::render(
+            &kubeconfig::render(
                 &server_url,
                 &pki.ca.cert_pem,
                 &cert.cert_pem,
                 &cert.key_pem,
                 "",
             ),
-        )
-        .with_context(|| format!("writing {}", file.display()))?;
+        )?;
         node_kubeconfigs.insert(node.name.clone(), file);
     }
     for node in &lab.nodes {
@@ -291,11 +319,20 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
     .context("waiting for the nodes to become Ready")?;
 
     // --- the topology's objects, through the apiserver ----------------------------------------
+    // Objects kept from the last run stay as they are (a user may have changed them): only the
+    // missing ones are created, as `kubectl create` would.
+    let mut kept = 0usize;
     for obj in &topo.objects {
-        client
+        if !client
             .create(obj)
             .await
-            .with_context(|| describe_obj(obj))?;
+            .with_context(|| describe_obj(obj))?
+        {
+            kept += 1;
+        }
+    }
+    if kept > 0 {
+        info!(kept, "topology objects kept from the last run");
     }
 
     // --- a forwarder (kube-proxy) per node, and the auth-proxy (kubectl proxy) ------------------
@@ -344,10 +381,9 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
     // The auth-proxy's admin endpoint (hops, metrics) next to it, on port 8002 of its address.
     let auth_admin = proxylab_core::telemetry::AdminState::new();
     aconfig.hops = Some(auth_admin.hops.clone());
-    let auth_admin_addr = SocketAddr::new(lab.auth_proxy.ip(), 8002);
-    let auth_admin_listener = tokio::net::TcpListener::bind(auth_admin_addr)
-        .await
-        .with_context(|| format!("cannot listen on {auth_admin_addr} (auth-proxy admin)"))?;
+    let auth_admin_addr = lab.auth_proxy_admin();
+    let auth_admin_listener = proxylab_core::runtime::bind_tcp(auth_admin_addr, Default::default())
+        .context("auth-proxy admin endpoint")?;
     auth_admin.set_ready(true);
     {
         let token = shutdown.clone();
@@ -400,22 +436,19 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
     wait_for_service_listeners(&*store, Duration::from_secs(30))
         .await
         .context("waiting for the forwarders' service listeners")?;
-    wait_for_http(
-        &format!("{}", lab.auth_proxy),
-        "/api/",
-        Duration::from_secs(10),
-    )
-    .await
-    .context("waiting for the auth-proxy")?;
+    wait_for_http(lab.auth_proxy, "/api/", Duration::from_secs(10))
+        .await
+        .context("waiting for the auth-proxy")?;
     drop(forwarder_handles);
 
     let ready_in = started.elapsed();
     let info = lab_info(&*store, &topo, &kubeconfig_path, &token, &apiserver_addrs)?;
+    admin.set_info(info.clone());
     write_atomically(
         &lab_json,
         &serde_json::to_string_pretty(&info).unwrap_or_default(),
     )?;
-    print_summary(&state, &info, ready_in, &printed);
+    print_summary(&state.dir, &info, ready_in, &printed);
     info!(ready_ms = ready_in.as_millis() as u64, "lab ready");
 
     if args.exit_when_ready {
@@ -559,7 +592,7 @@ async fn wait_for_service_listeners(store: &dyn Store, limit: Duration) -> anyho
     }
     for addr in targets {
         loop {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            if probe_connect(addr).await.is_ok() {
                 break;
             }
             if Instant::now() > deadline {
@@ -578,12 +611,27 @@ async fn wait_for_service_listeners(store: &dyn Store, limit: Duration) -> anyho
     Ok(())
 }
 
-/// An HTTP GET answers (any status but a connection failure).
-async fn wait_for_http(authority: &str, path: &str, limit: Duration) -> anyhow::Result<()> {
+/// Connects as the lab's readiness prober: from [`topology::PROBER_ADDRESS`], so the proxies on the
+/// way can tell (and `/debug/hops` can leave out) the lab's own probes, and only to loopback — the
+/// lab never dials off this machine, whatever an object in the store says.
+async fn probe_connect(addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    if !addr.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("the lab does not probe {addr}: outside 127.0.0.0/8"),
+        ));
+    }
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(topology::PROBER_ADDRESS, 0))?;
+    socket.connect(addr).await
+}
+
+/// An HTTP GET answers 200.
+async fn wait_for_http(addr: SocketAddr, path: &str, limit: Duration) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let deadline = Instant::now() + limit;
     loop {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(authority).await {
+        if let Ok(mut s) = probe_connect(addr).await {
             let req =
                 format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
             let mut buf = [0u8; 12];
@@ -595,7 +643,7 @@ async fn wait_for_http(authority: &str, path: &str, limit: Duration) -> anyhow::
             }
         }
         if Instant::now() > deadline {
-            bail!("http://{authority}{path} does not answer 200");
+            bail!("http://{addr}{path} does not answer 200");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -653,6 +701,8 @@ fn lab_info(
         })
         .collect();
     Ok(json!({
+        // The process serving this lab: a lab.json whose pid is gone is stale (`lab status`).
+        "pid": std::process::id(),
         "kubeconfig": path(kubeconfig),
         "token": token,
         "authProxy": format!("http://{}", topo.lab.auth_proxy),
@@ -665,7 +715,8 @@ fn lab_info(
         "services": services,
         // Admin endpoints (/healthz, /readyz, /metrics, /debug/hops): where every hop is recorded.
         "admin": {
-            "authProxy": format!("http://{}:8002", topo.lab.auth_proxy.ip()),
+            "lab": format!("http://{}", topo.lab.admin),
+            "authProxy": format!("http://{}", topo.lab.auth_proxy_admin()),
             "forwarders": topo.lab.nodes.iter().map(|n| (n.name.clone(), Value::String(format!("http://{}:10249", n.address)))).collect::<serde_json::Map<String, Value>>(),
         },
     }))
@@ -692,8 +743,10 @@ fn print_summary(state: &Path, info: &Value, ready_in: Duration, commands: &[Str
             .unwrap_or_default(),
     );
     out.push_str(&format!(
-        "\n  auth-proxy: {}\n",
-        info["authProxy"].as_str().unwrap_or_default()
+        "\n  auth-proxy: {} (admin {})\n  lab admin: {}\n",
+        info["authProxy"].as_str().unwrap_or_default(),
+        info["admin"]["authProxy"].as_str().unwrap_or_default(),
+        info["admin"]["lab"].as_str().unwrap_or_default(),
     ));
     if let Some(nodes) = info["nodes"].as_array() {
         for n in nodes {
@@ -777,9 +830,10 @@ mod client {
             }
         }
 
-        /// POSTs an object to its collection. The default namespace is created by the apiserver's
-        /// bootstrap, so a namespaced create may briefly race it: retry a NotFound namespace.
-        pub async fn create(&self, obj: &Value) -> anyhow::Result<()> {
+        /// POSTs an object to its collection: true when created, false when it already exists. The
+        /// default namespace is created by the apiserver's bootstrap, so a namespaced create may
+        /// briefly race it: retry a NotFound namespace.
+        pub async fn create(&self, obj: &Value) -> anyhow::Result<bool> {
             let api_version = obj["apiVersion"].as_str().unwrap_or_default();
             let kind = obj["kind"].as_str().unwrap_or_default();
             let info = proxylab_apimachinery::registry::lookup_kind(api_version, kind)
@@ -807,7 +861,8 @@ mod client {
                     .request(http::Method::POST, &path, Some(obj))
                     .await?;
                 match code {
-                    200..=299 => return Ok(()),
+                    200..=299 => return Ok(true),
+                    409 if body["reason"] == "AlreadyExists" => return Ok(false),
                     404 if Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(20)).await
                     }

@@ -27,3 +27,4 @@ pub mod runtime;
 pub mod serve;
 pub mod telemetry;
 pub mod tls;
+pub mod yaml;

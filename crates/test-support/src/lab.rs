@@ -45,6 +45,8 @@ pub fn reserve_octet() -> (u8, std::fs::File) {
 
 /// A running lab, killed (SIGTERM, then SIGKILL) on drop.
 pub struct Lab {
+    /// The `proxylab` binary.
+    pub bin: String,
     pub dir: tempfile::TempDir,
     pub child: Child,
     pub info: Value,
@@ -64,46 +66,81 @@ impl Lab {
         let (octet, octet_lock) = reserve_octet();
         let dir = tempfile::tempdir().expect("tempdir");
         let topology = edit(DEFAULT_TOPOLOGY.replace("127.0.", &format!("127.{octet}.")));
-        let topo_path = dir.path().join("topology.yaml");
-        std::fs::write(&topo_path, topology).unwrap();
-        let state = dir.path().join("state");
-        let log = std::fs::File::create(dir.path().join("lab.log")).unwrap();
-        let child = Command::new(bin)
-            .args(["lab", "up", "--state-dir"])
-            .arg(&state)
-            .arg("--topology")
-            .arg(&topo_path)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn proxylab lab up");
+        std::fs::write(dir.path().join("topology.yaml"), topology).unwrap();
+        let child = spawn_up(bin, dir.path(), &[]);
         let mut lab = Lab {
+            bin: bin.to_owned(),
             dir,
             child,
             info: Value::Null,
             octet,
             _octet_lock: octet_lock,
         };
-        let lab_json = state.join("lab.json");
+        lab.wait_for_lab_json();
+        lab
+    }
+
+    /// The `lab up` command line this lab runs (state dir, topology, log), plus `extra` flags.
+    pub fn up_command(&self, extra: &[&str]) -> Command {
+        up_command(&self.bin, self.dir.path(), extra)
+    }
+
+    /// Waits until `lab.json` is written by this lab's process (a file left by an earlier, killed
+    /// process names another pid and is not taken for this one).
+    fn wait_for_lab_json(&mut self) {
+        let lab_json = self.state_dir().join("lab.json");
+        let pid = self.child.id();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(v) = std::fs::read_to_string(&lab_json)
                 .ok()
                 .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+                .filter(|v| v["pid"] == pid)
             {
-                lab.info = v;
-                break;
+                self.info = v;
+                return;
             }
-            if let Ok(Some(status)) = lab.child.try_wait() {
-                panic!("lab exited early with {status}; log:\n{}", lab.log());
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("lab exited early with {status}; log:\n{}", self.log());
             }
             if Instant::now() > deadline {
-                panic!("lab not ready after 60 s; log:\n{}", lab.log());
+                panic!("lab not ready after 60 s; log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        lab
+    }
+
+    /// Stops the lab with SIGTERM and waits for it; returns its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("lab did not stop within 20 s; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the lab with SIGKILL (no cleanup at all) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts `lab up` again on the same state dir and topology (after [`Lab::stop`] or
+    /// [`Lab::kill9`]), with `extra` flags, and waits until it is ready.
+    pub fn restart(&mut self, extra: &[&str]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_up(&self.bin, self.dir.path(), extra);
+        self.wait_for_lab_json();
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -164,6 +201,31 @@ impl Lab {
         crate::wait_until(crate::PATIENCE, f)
             .unwrap_or_else(|| panic!("timed out waiting for {what}; lab log:\n{}", self.log()))
     }
+}
+
+/// `bin lab up` on `dir`'s `state/` and `topology.yaml`, logging (appending) to `lab.log`.
+fn up_command(bin: &str, dir: &std::path::Path, extra: &[&str]) -> Command {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("lab.log"))
+        .expect("open lab.log");
+    let mut c = Command::new(bin);
+    c.args(["lab", "up", "--state-dir"])
+        .arg(dir.join("state"))
+        .arg("--topology")
+        .arg(dir.join("topology.yaml"))
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log);
+    c
+}
+
+fn spawn_up(bin: &str, dir: &std::path::Path, extra: &[&str]) -> Child {
+    up_command(bin, dir, extra)
+        .spawn()
+        .expect("spawn proxylab lab up")
 }
 
 fn check(what: &str, out: Output, lab: &Lab) -> String {

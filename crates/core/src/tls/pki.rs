@@ -264,7 +264,60 @@ impl LabPki {
         let front_proxy_ca = generate_ca("front-proxy-ca")?;
         let signer = CaSigner::new(&ca)?;
         let fp_signer = CaSigner::new(&front_proxy_ca)?;
+        let (apiserver, kubelets, node_clients) = Self::issue_leaves(&signer, spec)?;
+        let apiserver_kubelet_client =
+            signer.client("kube-apiserver-kubelet-client", &["system:masters"])?;
+        let admin = signer.client("kubernetes-admin", &["system:masters"])?;
+        let front_proxy_client = fp_signer.client("front-proxy-client", &[])?;
+        let sa = KeyPair::generate()?;
+        Ok(Self {
+            ca,
+            front_proxy_ca,
+            apiserver,
+            apiserver_kubelet_client,
+            admin,
+            front_proxy_client,
+            kubelets,
+            node_clients,
+            service_account_key_pem: sa.serialize_pem(),
+            service_account_pub_pem: sa.public_key_pem(),
+        })
+    }
 
+    /// The same cluster for another layout: the CAs, the service-account key and the client
+    /// certificates of the admin, the apiserver and the front proxy are kept (so kubeconfigs, tokens
+    /// and clients keep working), while the serving certificates of the apiserver and the kubelets and
+    /// the nodes' client certificates are issued afresh for `spec`. A restarted lab uses this: its
+    /// topology may have moved an address or added a node, and nobody has to trust a new CA.
+    pub fn renew_for(&self, spec: &PkiSpec) -> Result<Self, TlsError> {
+        let fresh = Self::issue_leaves(&self.signer()?, spec)?;
+        Ok(Self {
+            ca: self.ca.clone(),
+            front_proxy_ca: self.front_proxy_ca.clone(),
+            apiserver: fresh.0,
+            apiserver_kubelet_client: self.apiserver_kubelet_client.clone(),
+            admin: self.admin.clone(),
+            front_proxy_client: self.front_proxy_client.clone(),
+            kubelets: fresh.1,
+            node_clients: fresh.2,
+            service_account_key_pem: self.service_account_key_pem.clone(),
+            service_account_pub_pem: self.service_account_pub_pem.clone(),
+        })
+    }
+
+    /// The apiserver's serving certificate, the kubelets' serving and the nodes' client certificates.
+    #[allow(clippy::type_complexity)]
+    fn issue_leaves(
+        signer: &CaSigner,
+        spec: &PkiSpec,
+    ) -> Result<
+        (
+            CertAndKey,
+            BTreeMap<String, CertAndKey>,
+            BTreeMap<String, CertAndKey>,
+        ),
+        TlsError,
+    > {
         let mut dns: Vec<String> = APISERVER_DNS_NAMES.iter().map(|s| s.to_string()).collect();
         dns.extend(spec.apiserver_dns.iter().cloned());
         let mut ips = spec.apiserver_ips.clone();
@@ -277,10 +330,6 @@ impl LabPki {
             }
         }
         let apiserver = signer.serving("kube-apiserver", &dns, &ips)?;
-        let apiserver_kubelet_client =
-            signer.client("kube-apiserver-kubelet-client", &["system:masters"])?;
-        let admin = signer.client("kubernetes-admin", &["system:masters"])?;
-        let front_proxy_client = fp_signer.client("front-proxy-client", &[])?;
         let mut kubelets = BTreeMap::new();
         let mut node_clients = BTreeMap::new();
         for (name, ip) in &spec.nodes {
@@ -295,19 +344,7 @@ impl LabPki {
                 signer.client(&format!("system:node:{name}"), &["system:nodes"])?,
             );
         }
-        let sa = KeyPair::generate()?;
-        Ok(Self {
-            ca,
-            front_proxy_ca,
-            apiserver,
-            apiserver_kubelet_client,
-            admin,
-            front_proxy_client,
-            kubelets,
-            node_clients,
-            service_account_key_pem: sa.serialize_pem(),
-            service_account_pub_pem: sa.public_key_pem(),
-        })
+        Ok((apiserver, kubelets, node_clients))
     }
 
     /// A signer for more certificates from the cluster CA (pods' serving certificates, proxies' own).
