@@ -6,10 +6,13 @@
 //! API, with the same flags they take as separate processes — `lab up` builds each one's command
 //! line and prints it, so what the lab runs can be re-run by hand, one process per component.
 //!
-//! Start-up order: PKI and kubeconfig → store, apiservers, controllers → the topology's objects
-//! (created through the apiserver, so admission allocates ClusterIPs and NodePorts as for any client)
-//! → nodes → forwarders and the auth-proxy → readiness checks → `lab.json`, written last, so a script
-//! that waits for it knows everything answers.
+//! Start-up order: the topology, checked whole (`topology`) → the state dir's lock (`state`; nothing in
+//! the directory changes before it is ours) → the lab's admin endpoint (`admin`) → PKI, token and
+//! kubeconfig (reused when present) → the store, loaded from the state dir → apiservers, controllers →
+//! nodes → the topology's missing objects (created through the apiserver, so admission allocates
+//! ClusterIPs and NodePorts as for any client) → forwarders and the auth-proxy → readiness checks, which
+//! dial from the prober's address `127.0.0.254` → `lab.json`, written last, so a script that waits for
+//! it knows everything answers.
 
 pub mod admin;
 pub mod kubeconfig;
