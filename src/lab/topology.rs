@@ -13,7 +13,7 @@
 //! - ports are 1-65535; node names are DNS-1123 subdomains;
 //! - every object is of a kind the lab apiserver serves, appears once, and passes the apiserver's own
 //!   validation (`proxylab_apimachinery::validation`), with a `clusterIP` or `nodePort` it sets inside
-//!   the lab's ranges.
+//!   the lab's ranges and no address outside 127.0.0.0/8 anywhere in it (no `ExternalName` either).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -571,6 +571,23 @@ fn check_object(ctx: &Ctx<'_>, lab: &LabSpec, obj: &Value) -> Result<Value, Topo
     {
         m.insert("namespace".into(), Value::from("default"));
     }
+    // Nothing the lab runs may be pointed off this machine: any address an object carries (an
+    // EndpointSlice's endpoints, a Service's externalIPs, …) must be loopback, and a Service of type
+    // ExternalName (a DNS name the lab would hand out) is refused.
+    if let Some((field, ip)) = first_foreign_address(&obj, String::new()) {
+        return Err(ctx.err(
+            &field,
+            format!("{ip} is outside 127.0.0.0/8 (the lab never dials off this machine)"),
+        ));
+    }
+    if kind == "Service"
+        && obj.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName")
+    {
+        return Err(ctx.err(
+            "spec.type",
+            "ExternalName services point outside the lab; the lab never dials off this machine",
+        ));
+    }
     if let Some(cause) = proxylab_apimachinery::validation::validate(info, &obj)
         .into_iter()
         .next()
@@ -615,6 +632,32 @@ fn check_object(ctx: &Ctx<'_>, lab: &LabSpec, obj: &Value) -> Result<Value, Topo
         }
     }
     Ok(obj)
+}
+
+/// The first string in `v` that is an IP address or CIDR outside 127.0.0.0/8, with its field path.
+fn first_foreign_address(v: &Value, path: String) -> Option<(String, String)> {
+    match v {
+        Value::String(s) => {
+            let ip = s
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| s.parse::<IpNet>().ok().map(|n| n.addr()))?;
+            (!loopback_net().contains(&ip)).then(|| (path, s.clone()))
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| first_foreign_address(x, format!("{path}[{i}]"))),
+        Value::Object(m) => m.iter().find_map(|(k, x)| {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            first_foreign_address(x, p)
+        }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -836,7 +879,29 @@ spec:
             "{LAB}---\napiVersion: v1\nkind: Service\nmetadata: {{name: s}}\nspec:\n  clusterIP: 10.96.0.10\n  ports: [{{port: 80}}]\n"
         );
         let e = err(&svc);
-        assert!(e.starts_with("t.yaml:20: Service s: spec.clusterIP: 10.96.0.10 is outside spec.serviceClusterIPRange"), "{e}");
+        assert!(
+            e.starts_with(
+                "t.yaml:20: Service s: spec.clusterIP: 10.96.0.10 is outside 127.0.0.0/8"
+            ),
+            "{e}"
+        );
+        let e = err(&svc.replace("10.96.0.10", "127.0.41.10"));
+        assert!(e.starts_with("t.yaml:20: Service s: spec.clusterIP: 127.0.41.10 is outside spec.serviceClusterIPRange"), "{e}");
+        let e = err(&svc.replace("clusterIP: 10.96.0.10", "externalIPs: [192.168.1.5]"));
+        assert!(
+            e.starts_with(
+                "t.yaml:20: Service s: spec.externalIPs[0]: 192.168.1.5 is outside 127.0.0.0/8"
+            ),
+            "{e}"
+        );
+        let e = err(&svc.replace(
+            "clusterIP: 10.96.0.10",
+            "type: ExternalName\n  externalName: example.com",
+        ));
+        assert!(
+            e.contains("Service s: spec.type: ExternalName services point outside the lab"),
+            "{e}"
+        );
     }
 
     #[test]
