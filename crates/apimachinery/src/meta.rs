@@ -1,9 +1,14 @@
-//! Accessors for `metadata` (ObjectMeta) of objects held as `serde_json::Value`.
+//! Accessors for objects held as `serde_json::Value`: `metadata` (ObjectMeta), any field by path, and
+//! `metav1.Time`.
 //!
 //! Every Kubernetes object carries `metadata.{name, namespace, uid, resourceVersion, labels,
 //! annotations, creationTimestamp, …}`. Keeping objects as untyped JSON (rather than typed structs)
-//! lets the lab store whatever a client sends and hand it back unchanged; these helpers are the typed
-//! edge. Getters never panic: a missing or ill-typed field reads as `None`.
+//! lets the lab store whatever a client sends and hand it back unchanged — and a controller that edits
+//! only the fields it knows keeps every field it does not understand intact when it writes an object
+//! back (the reason kube-controller-manager uses `DeepCopy` + field edits rather than rebuilding
+//! objects). These helpers are the typed edge, and the only copy of them in the workspace: the
+//! apiserver, the controllers, validation and Table printing all read objects through them. Getters
+//! never panic: a missing or ill-typed field reads as `None`; setters replace what is in the way.
 
 use jiff::Timestamp;
 use serde_json::{Map, Value};
@@ -177,6 +182,90 @@ pub fn remove_annotation(obj: &mut Value, key: &str) -> Option<Value> {
         .shift_remove(key)
 }
 
+/// Whether the object is being deleted (`metadata.deletionTimestamp` is set).
+pub fn is_terminating(obj: &Value) -> bool {
+    deletion_timestamp(obj).is_some()
+}
+
+/// The value at a JSON path (`["spec", "template", "metadata"]`).
+pub fn at<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    let mut cur = obj;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    Some(cur)
+}
+
+/// The string at a JSON path.
+pub fn str_at<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a str> {
+    at(obj, path)?.as_str()
+}
+
+/// The array at a JSON path, empty when absent or not an array.
+pub fn array_at<'a>(obj: &'a Value, path: &[&str]) -> &'a [Value] {
+    at(obj, path)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// Sets (`Some`) or removes (`None`) the value at a JSON path, creating intermediate objects (and
+/// replacing non-objects on the way, so no write can panic on odd input).
+pub fn set_path(obj: &mut Value, path: &[&str], value: Option<Value>) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = obj;
+    for p in parents {
+        cur = object_mut_self(cur)
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    let map = object_mut_self(cur);
+    match value {
+        Some(value) => {
+            map.insert(last.to_string(), value);
+        }
+        None => {
+            map.shift_remove(*last);
+        }
+    }
+}
+
+/// `obj` itself as a map, replacing a non-object with `{}`.
+fn object_mut_self(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.is_object() {
+        *obj = Value::Object(Map::new());
+    }
+    match obj {
+        Value::Object(m) => m,
+        _ => unreachable!("obj was just made an object"),
+    }
+}
+
+/// Mutable access to `obj[key]` as a map, creating it (or replacing a non-object) as `{}`; `obj`
+/// itself becomes an object if it was not one.
+pub fn object_mut<'a>(obj: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
+    let map = object_mut_self(obj);
+    object_mut_self(
+        map.entry(key.to_string())
+            .or_insert_with(|| Value::Object(Map::new())),
+    )
+}
+
+/// `metadata` for an object created below the REST layer (by a controller writing to the store
+/// directly): the REST layer would set `uid` and `creationTimestamp`, so the caller supplies them.
+pub fn new_object_meta(namespace: Option<&str>, name: &str, uid: &str, now: Timestamp) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), Value::String(name.to_string()));
+    if let Some(ns) = namespace {
+        m.insert("namespace".into(), Value::String(ns.to_string()));
+    }
+    m.insert("uid".into(), Value::String(uid.to_string()));
+    m.insert("creationTimestamp".into(), Value::String(format_time(now)));
+    Value::Object(m)
+}
+
 /// RFC 3339 at second precision in UTC (`2026-11-28T10:10:11Z`): Kubernetes' `metav1.Time` format.
 pub fn format_time(ts: Timestamp) -> String {
     ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -232,6 +321,31 @@ mod tests {
         let mut bad_labels = json!({"metadata":{"labels":null}});
         set_label(&mut bad_labels, "a", "b");
         assert_eq!(label(&bad_labels, "a"), Some("b"));
+    }
+
+    #[test]
+    fn paths() {
+        let mut o =
+            json!({"spec": {"ports": [1, 2], "x": 3}, "metadata": {"deletionTimestamp": null}});
+        assert_eq!(at(&o, &["spec", "x"]), Some(&json!(3)));
+        assert_eq!(str_at(&o, &["spec", "x"]), None);
+        assert_eq!(array_at(&o, &["spec", "ports"]).len(), 2);
+        assert!(array_at(&o, &["spec", "nope"]).is_empty());
+        assert!(!is_terminating(&o));
+        set_path(&mut o, &["spec", "x", "y"], Some(json!("z")));
+        assert_eq!(str_at(&o, &["spec", "x", "y"]), Some("z"));
+        set_path(&mut o, &["status", "a"], Some(json!(1)));
+        assert_eq!(at(&o, &["status", "a"]), Some(&json!(1)));
+        set_path(&mut o, &["status", "a"], None);
+        assert_eq!(o["status"], json!({}));
+        let mut not_obj = json!(7);
+        object_mut(&mut not_obj, "k").insert("a".into(), json!(1));
+        assert_eq!(not_obj, json!({"k": {"a": 1}}));
+        let ts: Timestamp = "2026-11-28T10:10:11Z".parse().expect("ts");
+        assert_eq!(
+            new_object_meta(Some("d"), "n", "u", ts),
+            json!({"name": "n", "namespace": "d", "uid": "u", "creationTimestamp": "2026-11-28T10:10:11Z"})
+        );
     }
 
     #[test]

@@ -432,6 +432,15 @@ impl LabelSelector {
     }
 }
 
+/// Whether `labels` carry every key/value pair of an equality-based selector map — a Service's
+/// `spec.selector`, a Pod's `spec.nodeSelector`, a `matchLabels`. An empty map selects everything.
+pub fn map_matches(selector: &Map<String, Value>, labels: Option<&Map<String, Value>>) -> bool {
+    selector.iter().all(|(k, v)| {
+        v.as_str()
+            .is_some_and(|want| labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(want))
+    })
+}
+
 impl fmt::Display for LabelSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, r) in self.requirements.iter().enumerate() {

@@ -151,13 +151,7 @@ impl SaClaims {
     fn from_json(v: &Value) -> Result<SaClaims, TokenError> {
         let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
         let bound = v.get("kubernetes.io");
-        let bs = |path: &[&str]| {
-            let mut cur = bound?;
-            for p in path {
-                cur = cur.get(p)?;
-            }
-            cur.as_str().map(str::to_string)
-        };
+        let bs = |path: &[&str]| crate::meta::str_at(bound?, path).map(str::to_string);
         let namespace = s("kubernetes.io/serviceaccount/namespace")
             .or_else(|| bs(&["namespace"]))
             .ok_or_else(|| TokenError::Claims("no service-account namespace".into()))?;

@@ -390,23 +390,9 @@ fn columns(kind: &str) -> Vec<Column> {
 }
 
 /// String at a path; "" when absent or not a string.
+/// The string at `path`, `""` when absent (Table cells print absent strings as empty).
 fn s<'a>(obj: &'a Value, path: &[&str]) -> &'a str {
-    get(obj, path).and_then(Value::as_str).unwrap_or_default()
-}
-
-fn get<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    let mut cur = obj;
-    for p in path {
-        cur = cur.get(p)?;
-    }
-    Some(cur)
-}
-
-fn arr<'a>(obj: &'a Value, path: &[&str]) -> &'a [Value] {
-    get(obj, path)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
+    meta::str_at(obj, path).unwrap_or_default()
 }
 
 fn count_keys(obj: &Value, key: &str) -> usize {
@@ -447,7 +433,7 @@ fn name_cell(obj: &Value) -> Value {
 }
 
 fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
-    let total = arr(pod, &["spec", "containers"]).len();
+    let total = meta::array_at(pod, &["spec", "containers"]).len();
     let mut ready = 0;
     let mut restarts: i64 = 0;
     let mut last_restart: Option<Timestamp> = None;
@@ -458,7 +444,7 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
         status_reason.to_string()
     };
     let note_restart = |c: &Value, last: &mut Option<Timestamp>| {
-        if let Some(t) = get(c, &["lastState", "terminated", "finishedAt"])
+        if let Some(t) = meta::at(c, &["lastState", "terminated", "finishedAt"])
             .and_then(Value::as_str)
             .and_then(meta::parse_time)
         {
@@ -481,15 +467,15 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
         }
     };
 
-    let init_specs = arr(pod, &["spec", "initContainers"]).len();
+    let init_specs = meta::array_at(pod, &["spec", "initContainers"]).len();
     let mut initializing = false;
-    for (i, c) in arr(pod, &["status", "initContainerStatuses"])
+    for (i, c) in meta::array_at(pod, &["status", "initContainerStatuses"])
         .iter()
         .enumerate()
     {
         restarts += c.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
         note_restart(c, &mut last_restart);
-        let terminated = get(c, &["state", "terminated"]);
+        let terminated = meta::at(c, &["state", "terminated"]);
         let waiting_reason = s(c, &["state", "waiting", "reason"]);
         if terminated
             .and_then(|t| t.get("exitCode"))
@@ -508,7 +494,7 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
         initializing = true;
         break;
     }
-    let initialized = arr(pod, &["status", "conditions"])
+    let initialized = meta::array_at(pod, &["status", "conditions"])
         .iter()
         .any(|c| s(c, &["type"]) == "Initialized" && s(c, &["status"]) == "True");
     if !initializing || initialized {
@@ -516,23 +502,26 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
         // count.
         restarts = 0;
         let mut has_running = false;
-        for c in arr(pod, &["status", "containerStatuses"]).iter().rev() {
+        for c in meta::array_at(pod, &["status", "containerStatuses"])
+            .iter()
+            .rev()
+        {
             restarts += c.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
             note_restart(c, &mut last_restart);
             let waiting_reason = s(c, &["state", "waiting", "reason"]);
             if !waiting_reason.is_empty() {
                 reason = waiting_reason.to_string();
-            } else if let Some(t) = get(c, &["state", "terminated"]) {
+            } else if let Some(t) = meta::at(c, &["state", "terminated"]) {
                 reason = exit_reason(t, "");
             } else if c.get("ready").and_then(Value::as_bool) == Some(true)
-                && get(c, &["state", "running"]).is_some()
+                && meta::at(c, &["state", "running"]).is_some()
             {
                 has_running = true;
                 ready += 1;
             }
         }
         if reason == "Completed" && has_running {
-            let pod_ready = arr(pod, &["status", "conditions"])
+            let pod_ready = meta::array_at(pod, &["status", "conditions"])
                 .iter()
                 .any(|c| s(c, &["type"]) == "Ready" && s(c, &["status"]) == "True");
             reason = if pod_ready { "Running" } else { "NotReady" }.into();
@@ -553,16 +542,16 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
         _ => restarts.to_string(),
     };
 
-    let pod_ip = arr(pod, &["status", "podIPs"])
+    let pod_ip = meta::array_at(pod, &["status", "podIPs"])
         .first()
         .map(|p| s(p, &["ip"]))
         .filter(|ip| !ip.is_empty())
         .unwrap_or_else(|| s(pod, &["status", "podIP"]));
-    let gates = arr(pod, &["spec", "readinessGates"]);
+    let gates = meta::array_at(pod, &["spec", "readinessGates"]);
     let gates_str = if gates.is_empty() {
         "<none>".to_string()
     } else {
-        let conds = arr(pod, &["status", "conditions"]);
+        let conds = meta::array_at(pod, &["status", "conditions"]);
         let true_count = gates
             .iter()
             .filter(|g| {
@@ -613,16 +602,16 @@ fn service_cells(svc: &Value, now: Timestamp) -> Vec<Value> {
         "" => "ClusterIP",
         t => t,
     };
-    let cluster_ip = arr(svc, &["spec", "clusterIPs"])
+    let cluster_ip = meta::array_at(svc, &["spec", "clusterIPs"])
         .first()
         .and_then(Value::as_str)
         .filter(|ip| !ip.is_empty())
         .unwrap_or_else(|| s(svc, &["spec", "clusterIP"]));
-    let external_ips = strings(arr(svc, &["spec", "externalIPs"]));
+    let external_ips = strings(meta::array_at(svc, &["spec", "externalIPs"]));
     let external = match ty {
         "ClusterIP" | "NodePort" => or_none(&external_ips.join(","), "<none>"),
         "LoadBalancer" => {
-            let mut all: Vec<String> = arr(svc, &["status", "loadBalancer", "ingress"])
+            let mut all: Vec<String> = meta::array_at(svc, &["status", "loadBalancer", "ingress"])
                 .iter()
                 .map(|i| {
                     let ip = s(i, &["ip"]);
@@ -640,7 +629,7 @@ fn service_cells(svc: &Value, now: Timestamp) -> Vec<Value> {
         "ExternalName" => s(svc, &["spec", "externalName"]).to_string(),
         _ => "<unknown>".into(),
     };
-    let ports: Vec<String> = arr(svc, &["spec", "ports"])
+    let ports: Vec<String> = meta::array_at(svc, &["spec", "ports"])
         .iter()
         .map(|p| {
             let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
@@ -661,13 +650,13 @@ fn service_cells(svc: &Value, now: Timestamp) -> Vec<Value> {
         json!(external),
         json!(or_none(&ports.join(","), "<none>")),
         age(svc, now),
-        json!(format_labels(get(svc, &["spec", "selector"]))),
+        json!(format_labels(meta::at(svc, &["spec", "selector"]))),
     ]
 }
 
 fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
     let mut status: Vec<String> = Vec::new();
-    if let Some(c) = arr(node, &["status", "conditions"])
+    if let Some(c) = meta::array_at(node, &["status", "conditions"])
         .iter()
         .find(|c| s(c, &["type"]) == "Ready")
     {
@@ -683,7 +672,7 @@ fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
     if status.is_empty() {
         status.push("Unknown".into());
     }
-    if get(node, &["spec", "unschedulable"]).and_then(Value::as_bool) == Some(true) {
+    if meta::at(node, &["spec", "unschedulable"]).and_then(Value::as_bool) == Some(true) {
         status.push("SchedulingDisabled".into());
     }
     let mut roles: Vec<String> = Vec::new();
@@ -703,7 +692,7 @@ fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
     roles.sort();
     roles.dedup();
     let address = |ty: &str| {
-        arr(node, &["status", "addresses"])
+        meta::array_at(node, &["status", "addresses"])
             .iter()
             .find(|a| s(a, &["type"]) == ty)
             .map(|a| s(a, &["address"]).to_string())
@@ -725,7 +714,7 @@ fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
 }
 
 fn endpointslice_cells(es: &Value, now: Timestamp) -> Vec<Value> {
-    let ports: Vec<String> = arr(es, &["ports"])
+    let ports: Vec<String> = meta::array_at(es, &["ports"])
         .iter()
         .map(|p| match p.get("port").and_then(Value::as_i64) {
             Some(n) => n.to_string(),
@@ -735,9 +724,9 @@ fn endpointslice_cells(es: &Value, now: Timestamp) -> Vec<Value> {
             },
         })
         .collect();
-    let addrs: Vec<String> = arr(es, &["endpoints"])
+    let addrs: Vec<String> = meta::array_at(es, &["endpoints"])
         .iter()
-        .flat_map(|e| strings(arr(e, &["addresses"])))
+        .flat_map(|e| strings(meta::array_at(e, &["addresses"])))
         .collect();
     vec![
         name_cell(es),
@@ -749,14 +738,14 @@ fn endpointslice_cells(es: &Value, now: Timestamp) -> Vec<Value> {
 }
 
 fn endpoints_cells(ep: &Value, now: Timestamp) -> Vec<Value> {
-    let subsets = arr(ep, &["subsets"]);
+    let subsets = meta::array_at(ep, &["subsets"]);
     let mut list = Vec::new();
     for ss in subsets {
-        let addrs: Vec<&str> = arr(ss, &["addresses"])
+        let addrs: Vec<&str> = meta::array_at(ss, &["addresses"])
             .iter()
             .map(|a| s(a, &["ip"]))
             .collect();
-        let ports = arr(ss, &["ports"]);
+        let ports = meta::array_at(ss, &["ports"]);
         if ports.is_empty() {
             list.extend(addrs.iter().map(|a| a.to_string()));
         } else {
@@ -783,7 +772,7 @@ fn endpoints_cells(ep: &Value, now: Timestamp) -> Vec<Value> {
 
 fn event_cells(ev: &Value, now: Timestamp) -> Vec<Value> {
     let since = |path: &[&str]| {
-        get(ev, path)
+        meta::at(ev, path)
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
             .map(|t| translate_timestamp_since(Some(t), now))
@@ -853,7 +842,7 @@ fn cells(kind: &str, obj: &Value, now: Timestamp) -> Vec<Value> {
         ],
         "ServiceAccount" => vec![
             name_cell(obj),
-            json!(arr(obj, &["secrets"]).len()),
+            json!(meta::array_at(obj, &["secrets"]).len()),
             age(obj, now),
         ],
         "ConfigMap" => vec![

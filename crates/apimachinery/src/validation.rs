@@ -24,6 +24,7 @@ use std::net::IpAddr;
 use base64::Engine;
 use serde_json::{Map, Value};
 
+use crate::meta;
 use crate::registry::ResourceInfo;
 use crate::selector::{
     is_dns1123_label, is_dns1123_subdomain, validate_label_key, validate_label_value,
@@ -73,14 +74,6 @@ fn is_config_map_key(s: &str) -> bool {
         && s != ".."
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-fn str_at<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a str> {
-    let mut cur = obj;
-    for p in path {
-        cur = cur.get(p)?;
-    }
-    cur.as_str()
 }
 
 fn validate_name(v: &mut V, info: &ResourceInfo, obj: &Value) {
@@ -392,7 +385,7 @@ fn validate_service(v: &mut V, obj: &Value) {
             }
         },
     };
-    let cluster_ip = str_at(spec, &["clusterIP"]).unwrap_or_default();
+    let cluster_ip = meta::str_at(spec, &["clusterIP"]).unwrap_or_default();
     let headless = cluster_ip == "None";
     if !cluster_ip.is_empty() && !headless && !valid_ip(cluster_ip) {
         v.push(Cause::invalid(
@@ -413,7 +406,7 @@ fn validate_service(v: &mut V, obj: &Value) {
         }
     }
     if ty == "ExternalName" {
-        match str_at(spec, &["externalName"]) {
+        match meta::str_at(spec, &["externalName"]) {
             None | Some("") => v.push(Cause::required("spec.externalName")),
             Some(n) if !is_dns1123_subdomain(n.trim_end_matches('.')) => {
                 v.push(Cause::invalid(
@@ -896,9 +889,9 @@ pub fn validate_update(info: &ResourceInfo, old: &Value, new: &Value) -> Vec<Cau
     }
     match info.kind {
         "Service" => {
-            let o = str_at(old, &["spec", "clusterIP"]).unwrap_or_default();
-            let n = str_at(new, &["spec", "clusterIP"]).unwrap_or_default();
-            let to_external = str_at(new, &["spec", "type"]) == Some("ExternalName");
+            let o = meta::str_at(old, &["spec", "clusterIP"]).unwrap_or_default();
+            let n = meta::str_at(new, &["spec", "clusterIP"]).unwrap_or_default();
+            let to_external = meta::str_at(new, &["spec", "type"]) == Some("ExternalName");
             // An empty clusterIP in the new object means "keep the allocated one": kube-apiserver copies
             // allocated values from the old object before validating, and the lab's apiserver should too.
             if !o.is_empty() && !n.is_empty() && o != n && !to_external {
@@ -914,8 +907,8 @@ pub fn validate_update(info: &ResourceInfo, old: &Value, new: &Value) -> Vec<Cau
                     ));
                 }
             }
-            let o = str_at(old, &["spec", "nodeName"]).unwrap_or_default();
-            let n = str_at(new, &["spec", "nodeName"]).unwrap_or_default();
+            let o = meta::str_at(old, &["spec", "nodeName"]).unwrap_or_default();
+            let n = meta::str_at(new, &["spec", "nodeName"]).unwrap_or_default();
             if !o.is_empty() && o != n {
                 v.push(Cause::invalid("spec.nodeName", &Value::from(n), IMMUTABLE));
             }

@@ -39,10 +39,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use proxylab_apimachinery::{meta, selector};
 use serde_json::{Map, Value, json};
 
 use crate::action::{Action, Target, resources};
-use crate::obj;
 
 pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
 pub const LABEL_MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
@@ -64,7 +64,7 @@ pub struct Snapshot<'a> {
 
 /// Is the Pod's `Ready` condition `True`?
 pub fn pod_is_ready(pod: &Value) -> bool {
-    obj::at(pod, &["status", "conditions"])
+    meta::at(pod, &["status", "conditions"])
         .and_then(Value::as_array)
         .is_some_and(|cs| {
             cs.iter()
@@ -73,13 +73,13 @@ pub fn pod_is_ready(pod: &Value) -> bool {
 }
 
 fn pod_ipv4(pod: &Value) -> Option<String> {
-    let from_list = obj::at(pod, &["status", "podIPs"])
+    let from_list = meta::at(pod, &["status", "podIPs"])
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|p| p["ip"].as_str());
     from_list
-        .chain(obj::str_at(pod, &["status", "podIP"]))
+        .chain(meta::str_at(pod, &["status", "podIP"]))
         .find(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
         .map(str::to_string)
 }
@@ -100,7 +100,7 @@ fn resolve_port(pod: &Value, service_port: &Value) -> Option<i64> {
 
 /// `podutil.FindPort` for a named port: the first container port with that name and protocol.
 fn find_named_port(pod: &Value, name: &str, protocol: &str) -> Option<i64> {
-    let containers = obj::at(pod, &["spec", "containers"]).and_then(Value::as_array)?;
+    let containers = meta::at(pod, &["spec", "containers"]).and_then(Value::as_array)?;
     containers
         .iter()
         .filter_map(|c| c["ports"].as_array())
@@ -113,7 +113,7 @@ fn find_named_port(pod: &Value, name: &str, protocol: &str) -> Option<i64> {
 
 /// The Pod's endpoint ports for the Service (ports whose target cannot be resolved are left out).
 fn endpoint_ports(service: &Value, pod: &Value) -> Vec<Value> {
-    let ports = obj::at(service, &["spec", "ports"])
+    let ports = meta::at(service, &["spec", "ports"])
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
@@ -135,27 +135,27 @@ fn endpoint_ports(service: &Value, pod: &Value) -> Vec<Value> {
 }
 
 fn should_set_hostname(pod: &Value, service: &Value) -> Option<String> {
-    let hostname = obj::str_at(pod, &["spec", "hostname"]).filter(|h| !h.is_empty())?;
-    (obj::str_at(pod, &["spec", "subdomain"]) == Some(obj::name(service))
-        && obj::namespace(pod) == obj::namespace(service))
+    let hostname = meta::str_at(pod, &["spec", "hostname"]).filter(|h| !h.is_empty())?;
+    (meta::str_at(pod, &["spec", "subdomain"]) == Some(meta::name(service).unwrap_or(""))
+        && meta::namespace(pod).unwrap_or("") == meta::namespace(service).unwrap_or(""))
     .then(|| hostname.to_string())
 }
 
 fn target_ref(pod: &Value) -> Value {
     json!({
         "kind": "Pod",
-        "namespace": obj::namespace(pod),
-        "name": obj::name(pod),
-        "uid": obj::uid(pod),
+        "namespace": meta::namespace(pod).unwrap_or(""),
+        "name": meta::name(pod).unwrap_or(""),
+        "uid": meta::uid(pod).unwrap_or(""),
     })
 }
 
 fn is_headless(service: &Value) -> bool {
-    obj::str_at(service, &["spec", "clusterIP"]) == Some("None")
+    meta::str_at(service, &["spec", "clusterIP"]) == Some("None")
 }
 
 fn publish_not_ready(service: &Value) -> bool {
-    obj::at(service, &["spec", "publishNotReadyAddresses"])
+    meta::at(service, &["spec", "publishNotReadyAddresses"])
         .and_then(Value::as_bool)
         .unwrap_or(false)
 }
@@ -163,14 +163,14 @@ fn publish_not_ready(service: &Value) -> bool {
 /// The slice endpoint for one Pod (`podToEndpoint` in the real controller).
 fn pod_to_endpoint(pod: &Value, ip: &str, service: &Value, zones: &HashMap<&str, &str>) -> Value {
     let serving = pod_is_ready(pod);
-    let terminating = obj::is_terminating(pod);
+    let terminating = meta::is_terminating(pod);
     let ready = publish_not_ready(service) || (serving && !terminating);
     let mut ep = json!({
         "addresses": [ip],
         "conditions": { "ready": ready, "serving": serving, "terminating": terminating },
         "targetRef": target_ref(pod),
     });
-    if let Some(node) = obj::str_at(pod, &["spec", "nodeName"]).filter(|n| !n.is_empty()) {
+    if let Some(node) = meta::str_at(pod, &["spec", "nodeName"]).filter(|n| !n.is_empty()) {
         ep["nodeName"] = json!(node);
         if let Some(zone) = zones.get(node) {
             ep["zone"] = json!(zone);
@@ -185,7 +185,7 @@ fn pod_to_endpoint(pod: &Value, ip: &str, service: &Value, zones: &HashMap<&str,
 /// Labels shared by the Service's slices and Endpoints: the Service's own labels plus the
 /// headless marker.
 fn inherited_labels(service: &Value) -> Map<String, Value> {
-    let mut labels = obj::labels(service).cloned().unwrap_or_default();
+    let mut labels = meta::labels(service).cloned().unwrap_or_default();
     labels.remove(LABEL_SERVICE_NAME);
     labels.remove(LABEL_MANAGED_BY);
     if is_headless(service) {
@@ -219,30 +219,34 @@ fn backing_pods<'a>(service: &Value, pods: &'a [Value]) -> Vec<(&'a Value, Strin
     let Some(selector) = service_selector(service) else {
         return Vec::new();
     };
-    let ns = obj::namespace(service);
+    let ns = meta::namespace(service).unwrap_or("");
     let mut out: Vec<(&Value, String)> = pods
         .iter()
-        .filter(|p| obj::namespace(p) == ns)
+        .filter(|p| meta::namespace(p).unwrap_or("") == ns)
         .filter(|p| {
             !matches!(
-                obj::str_at(p, &["status", "phase"]),
+                meta::str_at(p, &["status", "phase"]),
                 Some("Succeeded" | "Failed")
             )
         })
-        .filter(|p| obj::map_selector_matches(selector, obj::labels(p)))
+        .filter(|p| selector::map_matches(selector, meta::labels(p)))
         .filter_map(|p| pod_ipv4(p).map(|ip| (p, ip)))
         .collect();
-    out.sort_by(|a, b| obj::name(a.0).cmp(obj::name(b.0)));
+    out.sort_by(|a, b| {
+        meta::name(a.0)
+            .unwrap_or("")
+            .cmp(meta::name(b.0).unwrap_or(""))
+    });
     out
 }
 
 /// A Service's non-empty selector, or `None` for selector-less and ExternalName Services
 /// (which this controller does not manage).
 fn service_selector(service: &Value) -> Option<&Map<String, Value>> {
-    if obj::str_at(service, &["spec", "type"]) == Some("ExternalName") {
+    if meta::str_at(service, &["spec", "type"]) == Some("ExternalName") {
         return None;
     }
-    obj::at(service, &["spec", "selector"])
+    meta::at(service, &["spec", "selector"])
         .and_then(Value::as_object)
         .filter(|s| !s.is_empty())
 }
@@ -251,7 +255,7 @@ fn service_selector(service: &Value) -> Option<&Map<String, Value>> {
 pub fn desired_slices(service: &Value, pods: &[Value], nodes: &[Value]) -> BTreeMap<String, Value> {
     let zones: HashMap<&str, &str> = nodes
         .iter()
-        .filter_map(|n| obj::label(n, LABEL_ZONE).map(|z| (obj::name(n), z)))
+        .filter_map(|n| meta::label(n, LABEL_ZONE).map(|z| (meta::name(n).unwrap_or(""), z)))
         .collect();
     // Group endpoints by their resolved port set.
     let mut groups: BTreeMap<String, (Vec<Value>, Vec<Value>)> = BTreeMap::new();
@@ -265,8 +269,8 @@ pub fn desired_slices(service: &Value, pods: &[Value], nodes: &[Value]) -> BTree
         // The placeholder slice the real controller keeps for a Service without endpoints.
         groups.insert("placeholder".into(), (Vec::new(), Vec::new()));
     }
-    let svc_name = obj::name(service);
-    let ns = obj::namespace(service);
+    let svc_name = meta::name(service).unwrap_or("");
+    let ns = meta::namespace(service).unwrap_or("");
     let mut labels = inherited_labels(service);
     labels.insert(LABEL_SERVICE_NAME.into(), json!(svc_name));
     labels.insert(LABEL_MANAGED_BY.into(), json!(CONTROLLER_NAME));
@@ -286,7 +290,7 @@ pub fn desired_slices(service: &Value, pods: &[Value], nodes: &[Value]) -> BTree
                         "apiVersion": "v1",
                         "kind": "Service",
                         "name": svc_name,
-                        "uid": obj::uid(service),
+                        "uid": meta::uid(service).unwrap_or(""),
                         "controller": true,
                         "blockOwnerDeletion": true,
                     }],
@@ -314,11 +318,11 @@ pub fn desired_subsets(service: &Value, pods: &[Value]) -> Vec<Value> {
     let tolerate_unready = publish_not_ready(service);
     let mut groups: BTreeMap<String, SubsetGroup> = BTreeMap::new();
     for (pod, ip) in backing_pods(service, pods) {
-        if obj::is_terminating(pod) && !tolerate_unready {
+        if meta::is_terminating(pod) && !tolerate_unready {
             continue;
         }
         let mut ports = endpoint_ports(service, pod);
-        let has_service_ports = obj::at(service, &["spec", "ports"])
+        let has_service_ports = meta::at(service, &["spec", "ports"])
             .and_then(Value::as_array)
             .is_some_and(|p| !p.is_empty());
         // A (non-headless) Service port that resolves to nothing on this Pod contributes
@@ -329,7 +333,7 @@ pub fn desired_subsets(service: &Value, pods: &[Value]) -> Vec<Value> {
         ports.sort_by_key(|p| p.to_string());
         let key = Value::Array(ports.clone()).to_string();
         let mut addr = json!({ "ip": ip, "targetRef": target_ref(pod) });
-        if let Some(node) = obj::str_at(pod, &["spec", "nodeName"]).filter(|n| !n.is_empty()) {
+        if let Some(node) = meta::str_at(pod, &["spec", "nodeName"]).filter(|n| !n.is_empty()) {
             addr["nodeName"] = json!(node);
         }
         if let Some(h) = should_set_hostname(pod, service) {
@@ -380,8 +384,8 @@ pub fn desired_endpoints(service: &Value, pods: &[Value]) -> Value {
         "apiVersion": "v1",
         "kind": "Endpoints",
         "metadata": {
-            "name": obj::name(service),
-            "namespace": obj::namespace(service),
+            "name": meta::name(service).unwrap_or(""),
+            "namespace": meta::namespace(service).unwrap_or(""),
             "labels": labels,
         },
     });
@@ -393,7 +397,7 @@ pub fn desired_endpoints(service: &Value, pods: &[Value]) -> Value {
 }
 
 fn field<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
-    obj::at(v, path).unwrap_or(&Value::Null)
+    meta::at(v, path).unwrap_or(&Value::Null)
 }
 
 fn empty_as_null(v: &Value) -> &Value {
@@ -417,7 +421,8 @@ fn upsert(
 ) -> Option<Action> {
     let target = Target::new(resource, Some(ns), name);
     let Some(existing) = existing else {
-        let mut meta = obj::new_metadata(Some(ns), name, now);
+        let mut meta =
+            meta::new_object_meta(Some(ns), name, &uuid::Uuid::new_v4().to_string(), now);
         if let Some(m) = desired["metadata"].as_object() {
             for (k, v) in m {
                 meta[k] = v.clone();
@@ -437,12 +442,12 @@ fn upsert(
     }
     let mut updated = existing.clone();
     for path in owned {
-        obj::set_path(&mut updated, path, obj::at(&desired, path).cloned());
+        meta::set_path(&mut updated, path, meta::at(&desired, path).cloned());
     }
     Some(Action::Update {
         target,
         object: updated,
-        precondition_rv: obj::resource_version(existing),
+        precondition_rv: meta::resource_version_u64(existing),
     })
 }
 
@@ -466,13 +471,13 @@ fn assign_slice_names(
             let claimed = unclaimed
                 .iter()
                 .position(|e| same_ports(e, &d))
-                .map(|i| obj::name(unclaimed.remove(i)).to_string());
+                .map(|i| meta::name(unclaimed.remove(i)).unwrap_or("").to_string());
             (claimed, d)
         })
         .collect();
     for (name, _) in placed.iter_mut().filter(|(n, _)| n.is_none()) {
         if !unclaimed.is_empty() {
-            *name = Some(obj::name(unclaimed.remove(0)).to_string());
+            *name = Some(meta::name(unclaimed.remove(0)).unwrap_or("").to_string());
         }
     }
     let mut chosen: HashSet<String> = placed.iter().filter_map(|(n, _)| n.clone()).collect();
@@ -480,8 +485,8 @@ fn assign_slice_names(
         .into_iter()
         .map(|(name, mut slice)| {
             let name = name.unwrap_or_else(|| {
-                let base = obj::name(&slice).to_string();
-                let svc = obj::label(&slice, LABEL_SERVICE_NAME)
+                let base = meta::name(&slice).unwrap_or("").to_string();
+                let svc = meta::label(&slice, LABEL_SERVICE_NAME)
                     .unwrap_or("")
                     .to_string();
                 let mut candidate = base.clone();
@@ -498,7 +503,7 @@ fn assign_slice_names(
                 chosen.insert(candidate.clone());
                 candidate
             });
-            obj::set_path(&mut slice, &["metadata", "name"], Some(json!(name)));
+            meta::set_path(&mut slice, &["metadata", "name"], Some(json!(name)));
             (name, slice)
         })
         .collect()
@@ -519,33 +524,57 @@ pub fn reconcile(snap: &Snapshot<'_>, now: jiff::Timestamp) -> Vec<Action> {
     let slices_by_key: HashMap<(&str, &str), &Value> = snap
         .endpoint_slices
         .iter()
-        .map(|s| ((obj::namespace(s), obj::name(s)), s))
+        .map(|s| {
+            (
+                (
+                    meta::namespace(s).unwrap_or(""),
+                    meta::name(s).unwrap_or(""),
+                ),
+                s,
+            )
+        })
         .collect();
     let endpoints_by_key: HashMap<(&str, &str), &Value> = snap
         .endpoints
         .iter()
-        .map(|e| ((obj::namespace(e), obj::name(e)), e))
+        .map(|e| {
+            (
+                (
+                    meta::namespace(e).unwrap_or(""),
+                    meta::name(e).unwrap_or(""),
+                ),
+                e,
+            )
+        })
         .collect();
     let services: HashMap<(&str, &str), &Value> = snap
         .services
         .iter()
-        .map(|s| ((obj::namespace(s), obj::name(s)), s))
+        .map(|s| {
+            (
+                (
+                    meta::namespace(s).unwrap_or(""),
+                    meta::name(s).unwrap_or(""),
+                ),
+                s,
+            )
+        })
         .collect();
     let mut wanted_slices: HashSet<(String, String)> = HashSet::new();
 
     for service in snap.services {
-        if service_selector(service).is_none() || obj::is_terminating(service) {
+        if service_selector(service).is_none() || meta::is_terminating(service) {
             continue;
         }
-        let ns = obj::namespace(service);
-        let name = obj::name(service);
+        let ns = meta::namespace(service).unwrap_or("");
+        let name = meta::name(service).unwrap_or("");
         let existing_for_service: Vec<&Value> = snap
             .endpoint_slices
             .iter()
             .filter(|s| {
-                obj::namespace(s) == ns
-                    && obj::label(s, LABEL_MANAGED_BY) == Some(CONTROLLER_NAME)
-                    && obj::label(s, LABEL_SERVICE_NAME) == Some(name)
+                meta::namespace(s).unwrap_or("") == ns
+                    && meta::label(s, LABEL_MANAGED_BY) == Some(CONTROLLER_NAME)
+                    && meta::label(s, LABEL_SERVICE_NAME) == Some(name)
             })
             .collect();
         let desired: Vec<Value> = desired_slices(service, snap.pods, snap.nodes)
@@ -581,20 +610,25 @@ pub fn reconcile(snap: &Snapshot<'_>, now: jiff::Timestamp) -> Vec<Action> {
 
     // Slices we manage that no Service wants any more: stale port sets, or deleted Services.
     for slice in snap.endpoint_slices {
-        if obj::label(slice, LABEL_MANAGED_BY) != Some(CONTROLLER_NAME) {
+        if meta::label(slice, LABEL_MANAGED_BY) != Some(CONTROLLER_NAME) {
             continue;
         }
-        let ns = obj::namespace(slice);
-        let svc = obj::label(slice, LABEL_SERVICE_NAME).unwrap_or("");
+        let ns = meta::namespace(slice).unwrap_or("");
+        let svc = meta::label(slice, LABEL_SERVICE_NAME).unwrap_or("");
         let service = services.get(&(ns, svc)).copied();
         let service_managed =
-            service.is_some_and(|s| service_selector(s).is_some() && !obj::is_terminating(s));
-        let keep = wanted_slices.contains(&(ns.to_string(), obj::name(slice).to_string()));
+            service.is_some_and(|s| service_selector(s).is_some() && !meta::is_terminating(s));
+        let keep =
+            wanted_slices.contains(&(ns.to_string(), meta::name(slice).unwrap_or("").to_string()));
         // A Service that lost its selector keeps its slices, as in the real controller.
         if !keep && (service_managed || service.is_none()) {
             actions.push(Action::Delete {
-                target: Target::new(resources::ENDPOINT_SLICES, Some(ns), obj::name(slice)),
-                precondition_rv: obj::resource_version(slice),
+                target: Target::new(
+                    resources::ENDPOINT_SLICES,
+                    Some(ns),
+                    meta::name(slice).unwrap_or(""),
+                ),
+                precondition_rv: meta::resource_version_u64(slice),
                 unless_present: service
                     .is_none()
                     .then(|| Target::new(resources::SERVICES, Some(ns), svc)),
@@ -602,14 +636,18 @@ pub fn reconcile(snap: &Snapshot<'_>, now: jiff::Timestamp) -> Vec<Action> {
         }
     }
     for ep in snap.endpoints {
-        let ns = obj::namespace(ep);
-        if obj::label(ep, LABEL_ENDPOINTS_MANAGED_BY) == Some(ENDPOINTS_CONTROLLER_NAME)
-            && !services.contains_key(&(ns, obj::name(ep)))
+        let ns = meta::namespace(ep).unwrap_or("");
+        if meta::label(ep, LABEL_ENDPOINTS_MANAGED_BY) == Some(ENDPOINTS_CONTROLLER_NAME)
+            && !services.contains_key(&(ns, meta::name(ep).unwrap_or("")))
         {
             actions.push(Action::Delete {
-                target: Target::new(resources::ENDPOINTS, Some(ns), obj::name(ep)),
-                precondition_rv: obj::resource_version(ep),
-                unless_present: Some(Target::new(resources::SERVICES, Some(ns), obj::name(ep))),
+                target: Target::new(resources::ENDPOINTS, Some(ns), meta::name(ep).unwrap_or("")),
+                precondition_rv: meta::resource_version_u64(ep),
+                unless_present: Some(Target::new(
+                    resources::SERVICES,
+                    Some(ns),
+                    meta::name(ep).unwrap_or(""),
+                )),
             });
         }
     }
@@ -685,7 +723,7 @@ mod tests {
             } else {
                 &mut *eps
             };
-            list.retain(|o| obj::name(o) != a.target().name);
+            list.retain(|o| meta::name(o).unwrap_or("") != a.target().name);
             if let Some(o) = a.object() {
                 let mut o = o.clone();
                 o["metadata"]["resourceVersion"] = json!("5");
@@ -947,7 +985,7 @@ mod tests {
         // Squat on the name the second port set would be generated with.
         let generated: Vec<String> = desired_slices(&web(), &pods, &[]).into_keys().collect();
         for n in &generated {
-            if !slices.iter().any(|s| obj::name(s) == n) {
+            if !slices.iter().any(|s| meta::name(s).unwrap_or("") == n) {
                 slices.push(
                     json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                                    "metadata": {"name": n, "namespace": "default", "labels": {}}}),

@@ -7,10 +7,10 @@
 //! controllers here avoid repeats instead, by emitting an Event only when they change
 //! something.
 
+use proxylab_apimachinery::meta;
 use serde_json::{Value, json};
 
 use crate::action::{Action, Target, resources};
-use crate::obj;
 
 /// An Event about a Pod from `component` (e.g. `default-scheduler`, `node-controller`).
 pub fn pod_event(
@@ -21,24 +21,28 @@ pub fn pod_event(
     message: &str,
     now: jiff::Timestamp,
 ) -> Value {
-    let ns = obj::namespace(pod);
+    let ns = meta::namespace(pod).unwrap_or("");
     // client-go's recorder names events "<object>.<unix nanos in hex>".
-    let name = format!("{}.{:x}", obj::name(pod), now.as_nanosecond());
-    let ts = obj::rfc3339(now);
+    let name = format!(
+        "{}.{:x}",
+        meta::name(pod).unwrap_or(""),
+        now.as_nanosecond()
+    );
+    let ts = meta::format_time(now);
     let mut involved = json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "namespace": ns,
-        "name": obj::name(pod),
-        "uid": obj::uid(pod),
+        "name": meta::name(pod).unwrap_or(""),
+        "uid": meta::uid(pod).unwrap_or(""),
     });
-    if let Some(rv) = obj::str_at(pod, &["metadata", "resourceVersion"]) {
+    if let Some(rv) = meta::str_at(pod, &["metadata", "resourceVersion"]) {
         involved["resourceVersion"] = json!(rv);
     }
     json!({
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": obj::new_metadata(Some(ns), &name, now),
+        "metadata": meta::new_object_meta(Some(ns), &name, &uuid::Uuid::new_v4().to_string(), now),
         "involvedObject": involved,
         "reason": reason,
         "message": message,
@@ -58,8 +62,8 @@ pub fn create(event: Value) -> Action {
     Action::Create {
         target: Target::new(
             resources::EVENTS,
-            Some(obj::namespace(&event)),
-            obj::name(&event),
+            Some(meta::namespace(&event).unwrap_or("")),
+            meta::name(&event).unwrap_or(""),
         ),
         object: event,
     }

@@ -22,12 +22,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
+use proxylab_apimachinery::meta;
 use proxylab_store::{EventType, Store, StoreError};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-
-use crate::obj;
 
 type CacheKey = (String, String);
 
@@ -50,7 +49,10 @@ impl std::fmt::Debug for Informer {
 }
 
 fn key_of(v: &Value) -> CacheKey {
-    (obj::namespace(v).to_string(), obj::name(v).to_string())
+    (
+        meta::namespace(v).unwrap_or("").to_string(),
+        meta::name(v).unwrap_or("").to_string(),
+    )
 }
 
 impl Informer {
@@ -92,12 +94,12 @@ impl Informer {
     /// Puts an object returned by a successful create/update into the cache if it is newer
     /// than what is there.
     pub fn observe_write(&self, object: &Value) {
-        let rv = obj::resource_version(object).unwrap_or(0);
+        let rv = meta::resource_version_u64(object).unwrap_or(0);
         let mut cache = self.cache.write();
         let key = key_of(object);
         let newer = cache
             .get(&key)
-            .is_none_or(|old| obj::resource_version(old).unwrap_or(0) <= rv);
+            .is_none_or(|old| meta::resource_version_u64(old).unwrap_or(0) <= rv);
         if newer {
             cache.insert(key, object.clone());
         }
@@ -113,7 +115,7 @@ impl Informer {
     fn apply(&self, event_type: EventType, object: &Value, event_rv: u64) {
         let key = key_of(object);
         let mut cache = self.cache.write();
-        let cached_rv = cache.get(&key).and_then(obj::resource_version);
+        let cached_rv = cache.get(&key).and_then(meta::resource_version_u64);
         if cached_rv.is_some_and(|c| c > event_rv) {
             // Our own write-through is already newer than this event.
             return;
@@ -225,7 +227,10 @@ mod tests {
 
         store.create(&key("b"), pod("b")).unwrap();
         store.delete(&key("a"), None).unwrap();
-        wait_for(&inf, &notify, |s| s.len() == 1 && obj::name(&s[0]) == "b").await;
+        wait_for(&inf, &notify, |s| {
+            s.len() == 1 && meta::name(&s[0]).unwrap_or("") == "b"
+        })
+        .await;
 
         // Many writes at once: whatever the store does with this watcher, the cache converges.
         for i in 0..50 {

@@ -94,7 +94,6 @@ pub mod jwt;
 mod manager;
 pub mod namespaces;
 pub mod nodelifecycle;
-mod obj;
 pub mod scheduler;
 pub mod tokens;
 

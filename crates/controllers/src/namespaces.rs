@@ -9,10 +9,10 @@
 //! recreating one whenever it is deleted. Here both are one reconcile over
 //! (namespaces, serviceaccounts).
 
+use proxylab_apimachinery::meta;
 use serde_json::{Value, json};
 
 use crate::action::{Action, Target, resources};
-use crate::obj;
 
 /// Namespaces that always exist (kube-apiserver's system namespaces).
 pub const SYSTEM_NAMESPACES: [&str; 4] =
@@ -24,7 +24,7 @@ pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 /// A Namespace object as the apiserver creates it (with the immutable
 /// `kubernetes.io/metadata.name` label the NamespaceDefaultLabelName feature adds).
 pub fn namespace_object(name: &str, now: jiff::Timestamp) -> Value {
-    let mut metadata = obj::new_metadata(None, name, now);
+    let mut metadata = meta::new_object_meta(None, name, &uuid::Uuid::new_v4().to_string(), now);
     metadata["labels"] = json!({ "kubernetes.io/metadata.name": name });
     json!({
         "apiVersion": "v1",
@@ -40,7 +40,7 @@ pub fn default_service_account(namespace: &str, now: jiff::Timestamp) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": obj::new_metadata(Some(namespace), DEFAULT_SERVICE_ACCOUNT, now),
+        "metadata": meta::new_object_meta(Some(namespace), DEFAULT_SERVICE_ACCOUNT, &uuid::Uuid::new_v4().to_string(), now),
     })
 }
 
@@ -53,7 +53,10 @@ pub fn reconcile(
 ) -> Vec<Action> {
     let mut actions = Vec::new();
     for sys in SYSTEM_NAMESPACES {
-        if !namespaces.iter().any(|n| obj::name(n) == sys) {
+        if !namespaces
+            .iter()
+            .any(|n| meta::name(n).unwrap_or("") == sys)
+        {
             actions.push(Action::Create {
                 target: Target::new(resources::NAMESPACES, None, sys),
                 object: namespace_object(sys, now),
@@ -64,17 +67,18 @@ pub fn reconcile(
     let existing = namespaces
         .iter()
         .filter(|n| {
-            !obj::is_terminating(n) && obj::str_at(n, &["status", "phase"]) != Some("Terminating")
+            !meta::is_terminating(n) && meta::str_at(n, &["status", "phase"]) != Some("Terminating")
         })
-        .map(|n| obj::name(n).to_string());
+        .map(|n| meta::name(n).unwrap_or("").to_string());
     let created = actions
         .iter()
         .map(|a| a.target().name.clone())
         .collect::<Vec<_>>();
     for ns in existing.chain(created) {
-        let has_default = service_accounts
-            .iter()
-            .any(|sa| obj::namespace(sa) == ns && obj::name(sa) == DEFAULT_SERVICE_ACCOUNT);
+        let has_default = service_accounts.iter().any(|sa| {
+            meta::namespace(sa).unwrap_or("") == ns
+                && meta::name(sa).unwrap_or("") == DEFAULT_SERVICE_ACCOUNT
+        });
         if !has_default && !ns.is_empty() {
             actions.push(Action::Create {
                 target: Target::new(
@@ -156,7 +160,7 @@ mod tests {
         namespaces.push(ns("team-a"));
         let sas: Vec<Value> = namespaces
             .iter()
-            .map(|n| sa(obj::name(n), "default"))
+            .map(|n| sa(meta::name(n).unwrap_or(""), "default"))
             .collect();
         assert!(reconcile(&namespaces, &sas, now()).is_empty());
     }

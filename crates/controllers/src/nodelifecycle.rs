@@ -31,10 +31,11 @@
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use proxylab_apimachinery::meta;
 use serde_json::{Value, json};
 
 use crate::action::{Action, Target, resources};
-use crate::{events, obj};
+use crate::events;
 
 /// The event source of the real node lifecycle controller.
 pub const COMPONENT: &str = "node-controller";
@@ -55,33 +56,36 @@ pub struct Outcome {
 }
 
 fn ts_at(v: &Value, path: &[&str]) -> Option<Timestamp> {
-    obj::str_at(v, path).and_then(obj::parse_time)
+    meta::str_at(v, path).and_then(meta::parse_time)
 }
 
 /// When the control plane last heard from the Node: the newest of its Lease's `renewTime`,
 /// its Ready condition's `lastHeartbeatTime` and, for a Node that never reported, its
 /// `creationTimestamp`.
 pub fn last_heard(node: &Value, leases: &[Value]) -> Option<Timestamp> {
-    let name = obj::name(node);
+    let name = meta::name(node).unwrap_or("");
     let lease = leases
         .iter()
-        .find(|l| obj::namespace(l) == NODE_LEASE_NAMESPACE && obj::name(l) == name)
+        .find(|l| {
+            meta::namespace(l).unwrap_or("") == NODE_LEASE_NAMESPACE
+                && meta::name(l).unwrap_or("") == name
+        })
         .and_then(|l| {
             ts_at(l, &["spec", "renewTime"]).or_else(|| ts_at(l, &["spec", "acquireTime"]))
         });
-    let heartbeat = obj::at(node, &["status", "conditions"])
+    let heartbeat = meta::at(node, &["status", "conditions"])
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .find(|c| c["type"] == "Ready")
         .and_then(|c| c["lastHeartbeatTime"].as_str())
-        .and_then(obj::parse_time);
+        .and_then(meta::parse_time);
     let created = ts_at(node, &["metadata", "creationTimestamp"]);
     [lease, heartbeat, created].into_iter().flatten().max()
 }
 
 fn ready_status(node: &Value) -> Option<&str> {
-    obj::at(node, &["status", "conditions"])
+    meta::at(node, &["status", "conditions"])
         .and_then(Value::as_array)?
         .iter()
         .find(|c| c["type"] == "Ready")
@@ -91,7 +95,7 @@ fn ready_status(node: &Value) -> Option<&str> {
 /// Sets the monitored conditions of a silent Node to Unknown; true if anything changed.
 fn expire_conditions(node: &mut Value, created: Option<&str>, now_s: &str) -> bool {
     let mut changed = false;
-    let conditions = obj::object_mut(node, "status")
+    let conditions = meta::object_mut(node, "status")
         .entry("conditions")
         .or_insert_with(|| json!([]));
     if !conditions.is_array() {
@@ -136,7 +140,7 @@ fn reconcile_taints(node: &mut Value) -> bool {
         // Not reported yet: the grace period decides (then Ready becomes Unknown).
         None => return false,
     };
-    let current: Vec<Value> = obj::at(node, &["spec", "taints"])
+    let current: Vec<Value> = meta::at(node, &["spec", "taints"])
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -160,7 +164,7 @@ fn reconcile_taints(node: &mut Value) -> bool {
         return false;
     }
     let value = (!taints.is_empty()).then_some(Value::Array(taints));
-    obj::set_path(node, &["spec", "taints"], value);
+    meta::set_path(node, &["spec", "taints"], value);
     true
 }
 
@@ -174,7 +178,7 @@ pub fn reconcile(
     grace: Duration,
 ) -> Outcome {
     let grace = SignedDuration::try_from(grace).unwrap_or(SignedDuration::MAX);
-    let now_s = obj::rfc3339(now);
+    let now_s = meta::format_time(now);
     let mut actions = Vec::new();
     let mut next_check: Option<Timestamp> = None;
     let mut unknown: Vec<&str> = Vec::new();
@@ -186,27 +190,27 @@ pub fn reconcile(
             if now <= deadline {
                 next_check = Some(next_check.map_or(deadline, |n| n.min(deadline)));
             } else {
-                let created = obj::str_at(node, &["metadata", "creationTimestamp"]);
+                let created = meta::str_at(node, &["metadata", "creationTimestamp"]);
                 changed |= expire_conditions(&mut updated, created, &now_s);
             }
         }
         changed |= reconcile_taints(&mut updated);
         if ready_status(&updated) == Some("Unknown") {
-            unknown.push(obj::name(node));
+            unknown.push(meta::name(node).unwrap_or(""));
         }
         if changed {
             actions.push(Action::Update {
-                target: Target::new(resources::NODES, None, obj::name(node)),
+                target: Target::new(resources::NODES, None, meta::name(node).unwrap_or("")),
                 object: updated,
-                precondition_rv: obj::resource_version(node),
+                precondition_rv: meta::resource_version_u64(node),
             });
         }
     }
     for pod in pods {
         let on_unknown =
-            obj::str_at(pod, &["spec", "nodeName"]).is_some_and(|n| unknown.contains(&n));
+            meta::str_at(pod, &["spec", "nodeName"]).is_some_and(|n| unknown.contains(&n));
         let finished = matches!(
-            obj::str_at(pod, &["status", "phase"]),
+            meta::str_at(pod, &["status", "phase"]),
             Some("Succeeded" | "Failed")
         );
         if on_unknown && !finished {
@@ -222,7 +226,8 @@ pub fn reconcile(
 /// `MarkPodsNotReady` for one Pod: its Ready condition to False (if it is not already), and
 /// the `NodeNotReady` Event.
 fn mark_pod_not_ready(pod: &Value, now: Timestamp) -> Vec<Action> {
-    let Some(conditions) = obj::at(pod, &["status", "conditions"]).and_then(Value::as_array) else {
+    let Some(conditions) = meta::at(pod, &["status", "conditions"]).and_then(Value::as_array)
+    else {
         return Vec::new();
     };
     let Some(i) = conditions
@@ -234,15 +239,19 @@ fn mark_pod_not_ready(pod: &Value, now: Timestamp) -> Vec<Action> {
     let mut updated = pod.clone();
     let mut cond = conditions[i].clone();
     cond["status"] = json!("False");
-    cond["lastTransitionTime"] = json!(obj::rfc3339(now));
+    cond["lastTransitionTime"] = json!(meta::format_time(now));
     if let Some(list) = updated["status"]["conditions"].as_array_mut() {
         list[i] = cond;
     }
     vec![
         Action::Update {
-            target: Target::new(resources::PODS, Some(obj::namespace(pod)), obj::name(pod)),
+            target: Target::new(
+                resources::PODS,
+                Some(meta::namespace(pod).unwrap_or("")),
+                meta::name(pod).unwrap_or(""),
+            ),
             object: updated,
-            precondition_rv: obj::resource_version(pod),
+            precondition_rv: meta::resource_version_u64(pod),
         },
         events::create(events::pod_event(
             pod,

@@ -26,15 +26,16 @@
 
 use std::collections::HashMap;
 
+use proxylab_apimachinery::{meta, selector};
 use serde_json::{Map, Value, json};
 
 use crate::action::{Action, Target, resources};
-use crate::{events, obj};
+use crate::events;
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 
 fn node_condition<'a>(node: &'a Value, kind: &str) -> Option<&'a str> {
-    obj::at(node, &["status", "conditions"])
+    meta::at(node, &["status", "conditions"])
         .and_then(Value::as_array)?
         .iter()
         .find(|c| c["type"] == kind)
@@ -43,14 +44,14 @@ fn node_condition<'a>(node: &'a Value, kind: &str) -> Option<&'a str> {
 
 /// Is the Pod waiting for this scheduler?
 fn is_pending(pod: &Value) -> bool {
-    let unbound = obj::str_at(pod, &["spec", "nodeName"]).is_none_or(str::is_empty);
-    let ours = obj::str_at(pod, &["spec", "schedulerName"])
+    let unbound = meta::str_at(pod, &["spec", "nodeName"]).is_none_or(str::is_empty);
+    let ours = meta::str_at(pod, &["spec", "schedulerName"])
         .is_none_or(|s| s.is_empty() || s == SCHEDULER_NAME);
     let finished = matches!(
-        obj::str_at(pod, &["status", "phase"]),
+        meta::str_at(pod, &["status", "phase"]),
         Some("Succeeded" | "Failed")
     );
-    unbound && ours && !finished && !obj::is_terminating(pod)
+    unbound && ours && !finished && !meta::is_terminating(pod)
 }
 
 /// A taint as (key, value, effect).
@@ -59,7 +60,7 @@ type Taint = (String, String, String);
 /// The Node's NoSchedule/NoExecute taints, plus the ones the real node lifecycle controller
 /// derives from its state (not ready, unreachable, cordoned).
 fn effective_taints(node: &Value) -> Vec<Taint> {
-    let mut taints: Vec<Taint> = obj::at(node, &["spec", "taints"])
+    let mut taints: Vec<Taint> = meta::at(node, &["spec", "taints"])
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -128,7 +129,7 @@ fn requirement_matches(req: &Value, value: Option<&str>) -> bool {
 /// `spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution`: the terms are
 /// ORed, the requirements within a term ANDed, and a term with no requirements matches nothing.
 fn required_node_affinity_matches(pod: &Value, node: &Value) -> bool {
-    let Some(required) = obj::at(
+    let Some(required) = meta::at(
         pod,
         &[
             "spec",
@@ -156,10 +157,10 @@ fn required_node_affinity_matches(pod: &Value, node: &Value) -> bool {
         (!exprs.is_empty() || !fields.is_empty())
             && exprs.iter().all(|r| {
                 let key = r["key"].as_str().unwrap_or("");
-                requirement_matches(r, obj::label(node, key))
+                requirement_matches(r, meta::label(node, key))
             })
             && fields.iter().all(|r| {
-                let value = (r["key"] == "metadata.name").then(|| obj::name(node));
+                let value = (r["key"] == "metadata.name").then(|| meta::name(node).unwrap_or(""));
                 requirement_matches(r, value)
             })
     })
@@ -167,11 +168,12 @@ fn required_node_affinity_matches(pod: &Value, node: &Value) -> bool {
 
 /// Why a Node cannot take a Pod (the wording of the real filter plugins), or `None` if it can.
 pub fn filter(pod: &Value, node: &Value) -> Option<String> {
-    let tolerations = obj::at(pod, &["spec", "tolerations"])
+    let tolerations = meta::at(pod, &["spec", "tolerations"])
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let cordoned = obj::at(node, &["spec", "unschedulable"]).and_then(Value::as_bool) == Some(true);
+    let cordoned =
+        meta::at(node, &["spec", "unschedulable"]).and_then(Value::as_bool) == Some(true);
     let unschedulable_taint = (
         "node.kubernetes.io/unschedulable".to_string(),
         String::new(),
@@ -180,9 +182,9 @@ pub fn filter(pod: &Value, node: &Value) -> Option<String> {
     if cordoned && !tolerates(tolerations, &unschedulable_taint) {
         return Some("node(s) were unschedulable".into());
     }
-    let selector_ok = obj::at(pod, &["spec", "nodeSelector"])
+    let selector_ok = meta::at(pod, &["spec", "nodeSelector"])
         .and_then(Value::as_object)
-        .is_none_or(|sel| obj::map_selector_matches(sel, obj::labels(node)));
+        .is_none_or(|sel| selector::map_matches(sel, meta::labels(node)));
     if !selector_ok || !required_node_affinity_matches(pod, node) {
         return Some("node(s) didn't match Pod's node affinity/selector".into());
     }
@@ -196,9 +198,9 @@ pub fn filter(pod: &Value, node: &Value) -> Option<String> {
 }
 
 fn counts_against_node(pod: &Value) -> Option<&str> {
-    let node = obj::str_at(pod, &["spec", "nodeName"]).filter(|n| !n.is_empty())?;
+    let node = meta::str_at(pod, &["spec", "nodeName"]).filter(|n| !n.is_empty())?;
     (!matches!(
-        obj::str_at(pod, &["status", "phase"]),
+        meta::str_at(pod, &["status", "phase"]),
         Some("Succeeded" | "Failed")
     ))
     .then_some(node)
@@ -230,7 +232,7 @@ fn set_condition(
     message: Option<&str>,
     now: &str,
 ) {
-    let conditions = obj::object_mut(pod, "status")
+    let conditions = meta::object_mut(pod, "status")
         .entry("conditions")
         .or_insert_with(|| json!([]));
     if !conditions.is_array() {
@@ -265,8 +267,11 @@ fn set_condition(
 /// Event) or, when the Pod's PodScheduled condition does not already say so, an
 /// Unschedulable status (Pod update + `FailedScheduling` Event).
 pub fn reconcile(pods: &[Value], nodes: &[Value], now: jiff::Timestamp) -> Vec<Action> {
-    let now_s = obj::rfc3339(now);
-    let mut load: HashMap<&str, usize> = nodes.iter().map(|n| (obj::name(n), 0)).collect();
+    let now_s = meta::format_time(now);
+    let mut load: HashMap<&str, usize> = nodes
+        .iter()
+        .map(|n| (meta::name(n).unwrap_or(""), 0))
+        .collect();
     for pod in pods {
         if let Some(node) = counts_against_node(pod)
             && let Some(n) = load.get_mut(node)
@@ -278,29 +283,33 @@ pub fn reconcile(pods: &[Value], nodes: &[Value], now: jiff::Timestamp) -> Vec<A
     // The real queue orders by priority, then by when the Pod was enqueued.
     pending.sort_by(|a, b| {
         let ka = (
-            obj::str_at(a, &["metadata", "creationTimestamp"]).unwrap_or(""),
-            obj::namespace(a),
-            obj::name(a),
+            meta::str_at(a, &["metadata", "creationTimestamp"]).unwrap_or(""),
+            meta::namespace(a).unwrap_or(""),
+            meta::name(a).unwrap_or(""),
         );
         let kb = (
-            obj::str_at(b, &["metadata", "creationTimestamp"]).unwrap_or(""),
-            obj::namespace(b),
-            obj::name(b),
+            meta::str_at(b, &["metadata", "creationTimestamp"]).unwrap_or(""),
+            meta::namespace(b).unwrap_or(""),
+            meta::name(b).unwrap_or(""),
         );
         ka.cmp(&kb)
     });
 
     let mut actions = Vec::new();
     for pod in pending {
-        let target = Target::new(resources::PODS, Some(obj::namespace(pod)), obj::name(pod));
-        let rv = obj::resource_version(pod);
+        let target = Target::new(
+            resources::PODS,
+            Some(meta::namespace(pod).unwrap_or("")),
+            meta::name(pod).unwrap_or(""),
+        );
+        let rv = meta::resource_version_u64(pod);
         let mut rejections = Vec::new();
         let mut best: Option<(usize, &str)> = None;
         for node in nodes {
             match filter(pod, node) {
                 Some(reason) => rejections.push(reason),
                 None => {
-                    let name = obj::name(node);
+                    let name = meta::name(node).unwrap_or("");
                     let cand = (load.get(name).copied().unwrap_or(0), name);
                     if best.is_none_or(|b| cand < b) {
                         best = Some(cand);
@@ -310,15 +319,15 @@ pub fn reconcile(pods: &[Value], nodes: &[Value], now: jiff::Timestamp) -> Vec<A
         }
         let mut updated = pod.clone();
         if let Some((_, node)) = best {
-            obj::set_path(&mut updated, &["spec", "nodeName"], Some(json!(node)));
+            meta::set_path(&mut updated, &["spec", "nodeName"], Some(json!(node)));
             set_condition(&mut updated, "PodScheduled", "True", None, None, &now_s);
             if let Some(n) = load.get_mut(node) {
                 *n += 1;
             }
             let msg = format!(
                 "Successfully assigned {}/{} to {node}",
-                obj::namespace(pod),
-                obj::name(pod)
+                meta::namespace(pod).unwrap_or(""),
+                meta::name(pod).unwrap_or("")
             );
             actions.push(Action::Update {
                 target,
@@ -335,7 +344,7 @@ pub fn reconcile(pods: &[Value], nodes: &[Value], now: jiff::Timestamp) -> Vec<A
             )));
         } else {
             let msg = unschedulable_message(nodes.len(), &rejections);
-            let already = obj::at(pod, &["status", "conditions"])
+            let already = meta::at(pod, &["status", "conditions"])
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()

@@ -20,11 +20,11 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use proxylab_apimachinery::meta;
 use serde_json::{Value, json};
 
 use crate::action::{Action, Target, resources};
 use crate::jwt::TokenSigner;
-use crate::obj;
 
 pub const SERVICE_ACCOUNT_TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
 pub const SA_NAME_ANNOTATION: &str = "kubernetes.io/service-account.name";
@@ -41,7 +41,7 @@ pub struct TokenContext<'a> {
 }
 
 fn data_bytes(secret: &Value, key: &str) -> Vec<u8> {
-    obj::at(secret, &["data", key])
+    meta::at(secret, &["data", key])
         .and_then(Value::as_str)
         .and_then(|s| STANDARD.decode(s).ok())
         .unwrap_or_default()
@@ -55,26 +55,34 @@ pub fn reconcile(
 ) -> Vec<Action> {
     let accounts: HashMap<(&str, &str), &Value> = service_accounts
         .iter()
-        .map(|sa| ((obj::namespace(sa), obj::name(sa)), sa))
+        .map(|sa| {
+            (
+                (
+                    meta::namespace(sa).unwrap_or(""),
+                    meta::name(sa).unwrap_or(""),
+                ),
+                sa,
+            )
+        })
         .collect();
     let mut actions = Vec::new();
     for secret in secrets {
-        if obj::str_at(secret, &["type"]) != Some(SERVICE_ACCOUNT_TOKEN_TYPE)
-            || obj::is_terminating(secret)
+        if meta::str_at(secret, &["type"]) != Some(SERVICE_ACCOUNT_TOKEN_TYPE)
+            || meta::is_terminating(secret)
         {
             continue;
         }
-        let ns = obj::namespace(secret);
-        let name = obj::name(secret);
+        let ns = meta::namespace(secret).unwrap_or("");
+        let name = meta::name(secret).unwrap_or("");
         let target = Target::new(resources::SECRETS, Some(ns), name);
-        let rv = obj::resource_version(secret);
-        let Some(sa_name) = obj::annotation(secret, SA_NAME_ANNOTATION) else {
+        let rv = meta::resource_version_u64(secret);
+        let Some(sa_name) = meta::annotation(secret, SA_NAME_ANNOTATION) else {
             // Validation requires the annotation; a Secret without it is none of our business.
             continue;
         };
         let sa = accounts.get(&(ns, sa_name));
-        let sa_uid = sa.map(|sa| obj::uid(sa));
-        let stale_uid = match (obj::annotation(secret, SA_UID_ANNOTATION), sa_uid) {
+        let sa_uid = sa.map(|sa| meta::uid(sa).unwrap_or(""));
+        let stale_uid = match (meta::annotation(secret, SA_UID_ANNOTATION), sa_uid) {
             (Some(want), Some(have)) => !want.is_empty() && want != have,
             _ => false,
         };
@@ -101,41 +109,44 @@ pub fn reconcile(
 
 /// The Secret with token, CA, namespace and uid filled in, or `None` when nothing is missing.
 fn fill_secret(secret: &Value, sa: &Value, ctx: &TokenContext<'_>) -> Option<Value> {
-    let ns = obj::namespace(secret);
-    let sa_uid = obj::uid(sa);
+    let ns = meta::namespace(secret).unwrap_or("");
+    let sa_uid = meta::uid(sa).unwrap_or("");
     let needs_token = data_bytes(secret, "token").is_empty();
     let needs_ca = !ctx.ca_pem.is_empty() && data_bytes(secret, "ca.crt") != ctx.ca_pem.as_bytes();
     let needs_namespace = data_bytes(secret, "namespace").is_empty();
-    let needs_uid = obj::annotation(secret, SA_UID_ANNOTATION) != Some(sa_uid);
+    let needs_uid = meta::annotation(secret, SA_UID_ANNOTATION) != Some(sa_uid);
     if !(needs_token || needs_ca || needs_namespace || needs_uid) {
         return None;
     }
     let mut updated = secret.clone();
     if needs_token {
-        match ctx
-            .signer
-            .sign_legacy(ctx.issuer, ns, obj::name(sa), sa_uid, obj::name(secret))
-        {
+        match ctx.signer.sign_legacy(
+            ctx.issuer,
+            ns,
+            meta::name(sa).unwrap_or(""),
+            sa_uid,
+            meta::name(secret).unwrap_or(""),
+        ) {
             Ok(token) => {
-                obj::object_mut(&mut updated, "data")
+                meta::object_mut(&mut updated, "data")
                     .insert("token".into(), json!(STANDARD.encode(token)));
             }
             Err(e) => {
-                tracing::warn!(secret = %format!("{ns}/{}", obj::name(secret)), error = %e, "cannot sign service-account token");
+                tracing::warn!(secret = %format!("{ns}/{}", meta::name(secret).unwrap_or("")), error = %e, "cannot sign service-account token");
                 return None;
             }
         }
     }
     if needs_ca {
-        obj::object_mut(&mut updated, "data")
+        meta::object_mut(&mut updated, "data")
             .insert("ca.crt".into(), json!(STANDARD.encode(ctx.ca_pem)));
     }
     if needs_namespace {
-        obj::object_mut(&mut updated, "data")
+        meta::object_mut(&mut updated, "data")
             .insert("namespace".into(), json!(STANDARD.encode(ns)));
     }
     if needs_uid {
-        let meta = obj::object_mut(&mut updated, "metadata");
+        let meta = meta::object_mut(&mut updated, "metadata");
         let ann = meta.entry("annotations").or_insert_with(|| json!({}));
         if !ann.is_object() {
             *ann = json!({});

@@ -29,14 +29,6 @@ use crate::response::ApiError;
 use crate::rest::delete::finalize_if_done;
 use crate::state::AppState;
 
-fn rv_u64(obj: &Value) -> Option<u64> {
-    meta::resource_version_u64(obj)
-}
-
-fn name_of(obj: &Value) -> String {
-    meta::name(obj).unwrap_or("").to_owned()
-}
-
 /// Checks (or fills in) apiVersion/kind against the resource of the URL.
 fn check_kind(info: &ResourceInfo, obj: &mut Value) -> Result<(), Status> {
     let want_av = info.api_version();
@@ -75,7 +67,7 @@ fn namespace_must_exist(state: &AppState, ns: &str) -> Result<(), Status> {
 }
 
 fn invalid(info: &ResourceInfo, obj: &Value, causes: Vec<Cause>) -> Status {
-    Status::invalid(info, &name_of(obj), causes)
+    Status::invalid(info, meta::name(obj).unwrap_or(""), causes)
 }
 
 /// Per-kind defaults applied on create (kube's `PrepareForCreate` + defaulting).
@@ -127,7 +119,7 @@ fn defaults_on_create(info: &ResourceInfo, obj: &mut Value) {
             obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
         }
         ("", "namespaces") => {
-            let name = name_of(obj);
+            let name = meta::name(obj).unwrap_or("").to_owned();
             meta::set_label(obj, "kubernetes.io/metadata.name", &name);
             if !obj["spec"].is_object() {
                 obj["spec"] = json!({});
@@ -205,7 +197,7 @@ pub(crate) fn create(
             meta::set_name(&mut obj, &format!("{base}{}", random_suffix()));
         }
         let mut candidate = obj.clone();
-        let name = name_of(&candidate);
+        let name = meta::name(&candidate).unwrap_or("").to_owned();
         let mut reserved = Reserved::new(&state.alloc);
         if info.group.is_empty() && info.resource == "services" {
             reserved.allocated = Some(state.alloc.admit(&mut candidate, None)?);
@@ -437,7 +429,7 @@ pub(crate) fn update(
             return Err(Status::not_found(info, name).into());
         };
         if let Some(p) = precondition
-            && Some(p) != rv_u64(&old)
+            && Some(p) != meta::resource_version_u64(&old)
         {
             return Err(Status::conflict(info, name, CONFLICT_MODIFIED).into());
         }
@@ -448,7 +440,7 @@ pub(crate) fn update(
             sub,
             &old,
             new.clone(),
-            rv_u64(&old),
+            meta::resource_version_u64(&old),
             dry_run,
         ) {
             Ok(out) => {
@@ -497,7 +489,7 @@ pub(crate) fn patch_object(
         patch::apply_patch(content_type, &mut patched, body, info)
             // 415 unknown content type, 400 malformed patch, 422 failed JSON-patch `test` (kube's mapping).
             .map_err(|e| e.to_status())?;
-        let old_rv = rv_u64(&old);
+        let old_rv = meta::resource_version_u64(&old);
         let precondition = match meta::resource_version(&patched) {
             Some(rv) if Some(rv) != meta::resource_version(&old) => {
                 // The patch named a resourceVersion: it is a precondition, and it is stale.
