@@ -175,8 +175,10 @@ pub struct ApiServerConfig {
     pub service_node_port_range: RangeInclusive<u16>,
     /// The kubelet client identity (kept for the bastion's node/pod proxy).
     pub kubelet_client: Option<ServingCert>,
-    /// Extra routes merged into the router before authentication (the bastion's `/api/v1/.../proxy`
-    /// routes). They see the same [`crate::auth::UserInfo`] extension as the REST handlers.
+    /// Extra routes merged into the router ahead of the REST fallback: the mount point for the
+    /// bastion's `/api/v1/…/proxy` (and `pods/log|exec|…`) routes. Authentication runs before them, so
+    /// they see the same [`crate::auth::UserInfo`] extension as the REST handlers and never the
+    /// client's credentials.
     pub extra_routes: Option<axum::Router>,
     /// How often a watch that asked for bookmarks gets one (kube-apiserver: about every minute; the lab
     /// uses 10 s so that the effect is visible).

@@ -8,7 +8,8 @@
 
 use serde_json::Value;
 
-/// Store resource names (plural, group-qualified for non-core groups), as in CONTRACTS.md.
+/// Store resource names: the plural, group-qualified for non-core groups — the keys the apiserver
+/// stores objects under (`ResourceInfo::store_resource` in `proxylab-apimachinery`).
 pub mod resources {
     pub const NAMESPACES: &str = "namespaces";
     pub const SERVICE_ACCOUNTS: &str = "serviceaccounts";
