@@ -331,21 +331,18 @@ mod tests {
                 "namespaces",
                 "namespaces/status",
                 "nodes",
-                "nodes/proxy",
                 "nodes/status",
                 "pods",
                 "pods/binding",
-                "pods/proxy",
                 "pods/status",
                 "secrets",
                 "serviceaccounts",
                 "serviceaccounts/token",
                 "services",
-                "services/proxy",
                 "services/status"
             ]
         );
-        let pods = &l["resources"][8];
+        let pods = &l["resources"][7];
         assert_eq!(pods["kind"], "Pod");
         assert_eq!(pods["singularName"], "pod");
         assert_eq!(pods["namespaced"], true);
@@ -374,15 +371,15 @@ mod tests {
                 .cloned()
                 .unwrap_or_default()
         };
-        assert!(verbs(8).contains(&json!("deletecollection")));
+        assert!(verbs(7).contains(&json!("deletecollection")));
         assert!(!verbs(3).contains(&json!("deletecollection")), "namespaces");
         // The value kube-apiserver publishes for pods, which proves the hash recipe.
         assert_eq!(pods["storageVersionHash"], "xPOwRZ+Yhw8=");
         assert_eq!(
-            l["resources"][9],
+            l["resources"][8],
             json!({"name":"pods/binding","singularName":"","namespaced":true,"kind":"Binding","verbs":["create"]})
         );
-        let status = &l["resources"][11];
+        let status = &l["resources"][9];
         assert_eq!(
             status,
             &json!({"name":"pods/status","singularName":"","namespaced":true,"kind":"Pod","verbs":["get","patch","update"]})
@@ -434,10 +431,7 @@ mod tests {
             .find(|r| r["resource"] == "nodes")
             .expect("nodes");
         assert_eq!(nodes["scope"], "Cluster");
-        assert_eq!(
-            nodes["subresources"][1]["responseKind"]["kind"],
-            "NodeProxyOptions"
-        );
+        assert_eq!(nodes["subresources"][0]["responseKind"]["kind"], "Node");
         let pods = res.iter().find(|r| r["resource"] == "pods").expect("pods");
         assert_eq!(pods["subresources"][0]["responseKind"]["kind"], "Binding");
         let apis = aggregated_discovery(false);

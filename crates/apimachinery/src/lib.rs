@@ -23,6 +23,8 @@
 //! - [`table`] — `meta.k8s.io/v1 Table` rows with the same columns kube-apiserver prints.
 //! - [`discovery`] — `/api`, `/apis`, `APIResourceList`s, aggregated discovery v2 and `/version`.
 //! - [`openapi`] — the OpenAPI v3 index and per-group-version documents kubectl needs for `apply`.
+//! - [`upstream`] — what kube-apiserver 1.33 serves (groups, resources, subresources, non-resource
+//!   paths), so the apiserver can tell "nobody serves this" (404) from "the lab leaves this out" (501).
 //! - [`serviceaccount`] — signing and verifying service-account JWTs (ES256 with `ring`), shared by the
 //!   token controller (signs) and the apiserver's authenticator (verifies). Pure too: keys come in as bytes.
 //!
@@ -83,6 +85,7 @@ pub mod selector;
 pub mod serviceaccount;
 pub mod status;
 pub mod table;
+pub mod upstream;
 pub mod validation;
 
 pub use patch::{PatchError, apply_patch};

@@ -29,7 +29,8 @@ pub struct ResourceInfo {
     pub short_names: &'static [&'static str],
     /// Categories; `all` makes `kubectl get all` include the resource.
     pub categories: &'static [&'static str],
-    /// Subresources the lab serves (`status`, `proxy`).
+    /// Subresources the lab serves (`status`, `binding`, `token`). The proxy subresources
+    /// (`pods/proxy`, …) are the bastion's; they are listed here once it is mounted.
     pub subresources: &'static [&'static str],
     /// Field labels usable in `fieldSelector=` besides `metadata.name` and `metadata.namespace`
     /// (which every resource supports, as in Kubernetes).
@@ -183,7 +184,7 @@ static RESOURCES: &[ResourceInfo] = &[
         verbs: VERBS,
         short_names: &["no"],
         categories: &[],
-        subresources: &["status", "proxy"],
+        subresources: &["status"],
         field_selectors: &["spec.unschedulable"],
     },
     ResourceInfo {
@@ -196,7 +197,7 @@ static RESOURCES: &[ResourceInfo] = &[
         verbs: VERBS,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &["binding", "status", "proxy"],
+        subresources: &["binding", "status"],
         field_selectors: &[
             "spec.nodeName",
             "spec.restartPolicy",
@@ -245,7 +246,7 @@ static RESOURCES: &[ResourceInfo] = &[
         verbs: VERBS,
         short_names: &["svc"],
         categories: &["all"],
-        subresources: &["status", "proxy"],
+        subresources: &["status"],
         field_selectors: &["spec.clusterIP", "spec.type"],
     },
     ResourceInfo {

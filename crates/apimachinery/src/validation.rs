@@ -37,6 +37,9 @@ const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist
 const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
 /// kube-apiserver's limit on the total size of annotations.
 const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
+/// kube-apiserver's limit on a Secret's data and a ConfigMap's data + binaryData (`core.MaxSecretSize`):
+/// values are mounted as files and kept in every kubelet's memory.
+pub const MAX_DATA_SIZE: usize = 1024 * 1024;
 
 /// Collects causes while walking an object.
 struct V {
@@ -584,9 +587,34 @@ fn validate_data_map(v: &mut V, obj: &Value, field: &str, base64_values: bool) {
     }
 }
 
+/// The total size of a data map's values, base64-decoded when `base64_values` (undecodable values count
+/// as their text; they are reported on their own).
+fn data_size(obj: &Value, field: &str, base64_values: bool) -> usize {
+    let Some(m) = obj.get(field).and_then(Value::as_object) else {
+        return 0;
+    };
+    m.values()
+        .filter_map(Value::as_str)
+        .map(|s| {
+            if base64_values {
+                base64::engine::general_purpose::STANDARD
+                    .decode(s)
+                    .map_or(s.len(), |b| b.len())
+            } else {
+                s.len()
+            }
+        })
+        .sum()
+}
+
 fn validate_secret(v: &mut V, obj: &Value) {
     validate_data_map(v, obj, "data", true);
     validate_data_map(v, obj, "stringData", false);
+    // `stringData` is merged into `data` before validation by the apiserver (as kube's conversion
+    // does); counting both covers a caller that validates an unmerged object.
+    if data_size(obj, "data", true) + data_size(obj, "stringData", false) > MAX_DATA_SIZE {
+        v.push(Cause::too_long("data", MAX_DATA_SIZE));
+    }
     let has_key = |k: &str| {
         obj.get("data").and_then(|d| d.get(k)).is_some()
             || obj.get("stringData").and_then(|d| d.get(k)).is_some()
@@ -617,6 +645,10 @@ fn validate_secret(v: &mut V, obj: &Value) {
 fn validate_configmap(v: &mut V, obj: &Value) {
     validate_data_map(v, obj, "data", false);
     validate_data_map(v, obj, "binaryData", true);
+    if data_size(obj, "data", false) + data_size(obj, "binaryData", true) > MAX_DATA_SIZE {
+        // kube-apiserver reports it against the whole object, whose field path prints as `[]`.
+        v.push(Cause::too_long("[]", MAX_DATA_SIZE));
+    }
     if let (Some(d), Some(b)) = (
         obj.get("data").and_then(Value::as_object),
         obj.get("binaryData").and_then(Value::as_object),

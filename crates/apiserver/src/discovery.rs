@@ -62,7 +62,7 @@ pub(crate) fn discovery(
     fmt: Format,
     server_address: &str,
 ) -> Option<ApiResult> {
-    let nf = || Err(errors::path_not_found().into());
+    let nf = || Err(errors::path_not_served(&format!("/{}", segs.join("/"))).into());
     let ok = |v: Value| Ok(response::object(StatusCode::OK, &v, fmt));
     Some(match segs {
         ["api"] if wants_aggregated(headers).is_some() => Ok(aggregated(
@@ -94,7 +94,7 @@ pub(crate) fn discovery(
 }
 
 pub(crate) fn openapi(segs: &[&str], headers: &HeaderMap, fmt: Format) -> Option<ApiResult> {
-    let nf = || Err(errors::path_not_found().into());
+    let nf = || Err(errors::openapi_not_served(&format!("/{}", segs.join("/"))).into());
     Some(match segs {
         // kubectl asks /openapi/v2 for protobuf only; the lab serves JSON, so such a client gets 406 (it
         // then relies on /openapi/v3, as kube-apiserver's clients do).

@@ -136,20 +136,28 @@ impl Target {
     }
 }
 
-/// Resolves a resource request against the registry.
-pub(crate) fn parse_target(ri: &RequestInfo) -> Result<Target, Status> {
-    if !ri.is_resource || !ri.rest.is_empty() {
-        return Err(errors::path_not_found());
+/// Resolves a resource request against the registry; `path` is the request path, for the messages of
+/// what is not served.
+pub(crate) fn parse_target(ri: &RequestInfo, path: &str) -> Result<Target, Status> {
+    if !ri.is_resource {
+        return Err(errors::path_not_served(path));
     }
     let info = registry::lookup(&ri.group, &ri.version, &ri.resource)
-        .ok_or_else(errors::path_not_found)?;
+        .ok_or_else(|| errors::resource_not_served(ri))?;
+    if !ri.rest.is_empty() {
+        // Only proxy subresources take a path after them, and the lab serves none.
+        return Err(match &ri.subresource {
+            Some(sub) if !info.has_subresource(sub) => errors::subresource_not_served(info, sub),
+            _ => errors::bad_resource_path(info, path),
+        });
+    }
     let in_namespace = ri.namespace.as_ref().is_some_and(|n| !n.is_empty());
     // A namespaced object is named only inside its namespace; a cluster-scoped one never is.
     if (info.namespaced && ri.name.is_some() && !in_namespace)
         || (!info.namespaced && ri.namespace.is_some())
         || ri.namespace.as_deref() == Some("")
     {
-        return Err(errors::path_not_found());
+        return Err(errors::bad_resource_path(info, path));
     }
     Ok(Target {
         info,
@@ -356,7 +364,7 @@ mod tests {
     use super::*;
 
     fn target(path: &str) -> Result<Target, Status> {
-        parse_target(&RequestInfo::parse(&http::Method::GET, path, None))
+        parse_target(&RequestInfo::parse(&http::Method::GET, path, None), path)
     }
 
     #[test]
@@ -385,8 +393,25 @@ mod tests {
         assert!(target("/api/v1/namespaces/d/pods/p/status/more").is_err());
         let t = target("/api/v1/watch/namespaces/d/pods").unwrap();
         assert!(t.legacy_watch);
-        assert!(target("/api/v1/nope").is_err());
-        assert!(target("/api/v1").is_err());
+        let code = |p: &str| target(p).err().map(|s| (s.code(), s.message));
+        assert_eq!(code("/api/v1/nope").map(|c| c.0), Some(404));
+        assert_eq!(code("/api/v1").map(|c| c.0), Some(404));
+        // kube-apiserver serves these; the lab says it does not.
+        let (c, m) = code("/apis/rbac.authorization.k8s.io/v1/clusterroles").unwrap();
+        assert_eq!(c, 501, "{m}");
+        assert!(
+            m.starts_with(
+                "the lab apiserver does not serve clusterroles.rbac.authorization.k8s.io"
+            ),
+            "{m}"
+        );
+        let (c, m) = code("/api/v1/namespaces/d/pods/p/proxy/x").unwrap();
+        assert_eq!(c, 501, "{m}");
+        assert!(m.contains("pods/proxy"), "{m}");
+        // Nobody serves these.
+        let (c, m) = code("/apis/example.com/v1/widgets").unwrap();
+        assert_eq!(c, 404);
+        assert!(m.contains("neither does kube-apiserver"), "{m}");
         let t = target("/apis/discovery.k8s.io/v1/namespaces/d/endpointslices").unwrap();
         assert_eq!(t.info.store_resource(), "endpointslices.discovery.k8s.io");
     }

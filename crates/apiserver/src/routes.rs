@@ -32,7 +32,11 @@ pub(crate) async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -
     let is_read = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
 
     if let Some(r) = discovery::health(&state, &segs, &q) {
-        return if is_read { r } else { method_not_allowed() };
+        return if is_read {
+            r
+        } else {
+            method_not_allowed(&parts.method, &path)
+        };
     }
     match segs.as_slice() {
         ["metrics"] => {
@@ -43,14 +47,14 @@ pub(crate) async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -
                     "text/plain; version=0.0.4; charset=utf-8",
                 )
             } else {
-                method_not_allowed()
+                method_not_allowed(&parts.method, &path)
             };
         }
         ["version"] => {
             return if is_read {
                 response::object(StatusCode::OK, &discovery::version(), fmt)
             } else {
-                method_not_allowed()
+                method_not_allowed(&parts.method, &path)
             };
         }
         [] => {
@@ -80,10 +84,10 @@ pub(crate) async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -
         }
     }
     if let ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] = segs.as_slice() {
-        return self_subject_review(&parts, fmt);
+        return self_subject_review(&parts, &path, fmt);
     }
     let ri = RequestInfo::parse(&parts.method, &path, parts.uri.query());
-    let target = match request::parse_target(&ri) {
+    let target = match request::parse_target(&ri, &path) {
         Ok(t) => t,
         Err(s) => {
             // Known discovery/openapi paths exist but only for GET.
@@ -91,7 +95,7 @@ pub(crate) async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -
                 && (discovery::discovery(&segs, &parts.headers, fmt, "").is_some()
                     || discovery::openapi(&segs, &parts.headers, fmt).is_some())
             {
-                return method_not_allowed();
+                return method_not_allowed(&parts.method, &path);
             }
             return response::status(&s);
         }
@@ -103,9 +107,13 @@ pub(crate) async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -
 
 /// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews` (`kubectl auth whoami`): tells the caller
 /// who the apiserver thinks they are — useful in a lab about proxies that add or assert identities.
-fn self_subject_review(parts: &http::request::Parts, fmt: Format) -> Response {
+fn self_subject_review(parts: &http::request::Parts, path: &str, fmt: Format) -> Response {
     if parts.method != http::Method::POST {
-        return method_not_allowed();
+        return response::status(&errors::path_method_not_allowed(
+            &parts.method,
+            path,
+            "POST",
+        ));
     }
     let Some(user) = parts.extensions.get::<UserInfo>() else {
         return response::status(&Status::unauthorized());
@@ -124,6 +132,7 @@ fn self_subject_review(parts: &http::request::Parts, fmt: Format) -> Response {
     response::object(StatusCode::CREATED, &review, fmt)
 }
 
-fn method_not_allowed() -> Response {
-    response::status(&errors::path_method_not_allowed())
+/// 405 for a read-only path.
+fn method_not_allowed(method: &http::Method, path: &str) -> Response {
+    response::status(&errors::path_method_not_allowed(method, path, "GET"))
 }

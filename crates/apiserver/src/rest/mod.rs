@@ -68,8 +68,13 @@ pub(crate) async fn handle(
         let known = (info.has_subresource(sub) && sub == "status")
             || (sub == "binding" && core && info.resource == "pods")
             || (sub == "token" && core && info.resource == "serviceaccounts");
-        if !known || target.name.is_none() {
-            return Err(errors::path_not_found().into());
+        if !known {
+            return Err(errors::subresource_not_served(info, sub).into());
+        }
+        if target.name.is_none() {
+            return Err(
+                errors::bad_resource_path(info, &format!("{}/{sub}", info.resource)).into(),
+            );
         }
     }
     let verb_ok = |v: &str| -> Result<(), ApiError> {

@@ -25,7 +25,7 @@ pub(crate) fn token_request(
 ) -> Result<Value, ApiError> {
     let info = target.info;
     let Some(key) = &state.sa_signing_key else {
-        return Err(errors::path_not_found().into());
+        return Err(errors::token_request_off().into());
     };
     let ns = target.namespace.clone().unwrap_or_default();
     let sa = state

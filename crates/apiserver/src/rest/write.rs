@@ -14,6 +14,7 @@
 //! Simplifications: no admission webhooks, no managedFields, `fieldValidation` and `fieldManager` are
 //! accepted and ignored.
 
+use base64::Engine;
 use http::StatusCode;
 use proxylab_apimachinery::registry::ResourceInfo;
 use proxylab_apimachinery::status::{CONFLICT_MODIFIED, Cause, Status};
@@ -68,6 +69,37 @@ fn namespace_must_exist(state: &AppState, ns: &str) -> Result<(), Status> {
 
 fn invalid(info: &ResourceInfo, obj: &Value, causes: Vec<Cause>) -> Status {
     Status::invalid(info, meta::name(obj).unwrap_or(""), causes)
+}
+
+/// What kube's conversion into the internal version does on every write: a Secret's write-only
+/// `stringData` is merged into `data` (base64), winning over a `data` key of the same name, and is
+/// never stored.
+fn normalize(info: &ResourceInfo, obj: &mut Value) {
+    let all_strings = obj
+        .get("stringData")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.values().all(Value::is_string));
+    // Anything else is left for validation to reject with its field path.
+    if !(info.group.is_empty() && info.resource == "secrets" && all_strings) {
+        return;
+    }
+    let Some(string_data) = obj
+        .as_object_mut()
+        .and_then(|m| m.shift_remove("stringData"))
+    else {
+        return;
+    };
+    if let Value::Object(sd) = string_data {
+        let data = meta::object_mut(obj, "data");
+        for (k, v) in sd {
+            if let Some(s) = v.as_str() {
+                data.insert(
+                    k,
+                    json!(base64::engine::general_purpose::STANDARD.encode(s)),
+                );
+            }
+        }
+    }
 }
 
 /// Per-kind defaults applied on create (kube's `PrepareForCreate` + defaulting).
@@ -187,6 +219,7 @@ pub(crate) fn create(
     meta::set_uid(&mut obj, &uuid::Uuid::new_v4().to_string());
     meta::set_creation_timestamp(&mut obj, &meta::now_rfc3339());
     meta::set_generation(&mut obj, 1);
+    normalize(info, &mut obj);
     defaults_on_create(info, &mut obj);
 
     // A generated name may collide; retry with a fresh suffix as kube-apiserver does.
@@ -361,6 +394,7 @@ fn finish_update(
     if is_service {
         reserved.allocated = Some(state.alloc.admit(&mut obj, Some(old))?);
     }
+    normalize(info, &mut obj);
     let mut causes = validation::validate(info, &obj);
     causes.extend(validation::validate_update(info, old, &obj));
     if !causes.is_empty() {
