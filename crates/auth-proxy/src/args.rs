@@ -66,7 +66,7 @@ pub struct AuthProxyArgs {
 
     /// keepalive specifies the keep-alive period for an active network connection. Set to 0 to
     /// disable keepalive. (Go duration: 30s, 1m, 500ms.)
-    #[arg(long, default_value = "0", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "0", value_parser = proxylab_core::duration::parse_std)]
     pub keepalive: Duration,
 
     /// If true, enables automatic path appending of the kube context server path to each request.
@@ -134,65 +134,5 @@ impl Default for AuthProxyArgs {
             tls_private_key_file: None,
             threads: 0,
         }
-    }
-}
-
-/// Parses a Go `time.Duration` string (`0`, `300ms`, `30s`, `1m30s`, `2h`, `1.5s`) as kubectl's
-/// `--keepalive` accepts it.
-pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("missing unit in duration {s:?}"))?;
-        let (num, tail) = rest.split_at(num_len);
-        let value: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
-        };
-        total += value * scale;
-        rest = next;
-    }
-    Duration::try_from_secs_f64(total).map_err(|e| format!("invalid duration {s:?}: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
-        assert_eq!(parse_go_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(
-            parse_go_duration("500ms").unwrap(),
-            Duration::from_millis(500)
-        );
-        assert_eq!(
-            parse_go_duration("1.5s").unwrap(),
-            Duration::from_millis(1500)
-        );
-        assert!(parse_go_duration("30").is_err());
-        assert!(parse_go_duration("5x").is_err());
-        assert!(parse_go_duration("").is_err());
     }
 }

@@ -11,6 +11,8 @@
 //! - [`telemetry`]: tracing setup, hop records (one per connection or request, so a path through several
 //!   proxies can be stitched together), Prometheus metrics and the admin endpoint.
 //! - [`runtime`]: shutdown on SIGINT/SIGTERM, connection draining, socket options.
+//! - [`duration`]: Go's `time.Duration` syntax (`15m0s`, `1h2m3.5s`, `500ms`), parsed and printed as Go
+//!   does, for every duration flag (the programs proxylab replaces are Go programs).
 //!
 //! The routing half (`cluster`, `balance`, `l4`, `route`, `http`) models what Kubernetes routes on:
 //! services, endpoints and their conditions, and how kube-proxy and the apiserver proxy pick and reach them.
@@ -20,6 +22,7 @@
 
 pub mod balance;
 pub mod cluster;
+pub mod duration;
 pub mod http;
 pub mod l4;
 pub mod route;

@@ -40,8 +40,9 @@ pub struct ForwarderArgs {
     #[arg(long = "node-ip", value_name = "IP", value_delimiter = ',')]
     pub node_ips: Vec<IpAddr>,
 
-    /// Idle time after which a UDP session ends (kube-proxy's default: 250ms). Accepts ms, s, m.
-    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
+    /// Idle time after which a UDP session ends (kube-proxy's default: 250ms). A Go duration, as
+    /// kube-proxy reads it: `250ms`, `2s`, `1m30s`, `15m0s` (a bare number other than 0 is an error).
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = proxylab_core::duration::parse_std)]
     pub udp_timeout: Duration,
 
     /// Most UDP sessions at once per listener; beyond it the least recently used is evicted.
@@ -97,29 +98,6 @@ impl ForwarderArgs {
     }
 }
 
-/// `250ms`, `2s`, `1m`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 250ms, 2s, 1m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{s:?} is not a duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 fn parse_opt_addr(s: &str) -> Result<Option<SocketAddr>, String> {
     if s.is_empty() {
         return Ok(None);
@@ -170,10 +148,27 @@ mod tests {
         assert_eq!(cli.args.healthz_bind_address, None);
     }
 
+    /// `--udp-timeout` is a Go duration, as kube-proxy's: what Go prints (`15m0s`) parses, a bare
+    /// number of seconds does not.
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
-        assert!(parse_duration("fast").is_err());
+    fn udp_timeout_takes_go_durations() {
+        let parse =
+            |v: &str| Cli::try_parse_from(["forwarder".into(), format!("--udp-timeout={v}")]);
+        let timeout = |v: &str| parse(v).unwrap().args.udp_timeout;
+        assert_eq!(timeout("15m0s"), Duration::from_secs(900));
+        assert_eq!(timeout("1h2m3.5s"), Duration::from_millis(3_723_500));
+        assert_eq!(timeout("1.5s"), Duration::from_millis(1500));
+        assert_eq!(timeout("500ms"), Duration::from_millis(500));
+        assert_eq!(timeout("0"), Duration::ZERO);
+        for bad in ["30", "fast", "-1s", "1d", ""] {
+            let err = parse(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad:?}"
+            );
+        }
     }
 }
