@@ -13,6 +13,7 @@
 //! - [`runtime`]: shutdown on SIGINT/SIGTERM, connection draining, socket options.
 //! - [`duration`]: Go's `time.Duration` syntax (`15m0s`, `1h2m3.5s`, `500ms`), parsed and printed as Go
 //!   does, for every duration flag (the programs proxylab replaces are Go programs).
+//! - [`reload`]: following a configuration file (changes on disk, SIGHUP).
 //!
 //! The routing half (`cluster`, `balance`, `l4`, `route`, `http`) models what Kubernetes routes on:
 //! services, endpoints and their conditions, and how kube-proxy and the apiserver proxy pick and reach them.
@@ -25,6 +26,7 @@ pub mod cluster;
 pub mod duration;
 pub mod http;
 pub mod l4;
+pub mod reload;
 pub mod route;
 pub mod runtime;
 pub mod serve;

@@ -58,6 +58,8 @@ pub struct ListenOptions {
     /// `setsockopt` for them. (Elsewhere, set them on each accepted socket too.)
     pub nodelay: bool,
     pub keepalive: Option<Duration>,
+    /// TCP_USER_TIMEOUT for the accepted sockets (see [`set_user_timeout`]), inherited the same way.
+    pub user_timeout: Option<Duration>,
 }
 
 impl Default for ListenOptions {
@@ -67,6 +69,7 @@ impl Default for ListenOptions {
             backlog: 1024,
             nodelay: false,
             keepalive: None,
+            user_timeout: None,
         }
     }
 }
@@ -88,6 +91,9 @@ pub fn bind_tcp(addr: SocketAddr, opts: ListenOptions) -> io::Result<TcpListener
     }
     if let Some(idle) = opts.keepalive {
         set_keepalive(&socket, idle).map_err(with_addr)?;
+    }
+    if let Some(t) = opts.user_timeout {
+        set_user_timeout(&socket, t).map_err(with_addr)?;
     }
     socket.set_nonblocking(true).map_err(with_addr)?;
     socket.bind(&addr.into()).map_err(with_addr)?;
@@ -120,6 +126,23 @@ pub fn set_keepalive<S: std::os::fd::AsFd>(socket: &S, idle: Duration) -> io::Re
         .with_time(idle)
         .with_interval((idle / 3).max(Duration::from_secs(1)));
     SockRef::from(socket).set_tcp_keepalive(&ka)
+}
+
+/// TCP_USER_TIMEOUT: how long data sent on `socket` (keepalive probes included) may stay
+/// unacknowledged before the kernel drops the connection (RFC 5482). Together with keepalive it
+/// detects a dead peer in about `timeout` while never cutting a connection that is merely quiet,
+/// where an idle timer cuts both (Talos' KubePrism uses 30 s of each). On a listener it applies to
+/// every socket accepted from it. A no-op outside Linux.
+pub fn set_user_timeout<S: std::os::fd::AsFd>(socket: &S, timeout: Duration) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+    {
+        SockRef::from(socket).set_tcp_user_timeout(Some(timeout))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "fuchsia")))]
+    {
+        let _ = (socket, timeout);
+        Ok(())
+    }
 }
 
 /// Raises the soft open-file limit towards `want` (bounded by the hard limit), as kube-proxy raised
@@ -190,6 +213,7 @@ mod tests {
                 ListenOptions {
                     nodelay: true,
                     keepalive: Some(Duration::from_secs(30)),
+                    user_timeout: Some(Duration::from_secs(20)),
                     ..Default::default()
                 },
             ),
@@ -205,6 +229,9 @@ mod tests {
             assert_eq!(s.keepalive().unwrap(), tuned);
             if tuned {
                 assert_eq!(s.tcp_keepalive_time().unwrap(), Duration::from_secs(30));
+                assert_eq!(s.tcp_user_timeout().unwrap(), Some(Duration::from_secs(20)));
+            } else {
+                assert_eq!(s.tcp_user_timeout().unwrap(), None);
             }
         }
     }

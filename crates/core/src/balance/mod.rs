@@ -10,13 +10,20 @@
 //! 2. **Which one of them gets this connection?** A [`Balancer`] holds the chosen set and picks with an
 //!    [`Algorithm`]: round-robin over a list shuffled on each change (the userspace kube-proxy's
 //!    `LoadBalancerRR`: shuffling spreads the first connections of many proxies that saw the same change),
-//!    random, or least-connections; with `sessionAffinity: ClientIP` a client IP sticks to its endpoint
-//!    for the affinity timeout after its last use.
+//!    random, least-connections, random with two choices (HAProxy's `random(2)`, nginx's `random two`)
+//!    or a hash of the client address (HAProxy's `balance source`, made a rendezvous hash); with
+//!    `sessionAffinity: ClientIP` a client IP sticks to its endpoint for the affinity timeout after its
+//!    last use.
 //!
 //! A [`Pick`] carries the endpoint and *why* it was chosen (for hop records) and counts as an active
-//! connection on that endpoint until it is dropped (for least-connections).
+//! connection on that endpoint until it is dropped (for least-connections and two choices).
+//!
+//! Balancers whose backends are health-checked (the HA balancer) judge each backend with
+//! [`health::HealthState`]: rise/fall counting of check results, as HAProxy's `rise`/`fall`.
 //!
 //! Nothing here knows about sockets or the forwarder: the cloud load balancer reuses it.
+
+pub mod health;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -40,6 +47,15 @@ pub enum Algorithm {
     Random,
     /// The endpoint with the fewest connections this balancer currently has open to it.
     LeastConn,
+    /// Two endpoints drawn at random, the one with fewer connections wins ("the power of two
+    /// choices"): nearly least-connections' spread, without every balancer that shares a stale view
+    /// of the counts herding onto the same least-loaded endpoint.
+    RandomTwo,
+    /// The client address decides: the same client reaches the same endpoint while it is in the
+    /// set. A rendezvous (highest-random-weight) hash, so when an endpoint leaves or joins only the
+    /// clients that belong to it move, where HAProxy's default map-based `source` reshuffles many.
+    /// Without a client address (a unix socket), round-robin.
+    SourceHash,
 }
 
 impl Algorithm {
@@ -48,6 +64,8 @@ impl Algorithm {
             Algorithm::RoundRobin => "round-robin",
             Algorithm::Random => "random",
             Algorithm::LeastConn => "least-conn",
+            Algorithm::RandomTwo => "random-two",
+            Algorithm::SourceHash => "source-hash",
         }
     }
 }
@@ -60,7 +78,9 @@ impl std::fmt::Display for Algorithm {
 
 /// An unknown algorithm name.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown balancing algorithm {0:?} (expected round-robin, random or least-conn)")]
+#[error(
+    "unknown balancing algorithm {0:?} (expected round-robin, random, least-conn, random-two or source-hash)"
+)]
 pub struct UnknownAlgorithm(pub String);
 
 impl std::str::FromStr for Algorithm {
@@ -70,6 +90,9 @@ impl std::str::FromStr for Algorithm {
             "round-robin" | "roundrobin" | "rr" => Ok(Algorithm::RoundRobin),
             "random" => Ok(Algorithm::Random),
             "least-conn" | "leastconn" => Ok(Algorithm::LeastConn),
+            // HAProxy spells it `random(2)`, nginx `random two`.
+            "random-two" | "random(2)" | "random two" | "p2c" => Ok(Algorithm::RandomTwo),
+            "source-hash" | "source" => Ok(Algorithm::SourceHash),
             other => Err(UnknownAlgorithm(other.to_string())),
         }
     }
@@ -327,6 +350,31 @@ impl Balancer {
                     .filter(|b| ok(b))
                     .min_by_key(|b| b.active())
             }
+            Algorithm::RandomTwo => {
+                let candidates: Vec<&Arc<Backend>> = list.iter().filter(|b| ok(b)).collect();
+                let mut rng = rand::rng();
+                match candidates.len() {
+                    0 => None,
+                    1 => Some(candidates[0]),
+                    m => {
+                        let a = rng.random_range(0..m);
+                        // A second, different draw: shift by 1..m.
+                        let b = (a + rng.random_range(1..m)) % m;
+                        let (x, y) = (candidates[a], candidates[b]);
+                        Some(if y.active() < x.active() { y } else { x })
+                    }
+                }
+            }
+            Algorithm::SourceHash => match client {
+                Some(ip) => list
+                    .iter()
+                    .filter(|b| ok(b))
+                    .max_by_key(|b| rendezvous_weight(ip, b.addr)),
+                None => {
+                    let start = self.next.fetch_add(1, Ordering::Relaxed);
+                    (0..n).map(|i| &list[(start + i) % n]).find(|b| ok(b))
+                }
+            },
         }?;
         if let (Some(_), Some(ip)) = (ttl, client) {
             let mut table = self.affinity.lock();
@@ -354,6 +402,17 @@ impl Balancer {
             backend: b.clone(),
         }
     }
+}
+
+/// The weight of `backend` for `client` in rendezvous hashing: each client takes the backend with
+/// the highest weight among those available. SipHash with fixed keys (`DefaultHasher::new`), so a
+/// client maps to the same backend across restarts of the balancer too.
+fn rendezvous_weight(client: IpAddr, backend: SocketAddr) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    client.hash(&mut h);
+    backend.hash(&mut h);
+    h.finish()
 }
 
 impl std::fmt::Debug for Balancer {
@@ -484,6 +543,84 @@ mod tests {
         };
         b.update(&[other]);
         assert_eq!(b.pick(Some(ip), &[]).unwrap().addr, other);
+    }
+
+    #[test]
+    fn algorithm_names_parse_in_haproxy_and_nginx_spellings() {
+        for (name, want) in [
+            ("roundrobin", Algorithm::RoundRobin),
+            ("leastconn", Algorithm::LeastConn),
+            ("random(2)", Algorithm::RandomTwo),
+            ("random-two", Algorithm::RandomTwo),
+            ("source", Algorithm::SourceHash),
+            ("source-hash", Algorithm::SourceHash),
+        ] {
+            assert_eq!(name.parse::<Algorithm>().unwrap(), want, "{name}");
+            // Display gives a name that parses back to the same algorithm.
+            assert_eq!(want.to_string().parse::<Algorithm>().unwrap(), want);
+        }
+        assert!("first".parse::<Algorithm>().is_err());
+    }
+
+    #[test]
+    fn random_two_avoids_the_busier_of_its_two_draws() {
+        let b = Balancer::new(Algorithm::RandomTwo, None);
+        b.update(&[a("127.0.30.1:1"), a("127.0.30.2:1")]);
+        // With two endpoints both are always drawn, so every pick goes to the less busy one and
+        // the held counts never drift apart by more than one.
+        let held: Vec<Pick> = (0..21).map(|_| b.pick(None, &[]).unwrap()).collect();
+        let counts: Vec<usize> = b.backends().iter().map(|x| x.active()).collect();
+        assert_eq!(counts.iter().sum::<usize>(), held.len());
+        assert!(
+            counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1,
+            "{counts:?}"
+        );
+        // A tried endpoint is avoided while another remains.
+        let other = b.pick(None, &[a("127.0.30.1:1")]).unwrap();
+        assert_eq!(other.addr, a("127.0.30.2:1"));
+    }
+
+    #[test]
+    fn source_hash_is_stable_and_moves_only_the_clients_of_a_removed_endpoint() {
+        let b = Balancer::new(Algorithm::SourceHash, None);
+        let set = [
+            a("127.0.10.1:6443"),
+            a("127.0.10.2:6443"),
+            a("127.0.10.3:6443"),
+        ];
+        b.update(&set);
+        let clients: Vec<IpAddr> = (1..=200)
+            .map(|i| IpAddr::from([10, 0, (i / 256) as u8, (i % 256) as u8]))
+            .collect();
+        let before: Vec<SocketAddr> = clients
+            .iter()
+            .map(|c| b.pick(Some(*c), &[]).unwrap().addr)
+            .collect();
+        // Stable: asking again gives the same answers, whatever the list order.
+        b.update(&[set[2], set[1]]);
+        b.update(&set);
+        for (c, want) in clients.iter().zip(&before) {
+            assert_eq!(b.pick(Some(*c), &[]).unwrap().addr, *want);
+        }
+        // Every endpoint gets a share.
+        for e in &set {
+            let n = before.iter().filter(|x| *x == e).count();
+            assert!(n > 30, "{e} got only {n} of 200 clients");
+        }
+        // Remove one: its clients move, nobody else does.
+        b.update(&[set[0], set[2]]);
+        for (c, was) in clients.iter().zip(&before) {
+            let now = b.pick(Some(*c), &[]).unwrap().addr;
+            if *was != set[1] {
+                assert_eq!(now, *was, "client {c} moved although its endpoint stayed");
+            } else {
+                assert_ne!(now, set[1]);
+            }
+        }
+        // A tried endpoint is skipped for that client.
+        let c = clients[0];
+        let first = b.pick(Some(c), &[]).unwrap().addr;
+        assert_ne!(b.pick(Some(c), &[first]).unwrap().addr, first);
     }
 
     #[test]

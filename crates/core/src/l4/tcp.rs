@@ -136,6 +136,61 @@ pub struct RelayOptions {
     /// armed once the relay has run for [`KEEPALIVE_ARM_AFTER`]. The client socket is not touched:
     /// accepted sockets inherit keepalive from their listener, so callers set it there once.
     pub upstream_keepalive: Option<Duration>,
+    /// TCP_USER_TIMEOUT for the upstream socket, armed with the keepalive: how long sent data (or
+    /// keepalive probes) may go unacknowledged before the kernel gives up on the peer. With it a
+    /// dead upstream is noticed in about this long, without any idle limit that would cut a quiet
+    /// but healthy stream (a watch, `kubectl logs -f`). Linux only; ignored elsewhere.
+    pub upstream_user_timeout: Option<Duration>,
+    /// Ends the relay (both sockets closed with FIN) after this long without a byte either way.
+    /// Off by default, and best left off for long-lived streams: a quiet watch or `logs -f` is
+    /// healthy, and keepalive finds dead peers without cutting live ones. It ends as
+    /// `RelayEnd::Stopped(Interrupt::Close)`.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// A byte count written by one direction of a relay and read by its idle watch. One writer, so a
+/// load and a store suffice (plain moves, no locked instruction); atomic only so that the relay
+/// future stays `Send`.
+#[derive(Debug, Default)]
+struct Counter(std::sync::atomic::AtomicU64);
+
+impl Counter {
+    fn add(&self, n: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0.store(self.0.load(Relaxed) + n, Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Resolves (with [`Interrupt::Close`]) once neither direction has moved a byte for `limit`,
+/// checking a few times per limit: the idle timeout HAProxy calls `timeout client`/`server`.
+async fn idle_watch(limit: Duration, up: &Counter, down: &Counter) -> Interrupt {
+    let step = (limit / 4).max(Duration::from_millis(10));
+    let mut seen = (up.get(), down.get());
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(step).await;
+        let now = (up.get(), down.get());
+        if now != seen {
+            seen = now;
+            quiet_since = tokio::time::Instant::now();
+        } else if quiet_since.elapsed() >= limit {
+            return Interrupt::Close;
+        }
+    }
+}
+
+/// How [`relay_until`] ends a relay it was told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// Both sockets are closed with RST: "this connection failed" (its backend was marked down).
+    Reset,
+    /// Both sockets are closed with FIN after what was already written: an orderly end the client
+    /// reconnects from (moving a connection to another backend).
+    Close,
 }
 
 /// How long a relay runs before it arms the upstream's keepalive.
@@ -164,7 +219,35 @@ pub async fn relay(
     upstream: TcpStream,
     opts: RelayOptions,
 ) -> (RelayStats, io::Result<()>) {
-    let (mut up, mut down) = (0u64, 0u64);
+    let (stats, end) = relay_until(client, upstream, opts, std::future::pending()).await;
+    match end {
+        RelayEnd::Failed { error, .. } => (stats, Err(error)),
+        RelayEnd::Done | RelayEnd::Stopped(_) => (stats, Ok(())),
+    }
+}
+
+/// How a [`relay_until`] ended.
+#[derive(Debug)]
+pub enum RelayEnd {
+    /// Both directions finished.
+    Done,
+    /// `stop` resolved first; the sockets were closed as it said.
+    Stopped(Interrupt),
+    /// A socket failed; `upstream` says which one (a balancer counts an upstream reset against
+    /// that backend, never a client's).
+    Failed { upstream: bool, error: io::Error },
+}
+
+/// [`relay`], ended from outside: when `stop` resolves first, both sockets are closed as the
+/// [`Interrupt`] says. A balancer closes the connections of a backend it marked down this way, and
+/// moves connections off a busy backend. The end also says which socket failed, if one did.
+pub async fn relay_until(
+    client: TcpStream,
+    upstream: TcpStream,
+    opts: RelayOptions,
+    stop: impl Future<Output = Interrupt>,
+) -> (RelayStats, RelayEnd) {
+    let (up, down) = (Counter::default(), Counter::default());
     let result = {
         // Pinned here and lent to `both` by reference: an async fn that takes a future by value
         // keeps room for it twice (argument and local), and every idle connection pays that.
@@ -173,44 +256,79 @@ pub async fn relay(
             &upstream,
             (Socket::Client, Socket::Upstream),
             opts.mode,
-            &mut up,
+            &up,
         );
         let b = direction(
             &upstream,
             &client,
             (Socket::Upstream, Socket::Client),
             opts.mode,
-            &mut down,
+            &down,
         );
         tokio::pin!(a, b);
         let work = both(a, b);
         tokio::pin!(work);
-        match opts.upstream_keepalive {
-            None => work.await,
-            Some(idle) => tokio::select! {
-                biased;
-                r = &mut work => r,
-                _ = tokio::time::sleep(KEEPALIVE_ARM_AFTER) => {
-                    let _ = crate::runtime::set_keepalive(&upstream, idle);
-                    work.await
-                }
-            },
+        let run = async {
+            match opts.upstream_keepalive {
+                None => work.await,
+                Some(idle) => tokio::select! {
+                    biased;
+                    r = &mut work => r,
+                    _ = tokio::time::sleep(KEEPALIVE_ARM_AFTER) => {
+                        let _ = crate::runtime::set_keepalive(&upstream, idle);
+                        if let Some(t) = opts.upstream_user_timeout {
+                            let _ = crate::runtime::set_user_timeout(&upstream, t);
+                        }
+                        work.await
+                    }
+                },
+            }
+        };
+        // Boxed, and only when asked for: its timer would otherwise add to every relay's state,
+        // which is what an idle connection costs.
+        let mut watch = opts
+            .idle_timeout
+            .map(|limit| Box::pin(idle_watch(limit, &up, &down)));
+        let idle = async {
+            match watch.as_mut() {
+                Some(w) => w.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            r = run => r.map_err(Ended::Failed),
+            i = stop => Err(Ended::Stopped(i)),
+            i = idle => Err(Ended::Stopped(i)),
         }
     };
     let stats = RelayStats {
-        client_to_upstream: up,
-        upstream_to_client: down,
+        client_to_upstream: up.get(),
+        upstream_to_client: down.get(),
     };
     match result {
-        Ok(()) => (stats, Ok(())),
-        Err(Failed { socket, error }) => {
+        Ok(()) => (stats, RelayEnd::Done),
+        Err(Ended::Stopped(i)) => {
+            if i == Interrupt::Reset {
+                reset_on_close(&client);
+                reset_on_close(&upstream);
+            }
+            (stats, RelayEnd::Stopped(i))
+        }
+        Err(Ended::Failed(Failed { socket, error })) => {
             let survivor = if socket == Socket::Client {
                 &upstream
             } else {
                 &client
             };
             reset_on_close(survivor);
-            (stats, Err(error))
+            (
+                stats,
+                RelayEnd::Failed {
+                    upstream: socket == Socket::Upstream,
+                    error,
+                },
+            )
         }
     }
 }
@@ -219,6 +337,12 @@ pub async fn relay(
 /// rather than "this ended".
 pub fn reset_on_close(stream: &TcpStream) {
     let _ = SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}
+
+/// Why the relay's work stopped early.
+enum Ended {
+    Failed(Failed),
+    Stopped(Interrupt),
 }
 
 /// Which of the relay's two sockets an operation failed on.
@@ -249,7 +373,7 @@ async fn direction(
     to: &TcpStream,
     sockets: (Socket, Socket),
     mode: RelayMode,
-    count: &mut u64,
+    count: &Counter,
 ) -> Result<(), Failed> {
     #[cfg(target_os = "linux")]
     let result = if mode == RelayMode::Auto {
@@ -276,7 +400,7 @@ async fn direction(
 
 /// The portable direction: a user-space copy through a buffer allocated when the direction first
 /// has data, so idle connections cost no buffer.
-async fn copy_one(from: &TcpStream, to: &TcpStream, count: &mut u64) -> Result<(), DirError> {
+async fn copy_one(from: &TcpStream, to: &TcpStream, count: &Counter) -> Result<(), DirError> {
     let mut buf: Vec<u8> = Vec::new();
     loop {
         from.readable().await.map_err(DirError::Source)?;
@@ -295,13 +419,13 @@ async fn copy_one(from: &TcpStream, to: &TcpStream, count: &mut u64) -> Result<(
 }
 
 /// Writes all of `data` to `to`, counting what was written.
-async fn write_all(to: &TcpStream, mut data: &[u8], count: &mut u64) -> Result<(), DirError> {
+async fn write_all(to: &TcpStream, mut data: &[u8], count: &Counter) -> Result<(), DirError> {
     while !data.is_empty() {
         to.writable().await.map_err(DirError::Sink)?;
         match to.try_write(data) {
             Ok(m) => {
                 data = &data[m..];
-                *count += m as u64;
+                count.add(m as u64);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(DirError::Sink(e)),
@@ -413,7 +537,7 @@ fn copy_small(from: &TcpStream, to: &TcpStream) -> Result<Copied, DirError> {
 /// splice once the direction carries bulk. A pipe is borrowed from the pool when data arrives and
 /// given back when the source runs dry, so idle connections hold no pipe.
 #[cfg(target_os = "linux")]
-async fn splice_one(from: &TcpStream, to: &TcpStream, count: &mut u64) -> Result<(), DirError> {
+async fn splice_one(from: &TcpStream, to: &TcpStream, count: &Counter) -> Result<(), DirError> {
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
 
@@ -429,7 +553,7 @@ async fn splice_one(from: &TcpStream, to: &TcpStream, count: &mut u64) -> Result
                 Copied::Eof => break,
                 Copied::Nothing => continue,
                 Copied::Read { n, rest } => {
-                    *count += (n - rest.len()) as u64;
+                    count.add((n - rest.len()) as u64);
                     write_all(to, &rest, count).await?;
                     bulk = n == SPLICE_AFTER;
                     continue;
@@ -473,7 +597,7 @@ async fn splice_one(from: &TcpStream, to: &TcpStream, count: &mut u64) -> Result
             match to.try_io(Interest::WRITABLE, || p.drain_to(to_fd, left)) {
                 Ok(m) => {
                     left -= m;
-                    *count += m as u64;
+                    count.add(m as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(DirError::Sink(e)),
@@ -651,6 +775,105 @@ mod tests {
     async fn reset_is_passed_on_copy() {
         reset_is_passed_on(RelayMode::Copy, Socket::Client).await;
         reset_is_passed_on(RelayMode::Copy, Socket::Upstream).await;
+    }
+
+    /// A relay told to stop ends at once, idle or not: `Reset` resets both peers, `Close` gives
+    /// both an orderly end of stream.
+    #[tokio::test]
+    async fn relay_until_stops_on_demand() {
+        for how in [Interrupt::Reset, Interrupt::Close] {
+            let (mut client_outer, client_inner) = pair().await;
+            let (upstream_inner, mut upstream_outer) = pair().await;
+            let (tx, rx) = tokio::sync::oneshot::channel::<Interrupt>();
+            let relay = tokio::spawn(relay_until(
+                client_inner,
+                upstream_inner,
+                RelayOptions::default(),
+                async move { rx.await.unwrap_or(Interrupt::Close) },
+            ));
+            client_outer.write_all(b"hi").await.unwrap();
+            let mut two = [0u8; 2];
+            upstream_outer.read_exact(&mut two).await.unwrap();
+            tx.send(how).unwrap();
+            let (stats, end) = relay.await.unwrap();
+            assert!(matches!(end, RelayEnd::Stopped(i) if i == how), "{end:?}");
+            assert_eq!(stats.client_to_upstream, 2);
+            for peer in [&mut client_outer, &mut upstream_outer] {
+                let mut rest = Vec::new();
+                match how {
+                    Interrupt::Reset => {
+                        let err = peer.read_to_end(&mut rest).await.unwrap_err();
+                        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+                    }
+                    Interrupt::Close => {
+                        assert_eq!(peer.read_to_end(&mut rest).await.unwrap(), 0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// An idle limit ends a quiet relay, and traffic keeps a busy one open past it.
+    #[tokio::test]
+    async fn an_idle_limit_ends_only_quiet_relays() {
+        let (mut client_outer, client_inner) = pair().await;
+        let (upstream_inner, mut upstream_outer) = pair().await;
+        let limit = Duration::from_millis(200);
+        let relay = tokio::spawn(relay_until(
+            client_inner,
+            upstream_inner,
+            RelayOptions {
+                idle_timeout: Some(limit),
+                ..Default::default()
+            },
+            std::future::pending(),
+        ));
+        // Busy for twice the limit: still open.
+        for _ in 0..8 {
+            client_outer.write_all(b"x").await.unwrap();
+            let mut one = [0u8; 1];
+            upstream_outer.read_exact(&mut one).await.unwrap();
+            tokio::time::sleep(limit / 4).await;
+        }
+        assert!(!relay.is_finished());
+        let (stats, end) = relay.await.unwrap();
+        assert!(
+            matches!(end, RelayEnd::Stopped(Interrupt::Close)),
+            "{end:?}"
+        );
+        assert_eq!(stats.client_to_upstream, 8);
+        let mut rest = Vec::new();
+        assert_eq!(client_outer.read_to_end(&mut rest).await.unwrap(), 0);
+    }
+
+    /// The end of a failed relay names the socket that failed, so a balancer blames a backend only
+    /// for its own resets.
+    #[tokio::test]
+    async fn relay_until_says_which_side_failed() {
+        for upstream_fails in [true, false] {
+            let (client_outer, client_inner) = pair().await;
+            let (upstream_inner, upstream_outer) = pair().await;
+            let relay = tokio::spawn(relay_until(
+                client_inner,
+                upstream_inner,
+                RelayOptions::default(),
+                std::future::pending(),
+            ));
+            let (aborter, _survivor) = if upstream_fails {
+                (upstream_outer, client_outer)
+            } else {
+                (client_outer, upstream_outer)
+            };
+            SockRef::from(&aborter)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(aborter);
+            let (_, end) = relay.await.unwrap();
+            assert!(
+                matches!(end, RelayEnd::Failed { upstream, .. } if upstream == upstream_fails),
+                "{end:?}"
+            );
+        }
     }
 
     #[tokio::test]
