@@ -177,6 +177,27 @@ pub fn raise_nofile_limit(_want: u64) -> io::Result<u64> {
     Ok(0)
 }
 
+/// The soft open-file limit: how many descriptors this process may hold.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+pub fn nofile_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own; RLIMIT_NOFILE is a valid resource.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Ok(lim.rlim_cur as u64)
+}
+
+#[cfg(not(unix))]
+pub fn nofile_limit() -> io::Result<u64> {
+    Ok(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,31 +1,59 @@
-//! The one accept loop every HTTP(S) listener in proxylab runs.
+//! The one accept loop every HTTP(S) listener in proxylab runs: TCP, TLS and unix sockets; proxies,
+//! the lab's apiservers and kubelets, and every admin and health endpoint.
 //!
-//! Why not `axum::serve`? Three things it does not do that every Kubernetes-facing server needs:
+//! Why not `axum::serve`? It has none of the limits a server facing untrusted clients needs, and
+//! none of the connection facts a proxy records. Here every connection gets:
 //!
 //! 1. **TLS with client certificates.** The handshake runs in the connection's own task (never in the
-//!    accept loop, so one slow handshake cannot stall others), and the verified client certificate is
-//!    turned into a [`PeerIdentity`] that handlers can authenticate with.
+//!    accept loop, so one slow handshake cannot stall others) within [`ServeOptions::handshake_timeout`],
+//!    and the verified client certificate is turned into a [`PeerIdentity`] handlers authenticate with.
 //! 2. **The connection's facts on every request.** [`ConnInfo`] (remote and local address, TLS, peer
-//!    identity, ALPN) is inserted into each request's extensions — the apiserver authenticates on it and
-//!    every proxy writes its hop record from it. axum's `ConnectInfo<SocketAddr>` is inserted too.
-//! 3. **Bounded behaviour under bad clients and shutdown.** A handshake and the request headers must
-//!    arrive within a deadline (slow-loris clients are dropped), header sizes are capped, and on
-//!    shutdown the listener closes at once while established connections get a bounded drain.
+//!    identity, ALPN, unix socket) is inserted into each request's extensions — the apiserver
+//!    authenticates on it and every proxy writes its hop record from it.
+//! 3. **Limits on what a client may hold** (the defaults are [`ServeOptions::default`] for a data
+//!    plane, [`ServeOptions::admin`] for admin and health endpoints):
+//!    - *request heads*: the first request's head must arrive within `header_read_timeout` of the
+//!      connection (or of its TLS handshake) — this covers HTTP/2 and the protocol sniffing before
+//!      it, which hyper's own HTTP/1 timer does not; later HTTP/1 heads get the same deadline from
+//!      hyper, which starts it when the connection goes idle. A head is at most `max_header_bytes`
+//!      (HTTP/1 and the HTTP/2 header list) and `max_headers` fields; beyond either the answer is
+//!      431 (HTTP/1 then closes).
+//!    - *idle connections*: a connection with no request in flight for `idle_timeout` is closed
+//!      gracefully (HTTP/1: closed; HTTP/2: GOAWAY). "In flight" lasts until the response body
+//!      ends, so a watch, `logs -f` or any long response is never cut by the timer, however quiet;
+//!      an upgraded connection (exec, attach, port-forward) has left HTTP and is never timed here.
+//!    - *connections*: at most `max_connections` per listener, and all listeners of the process
+//!      together at most half its open-file limit (see [`process_connection_limit`]), so the
+//!      process's other sockets — a forwarder's ClusterIP data plane, a proxy's upstream
+//!      connections — always have descriptors left. At a limit the loop **stops accepting**
+//!      (HAProxy's `maxconn`, Go's `netutil.LimitListener`): new connections wait in the kernel's
+//!      backlog and are served in order as others close, instead of being accepted and dropped; a
+//!      warning is logged at most every ten seconds per listener. The permit travels with the
+//!      socket, so an upgraded connection still counts until its tunnel closes.
+//! 4. **Shutdown**: on cancellation the listener closes at once; established connections finish
+//!    their in-flight requests (HTTP/2: GOAWAY) for up to `drain_timeout`, then are cut.
 //!
-//! HTTP/1.1 and HTTP/2 are both served (ALPN decides under TLS; the preface decides in clear text), with
-//! HTTP/1.1 upgrades (WebSocket, SPDY) supported.
+//! HTTP/1.1 and HTTP/2 are both served (ALPN decides under TLS; the preface decides in clear text),
+//! with HTTP/1.1 upgrades (WebSocket, SPDY).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::ConnectInfo;
+use bytes::Bytes;
+use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -36,43 +64,99 @@ use crate::tls::PeerIdentity;
 /// Facts about the connection a request arrived on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
+    /// The client's address (`0.0.0.0:0` on a unix socket).
     pub remote: SocketAddr,
+    /// The listener's address (`0.0.0.0:0` on a unix socket).
     pub local: SocketAddr,
     pub tls: bool,
     /// The verified client certificate's identity, when one was presented.
     pub peer: Option<PeerIdentity>,
     /// The ALPN protocol agreed under TLS (`h2`, `http/1.1`).
     pub alpn: Option<Vec<u8>>,
+    /// Whether the connection came through a unix socket (then `remote` and `local` say nothing).
+    pub unix: bool,
 }
 
-/// Limits and deadlines for a listener.
+/// Limits and deadlines for a listener. See the module docs for what each protects against.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// How long a client may take to finish the TLS handshake.
     pub handshake_timeout: Duration,
-    /// How long a client may take to send a request's headers (HTTP/1.1).
+    /// How long a client may take to send a request's head: the first one from the connection's
+    /// start, later ones (HTTP/1) from the end of the previous response.
     pub header_read_timeout: Duration,
-    /// The largest request head accepted, in bytes (HTTP/1.1 read buffer; HTTP/2 header list).
+    /// The largest request head accepted, in bytes (HTTP/1 request line and headers; HTTP/2
+    /// header list).
     pub max_header_bytes: usize,
+    /// The most header fields a request may carry.
+    pub max_headers: usize,
+    /// How long a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// The most connections this listener holds open at once (TLS handshakes and upgraded
+    /// connections included); beyond it, new connections wait in the kernel's backlog.
+    pub max_connections: usize,
     /// How long established connections may run on after shutdown starts.
     pub drain_timeout: Duration,
 }
 
 impl Default for ServeOptions {
+    /// A data-plane listener (an apiserver, a kubelet, a proxy's front).
     fn default() -> Self {
         Self {
             handshake_timeout: Duration::from_secs(10),
+            // kube-apiserver's ReadHeaderTimeout is 32 s; hyper's default is 30 s.
             header_read_timeout: Duration::from_secs(30),
             // kube-apiserver and Go's net/http default to 1 MiB of headers.
             max_header_bytes: 1 << 20,
+            // hyper's default; HAProxy's tune.http.maxhdr is 101.
+            max_headers: 100,
+            // Go's HTTP/2 server (and so kube-apiserver) closes idle connections after 90 s.
+            idle_timeout: Duration::from_secs(90),
+            max_connections: 4096,
             drain_timeout: Duration::from_secs(5),
         }
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then drains. See the module docs.
+impl ServeOptions {
+    /// An admin or health endpoint (`/metrics`, `/healthz`, a healthCheckNodePort): a few probes
+    /// and scrapers with small requests, so small limits — a flood of clients on it holds at most
+    /// 128 descriptors and cannot starve the component's real work.
+    pub fn admin() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 << 10,
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 128,
+            drain_timeout: Duration::from_secs(1),
+            ..Self::default()
+        }
+    }
+}
+
+/// A listening socket to serve: TCP (plain or TLS) or a unix socket.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl From<TcpListener> for Listener {
+    fn from(l: TcpListener) -> Self {
+        Listener::Tcp(l)
+    }
+}
+
+impl From<UnixListener> for Listener {
+    fn from(l: UnixListener) -> Self {
+        Listener::Unix(l)
+    }
+}
+
+/// Serves `router` on `listener` with the default limits until `shutdown` is cancelled, then
+/// drains. See the module docs.
 pub async fn serve_http(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     shutdown: CancellationToken,
@@ -82,44 +166,170 @@ pub async fn serve_http(
 
 /// [`serve_http`] with explicit limits.
 pub async fn serve_http_with(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     shutdown: CancellationToken,
     options: ServeOptions,
 ) -> std::io::Result<()> {
-    let local = listener.local_addr()?;
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    match listener.into() {
+        Listener::Tcp(l) => {
+            let local = l.local_addr()?;
+            let name = local.to_string();
+            accept_loop(
+                TcpAccept(l, local),
+                name,
+                acceptor,
+                router,
+                shutdown,
+                options,
+            )
+            .await
+        }
+        Listener::Unix(l) => {
+            let name = l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(PathBuf::from))
+                .map(|p| format!("unix:{}", p.display()))
+                .unwrap_or_else(|| "unix socket".to_owned());
+            accept_loop(UnixAccept(l), name, acceptor, router, shutdown, options).await
+        }
+    }
+}
+
+/// The addresses of an accepted connection.
+#[derive(Clone, Copy)]
+struct Addrs {
+    remote: SocketAddr,
+    local: SocketAddr,
+    unix: bool,
+}
+
+/// What the accept loop needs from a listening socket.
+trait Accept: Send + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Io, Addrs)>> + Send;
+}
+
+struct TcpAccept(TcpListener, SocketAddr);
+
+impl Accept for TcpAccept {
+    type Io = tokio::net::TcpStream;
+    async fn accept(&self) -> std::io::Result<(Self::Io, Addrs)> {
+        let (s, remote) = self.0.accept().await?;
+        let _ = s.set_nodelay(true);
+        Ok((
+            s,
+            Addrs {
+                remote,
+                local: self.1,
+                unix: false,
+            },
+        ))
+    }
+}
+
+struct UnixAccept(UnixListener);
+
+impl Accept for UnixAccept {
+    type Io = tokio::net::UnixStream;
+    async fn accept(&self) -> std::io::Result<(Self::Io, Addrs)> {
+        let (s, _) = self.0.accept().await?;
+        let none = SocketAddr::from(([0, 0, 0, 0], 0));
+        Ok((
+            s,
+            Addrs {
+                remote: none,
+                local: none,
+                unix: true,
+            },
+        ))
+    }
+}
+
+async fn accept_loop<A: Accept>(
+    listener: A,
+    name: String,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    router: Router,
+    shutdown: CancellationToken,
+    options: ServeOptions,
+) -> std::io::Result<()> {
     let tracker = TaskTracker::new();
     // Connections get their own token so that the drain deadline can cut them without touching the
     // caller's token.
     let conns_stop = CancellationToken::new();
     let options = Arc::new(options);
+    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let process_cap = process_connection_limit();
+    let mut full_warning = Throttle::default();
+    let mut accept_warning = Throttle::default();
 
-    loop {
-        let (stream, remote) = tokio::select! {
+    'accept: loop {
+        // Room first, then accept: a full listener leaves new connections in the kernel's backlog.
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                full_warning.warn(|suppressed| {
+                    warn!(listener = %name, limit = options.max_connections, suppressed,
+                        "connection limit reached: not accepting until a connection closes")
+                });
+                tokio::select! {
+                    _ = shutdown.cancelled() => break 'accept,
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break 'accept, // never closed
+                    },
+                }
+            }
+        };
+        let slot = loop {
+            if let Some(s) = ProcessSlot::take(process_cap) {
+                break s;
+            }
+            full_warning.warn(|suppressed| {
+                warn!(listener = %name, limit = process_cap, suppressed,
+                    "process-wide connection limit reached (half the open-file limit): not accepting until a connection closes")
+            });
+            tokio::select! {
+                _ = shutdown.cancelled() => break 'accept,
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        };
+        let (io, addrs) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
-                Err(err) => {
-                    // EMFILE/ENFILE and friends: back off instead of spinning; the listener stays up.
-                    warn!(%local, error = %err, "accept failed");
+                Err(err) if is_resource_exhaustion(&err) => {
+                    // Out of descriptors or memory despite the limits (another part of the process
+                    // used them): the connection stays in the backlog; back off instead of spinning.
+                    accept_warning.warn(|suppressed| {
+                        warn!(listener = %name, error = %err, suppressed, "accept failed; retrying")
+                    });
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(err) => {
+                    // One connection's problem (aborted before accept, a firewall's EPERM).
+                    debug!(listener = %name, error = %err, "accept failed");
                     continue;
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
+        let io = Guarded {
+            io,
+            _permit: permit,
+            _slot: slot,
+        };
         let router = router.clone();
         let acceptor = acceptor.clone();
         let options = options.clone();
         let stop = conns_stop.clone();
         let drain = shutdown.clone();
         tracker.spawn(async move {
-            serve_connection(
-                stream, remote, local, acceptor, router, &options, drain, stop,
-            )
-            .await;
+            serve_connection(io, addrs, acceptor, router, &options, drain, stop).await;
         });
     }
     drop(listener);
@@ -128,24 +338,145 @@ pub async fn serve_http_with(
         .await
         .is_err()
     {
-        debug!(%local, "drain deadline reached; closing remaining connections");
+        debug!(listener = %name, "drain deadline reached; closing remaining connections");
         conns_stop.cancel();
         tracker.wait().await;
     }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn serve_connection(
-    stream: TcpStream,
-    remote: SocketAddr,
-    local: SocketAddr,
+fn is_resource_exhaustion(err: &std::io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// A warning at most every ten seconds, counting the ones left out.
+#[derive(Default)]
+struct Throttle {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    fn warn(&mut self, emit: impl FnOnce(u64)) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(10))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        emit(self.suppressed);
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+/// Connections open across every listener of the process.
+static PROCESS_OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// The most connections all listeners of this process may hold together: half the soft open-file
+/// limit, leaving the other half to everything else (upstream connections, L4 relays, files).
+///
+/// The first call raises the soft limit to the hard one, as Go's runtime does for every program
+/// (so a Go server like kubectl proxy or kube-apiserver gets the same room).
+pub fn process_connection_limit() -> usize {
+    static RAISE: std::sync::Once = std::sync::Once::new();
+    RAISE.call_once(|| {
+        let _ = crate::runtime::raise_nofile_limit(u64::MAX);
+    });
+    match crate::runtime::nofile_limit() {
+        Ok(n) => usize::try_from(n / 2).unwrap_or(usize::MAX).max(64),
+        Err(_) => 4096,
+    }
+}
+
+/// One connection's share of the process-wide limit.
+struct ProcessSlot;
+
+impl ProcessSlot {
+    fn take(cap: usize) -> Option<Self> {
+        if PROCESS_OPEN.fetch_add(1, Ordering::Relaxed) >= cap {
+            PROCESS_OPEN.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(ProcessSlot)
+    }
+}
+
+impl Drop for ProcessSlot {
+    fn drop(&mut self) {
+        PROCESS_OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An accepted socket with its places in the listener's and the process's limits: they are
+    /// given back when the socket is dropped, wherever it went (an upgraded connection lives on
+    /// in its tunnel).
+    struct Guarded<S> {
+        #[pin]
+        io: S,
+        _permit: OwnedSemaphorePermit,
+        _slot: ProcessSlot,
+    }
+}
+
+impl<S: AsyncRead> AsyncRead for Guarded<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite> AsyncWrite for Guarded<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    addrs: Addrs,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
     options: &ServeOptions,
     drain: CancellationToken,
     stop: CancellationToken,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Addrs {
+        remote,
+        local,
+        unix,
+    } = addrs;
     match acceptor {
         None => {
             let info = ConnInfo {
@@ -154,12 +485,15 @@ async fn serve_connection(
                 tls: false,
                 peer: None,
                 alpn: None,
+                unix,
             };
             run_http(TokioIo::new(stream), info, router, options, drain, stop).await;
         }
         Some(acceptor) => {
-            let handshake =
-                tokio::time::timeout(options.handshake_timeout, acceptor.accept(stream)).await;
+            let handshake = tokio::select! {
+                h = tokio::time::timeout(options.handshake_timeout, acceptor.accept(stream)) => h,
+                _ = stop.cancelled() => return,
+            };
             let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) => {
@@ -181,9 +515,73 @@ async fn serve_connection(
                 tls: true,
                 peer,
                 alpn: session.alpn_protocol().map(<[u8]>::to_vec),
+                unix,
             };
             run_http(TokioIo::new(tls), info, router, options, drain, stop).await;
         }
+    }
+}
+
+/// Whether a connection has requests in flight, and since when it has had none: what the idle
+/// timer reads. Updated by [`InFlight`] guards, which live as long as each response body.
+struct Activity {
+    /// Requests whose response body has not ended.
+    active: AtomicUsize,
+    /// Requests seen so far (0: the first head has not arrived).
+    seen: AtomicU64,
+    /// When `active` last dropped to 0, in milliseconds since `base`.
+    idle_since_ms: AtomicU64,
+    base: Instant,
+}
+
+impl Activity {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.seen.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+/// One request in flight on a connection.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let now = self.0.now_ms();
+            self.0.idle_since_ms.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted as in flight until it ends or is dropped.
+    struct ServedBody {
+        #[pin]
+        inner: axum::body::Body,
+        _in_flight: InFlight,
+    }
+}
+
+impl http_body::Body for ServedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -195,28 +593,51 @@ async fn run_http<I>(
     drain: CancellationToken,
     stop: CancellationToken,
 ) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let remote = info.remote;
-    let info = Arc::new(info);
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ConnInfo::clone(&info));
-        req.extensions_mut().insert(ConnectInfo(info.remote));
-        let router = router.clone();
-        async move {
-            let resp = router
-                .oneshot(req.map(axum::body::Body::new))
-                .await
-                .unwrap_or_else(|never: Infallible| match never {});
-            Ok::<_, Infallible>(resp)
-        }
+    let activity = Arc::new(Activity {
+        active: AtomicUsize::new(0),
+        seen: AtomicU64::new(0),
+        idle_since_ms: AtomicU64::new(0),
+        base: Instant::now(),
     });
+    let max_headers = options.max_headers;
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            let in_flight = activity.begin();
+            // HTTP/1 heads are capped by hyper before this; HTTP/2 header lists only by size.
+            let too_many = req.headers().len() > max_headers;
+            req.extensions_mut().insert(info.clone());
+            let router = router.clone();
+            async move {
+                let resp = if too_many {
+                    let mut r = Response::new(axum::body::Body::empty());
+                    *r.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+                    r
+                } else {
+                    router
+                        .oneshot(req.map(axum::body::Body::new))
+                        .await
+                        .unwrap_or_else(|never: Infallible| match never {})
+                };
+                Ok::<_, Infallible>(resp.map(|inner| ServedBody {
+                    inner,
+                    _in_flight: in_flight,
+                }))
+            }
+        })
+    };
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
+        .max_headers(options.max_headers)
+        // The read buffer's cap is the head's cap (hyper-util's builder has no max_header_size);
+        // hyper answers 431 when a head does not fit.
         .max_buf_size(options.max_header_bytes.max(8192));
     builder
         .http2()
@@ -224,7 +645,12 @@ async fn run_http<I>(
         .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX));
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
-    let mut draining = false;
+
+    // One timer per connection, re-armed when it fires: first the deadline for the first request's
+    // head, then the idle deadline (checked again later while requests are in flight).
+    let timer = tokio::time::sleep(options.header_read_timeout.min(options.idle_timeout));
+    tokio::pin!(timer);
+    let mut closing = false;
     loop {
         tokio::select! {
             res = conn.as_mut() => {
@@ -233,14 +659,52 @@ async fn run_http<I>(
                 }
                 return;
             }
-            _ = drain.cancelled(), if !draining => {
+            _ = drain.cancelled(), if !closing => {
                 // Finish in-flight requests, accept no new ones on this connection.
-                draining = true;
+                closing = true;
                 conn.as_mut().graceful_shutdown();
             }
             _ = stop.cancelled() => return,
+            _ = &mut timer => {
+                let now = activity.now_ms();
+                let next = if activity.active.load(Ordering::Relaxed) > 0 {
+                    // A live request (a watch, a long response): never cut; look again later.
+                    now + millis(options.idle_timeout)
+                } else if activity.seen.load(Ordering::Relaxed) == 0 {
+                    let deadline = millis(options.header_read_timeout);
+                    if now >= deadline {
+                        debug!(%remote, "no request head within the header read timeout; closing");
+                        return;
+                    }
+                    // Not yet; when the idle timeout is the shorter, look again at its pace (a
+                    // first request may have come and gone by then).
+                    deadline.min(now + millis(options.idle_timeout))
+                } else {
+                    let idle_since = activity.idle_since_ms.load(Ordering::Relaxed);
+                    let due = idle_since + millis(options.idle_timeout);
+                    if now < due {
+                        due
+                    } else if closing {
+                        // Still open a while after a graceful close (a peer that never reads
+                        // its GOAWAY): drop it.
+                        return;
+                    } else {
+                        debug!(%remote, "idle connection; closing");
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                        now + millis(options.header_read_timeout.min(options.idle_timeout))
+                    }
+                };
+                timer.as_mut().reset(tokio::time::Instant::from_std(
+                    activity.base + Duration::from_millis(next),
+                ));
+            }
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2)
 }
 
 #[cfg(test)]
@@ -248,6 +712,7 @@ mod tests {
     use super::*;
     use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     async fn who(axum::Extension(info): axum::Extension<ConnInfo>) -> String {
         format!("{} tls={}", info.remote.ip(), info.tls)
@@ -275,36 +740,21 @@ mod tests {
         assert!(TcpStream::connect(addr).await.is_err());
     }
 
-    #[tokio::test]
-    async fn oversized_headers_are_refused_without_harm() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let token = CancellationToken::new();
-        let app = Router::new().route("/", get(|| async { "ok" }));
-        let opts = ServeOptions {
-            max_header_bytes: 8192,
-            ..ServeOptions::default()
-        };
-        tokio::spawn(serve_http_with(listener, None, app, token.clone(), opts));
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        let big = "a".repeat(64 * 1024);
-        let req = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
-        let _ = s.write_all(req.as_bytes()).await;
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out).await;
-        let text = String::from_utf8_lossy(&out);
-        assert!(
-            text.is_empty() || text.starts_with("HTTP/1.1 431"),
-            "{text}"
-        );
-        // The server still answers others.
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-        token.cancel();
+    #[test]
+    fn throttle_emits_once_per_period_and_counts_the_rest() {
+        let mut t = Throttle::default();
+        let mut emitted = Vec::new();
+        for _ in 0..5 {
+            t.warn(|n| emitted.push(n));
+        }
+        assert_eq!(emitted, vec![0]);
+        assert_eq!(t.suppressed, 4);
+    }
+
+    #[test]
+    fn the_process_limit_leaves_half_the_descriptors() {
+        let cap = process_connection_limit();
+        let soft = crate::runtime::nofile_limit().unwrap();
+        assert_eq!(cap as u64, (soft / 2).max(64));
     }
 }
