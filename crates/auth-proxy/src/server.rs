@@ -6,19 +6,23 @@
 //!  a prefix without its slash? ──► 301 to it (Go's ServeMux subtree rule)
 //!  www prefix? ──► static file (not filtered, as kubectl)
 //!  outside the api prefix? ──► 404
-//!  path canonical? no ──► 301 to the clean path (as Go's mux)     undecodable ──► 400
-//!  filter (canonical path after the prefix, method, Host) ──► 403 Forbidden
+//!  undecodable path ──► 400; clean path outside the api prefix ──► 301 to it (as Go's mux)
+//!  filter (canonical path after the prefix, method, Host) ──► 403 Forbidden, even for a
+//!                                                             non-canonical path
+//!  path canonical? no ──► 301 to the clean path (as Go's mux)
 //!  credentials: replace the client's Authorization/Impersonate-* (default) or add only when absent
 //!  core::http::forward ──► apiserver (pooled, h2) or, for an upgrade, a fresh HTTP/1.1 connection
-//!  errors ──► 502/504 text naming the apiserver, or 500 when credentials could not be obtained
+//!  errors ──► 502/504 text naming the apiserver (and, for a TLS failure, what did not verify),
+//!             or 500 when credentials could not be obtained
+//!  the response's end (body done, failed or dropped; tunnel closed) ──► hop record + access line
 //! ```
+//!
+//! Serving (TCP, TLS or the unix socket) is `core::serve` with its default limits.
 
-use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -27,22 +31,19 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use http::header::{self, HeaderValue};
 use http::{StatusCode, Uri};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use proxylab_core::http::{Forward, ProxyError, TunnelStats, forward};
+use proxylab_core::http::{Forward, Meter, PendingHop, ProxyError, forward, meter_request};
 use proxylab_core::route::{Decision, Filter, canonicalize};
 use proxylab_core::runtime::ServingThreads;
 use proxylab_core::serve::ConnInfo;
-use proxylab_core::telemetry::{HopLog, HopRecord, HttpHop, Metrics};
+use proxylab_core::telemetry::{HopLog, HopRecord, HopSink, HttpHop, Metrics};
 use proxylab_kube::Upstream;
 use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::config::{AuthProxyConfig, Listen};
-use crate::logging::{AccessEntry, AccessLog};
 
 /// The auth-proxy: `kubectl proxy`, re-implemented. See the crate docs.
 pub struct AuthProxy;
@@ -143,9 +144,8 @@ struct ProxyState {
     /// The apiserver's address when the kubeconfig names it by IP, for hop records.
     upstream_addr: Option<SocketAddr>,
     pass_client_credentials: bool,
-    hops: Arc<HopLog>,
-    access_log: Option<AccessLog>,
-    access_via_tracing: bool,
+    /// Where finished requests go: the hop log and the access log.
+    sink: Arc<HopSink>,
     name: Arc<str>,
     proto: &'static str,
     listener: ListenAddr,
@@ -218,6 +218,11 @@ impl AuthProxy {
             .hops
             .clone()
             .unwrap_or_else(|| HopLog::new(1024, &Metrics::new()));
+        let sink = match config.access_log {
+            Some(log) => HopSink::new(hops).with_access_log(log),
+            None if config.access_via_tracing => HopSink::new(hops).with_access_tracing(),
+            None => HopSink::new(hops),
+        };
         let proto = match (&local, config.tls.is_some()) {
             (_, true) => "https",
             _ => "http",
@@ -243,9 +248,7 @@ impl AuthProxy {
             upstream_addr: base.authority().and_then(|a| a.as_str().parse().ok()),
             upstream: config.upstream,
             pass_client_credentials: config.pass_client_credentials,
-            hops,
-            access_log: config.access_log,
-            access_via_tracing: config.access_via_tracing,
+            sink: Arc::new(sink),
             name: config.name.into(),
             proto,
             listener: local.clone(),
@@ -329,7 +332,7 @@ async fn serve_listener(
     match listener {
         Listener::Tcp(l) => proxylab_core::serve::serve_http(l, tls, router, shutdown).await,
         Listener::Unix(l, path) => {
-            let r = serve_unix(l, router, shutdown).await;
+            let r = proxylab_core::serve::serve_http(l, tls, router, shutdown).await;
             if !path.as_os_str().is_empty() {
                 let _ = std::fs::remove_file(&path);
             }
@@ -376,56 +379,6 @@ fn rand_suffix() -> u64 {
     RandomState::new().hash_one(Instant::now())
 }
 
-async fn serve_unix(
-    listener: UnixListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let tracker = TaskTracker::new();
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    warn!(error = %e, "unix accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let router = router.clone();
-        let stop = shutdown.clone();
-        tracker.spawn(async move {
-            let svc =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let router = router.clone();
-                    async move {
-                        Ok::<_, Infallible>(
-                            router
-                                .oneshot(req.map(Body::new))
-                                .await
-                                .unwrap_or_else(|e| match e {}),
-                        )
-                    }
-                });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
-                }
-            }
-        });
-    }
-    tracker.close();
-    tracker.wait().await;
-    Ok(())
-}
-
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
     let mut r = Response::new(Body::from(body.into()));
     *r.status_mut() = status;
@@ -440,10 +393,16 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
     r
 }
 
-/// The request handler: see the module docs for the order of decisions.
+/// The request handler: see the module docs for the order of decisions. The hop is recorded (and
+/// the access line written) when the response is over — see `core::http::PendingHop`.
 async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
     let started = Instant::now();
-    let conn = req.extensions().get::<ConnInfo>().cloned();
+    let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+    let (client, listener, unix) = req
+        .extensions()
+        .get::<ConnInfo>()
+        .map(|c| (c.remote, c.local, c.unix))
+        .unwrap_or((unknown, st.listener.tcp().unwrap_or(unknown), false));
     let method = req.method().clone();
     let raw_path = req.uri().path().to_owned();
     let host = req
@@ -453,28 +412,14 @@ async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
         .map(str::to_owned)
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_default();
-    // Count the request body on its way up; the hop is recorded when the response is done.
-    let up = Arc::new(AtomicU64::new(0));
-    let req = req.map(|b| Body::new(Counted::new(b, up.clone(), None)));
-    let tunnel = Arc::new(TunnelStats::default());
-    let (resp, outcome) = route(&st, req, &raw_path, &host, conn.as_ref(), tunnel.clone()).await;
+    let protocol = if unix { "unix" } else { st.proto };
+    // Started now: its time is when the request arrived.
+    let mut hop = HopRecord::start("auth-proxy", &st.name, protocol, client, listener);
+    let meter = Meter::new();
+    let req = meter_request(req, &meter);
+    let forwarded_for = (!unix).then_some(client);
+    let (resp, outcome) = route(&st, req, &raw_path, &host, forwarded_for, &meter).await;
 
-    let status = resp.status().as_u16();
-    let client = conn.as_ref().map(|c| c.remote);
-    let listener = conn.as_ref().map(|c| c.local).or(st.listener.tcp());
-    let protocol = if matches!(st.listener, ListenAddr::Unix(_)) {
-        "unix"
-    } else {
-        st.proto
-    };
-    let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
-    let mut hop = HopRecord::start(
-        "auth-proxy",
-        &st.name,
-        protocol,
-        client.unwrap_or(unknown),
-        listener.unwrap_or(unknown),
-    );
     hop.upstream = st.upstream_addr;
     hop.endpoint = Some(st.endpoint.clone());
     hop.target = Some(raw_path.clone());
@@ -483,173 +428,9 @@ async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
         method: method.to_string(),
         path: raw_path,
         host: (!host.is_empty()).then_some(host),
-        status: Some(status),
+        status: Some(resp.status().as_u16()),
     });
-    let done = HopDone {
-        st: st.clone(),
-        hop,
-        started,
-        up,
-        unix: client.is_none(),
-    };
-    if status == StatusCode::SWITCHING_PROTOCOLS.as_u16() {
-        // The hop ends with the tunnel: record it then, with the tunnel's byte counts.
-        tokio::spawn(async move {
-            tunnel.closed.notified().await;
-            let up = tunnel.up.load(Ordering::Relaxed) + done.up.load(Ordering::Relaxed);
-            done.finish(up, tunnel.down.load(Ordering::Relaxed));
-        });
-        return resp;
-    }
-    let down = Arc::new(AtomicU64::new(0));
-    resp.map(|b| {
-        Body::new(Counted::new(
-            b,
-            down,
-            Some(Box::new(move |bytes_down| {
-                let up = done.up.load(Ordering::Relaxed);
-                done.finish(up, bytes_down)
-            })),
-        ))
-    })
-}
-
-/// What is needed to finish a hop once its response (or tunnel) is done.
-struct HopDone {
-    st: Arc<ProxyState>,
-    hop: HopRecord,
-    started: Instant,
-    up: Arc<AtomicU64>,
-    unix: bool,
-}
-
-impl HopDone {
-    /// Writes the access line and records the hop: duration to the end of the response body (the
-    /// whole watch, for a watch), bytes each way.
-    fn finish(self, bytes_up: u64, bytes_down: u64) {
-        let HopDone {
-            st,
-            mut hop,
-            started,
-            unix,
-            ..
-        } = self;
-        hop.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        hop.bytes_up = bytes_up;
-        hop.bytes_down = bytes_down;
-        let (method, path, host, status) = match &hop.http {
-            Some(h) => (
-                h.method.as_str(),
-                h.path.as_str(),
-                h.host.as_deref().unwrap_or(""),
-                h.status.unwrap_or(0),
-            ),
-            None => ("", "", "", 0),
-        };
-        // Formatted only when a line is written: most runs of a busy proxy log nothing per request.
-        let client = || {
-            if unix {
-                "unix".to_owned()
-            } else {
-                hop.client.to_string()
-            }
-        };
-        match &st.access_log {
-            Some(log) => log.log(&AccessEntry {
-                time: &hop.time.to_string(),
-                client: &client(),
-                method,
-                path,
-                host,
-                status,
-                outcome: &hop.outcome,
-                bytes_up,
-                bytes_down,
-                duration_ms: hop.duration_ms,
-            }),
-            None if st.access_via_tracing => info!(
-                target: "access",
-                client = %client(),
-                method,
-                path,
-                host,
-                status,
-                outcome = %hop.outcome,
-                bytes_up,
-                bytes_down,
-                duration_ms = hop.duration_ms,
-                "request"
-            ),
-            None => {}
-        }
-        st.hops.record(hop);
-    }
-}
-
-/// A body that counts its data bytes and calls `on_end` once, at its end or when dropped (a client
-/// that goes away mid-stream still gets its hop recorded).
-struct Counted {
-    inner: Body,
-    count: Arc<AtomicU64>,
-    on_end: Option<Box<dyn FnOnce(u64) + Send>>,
-}
-
-impl Counted {
-    fn new(
-        inner: Body,
-        count: Arc<AtomicU64>,
-        on_end: Option<Box<dyn FnOnce(u64) + Send>>,
-    ) -> Self {
-        Self {
-            inner,
-            count,
-            on_end,
-        }
-    }
-
-    fn end(&mut self) {
-        if let Some(f) = self.on_end.take() {
-            f(self.count.load(Ordering::Relaxed));
-        }
-    }
-}
-
-impl http_body::Body for Counted {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
-        use std::task::Poll;
-        let this = self.get_mut();
-        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(d) = frame.data_ref() {
-                    this.count.fetch_add(d.len() as u64, Ordering::Relaxed);
-                }
-            }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.end(),
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.end();
-    }
+    PendingHop::new(hop, started, meter, st.sink.clone()).attach(resp)
 }
 
 async fn route(
@@ -657,8 +438,8 @@ async fn route(
     mut req: Request,
     raw_path: &str,
     host: &str,
-    conn: Option<&ConnInfo>,
-    tunnel: Arc<TunnelStats>,
+    client: Option<SocketAddr>,
+    meter: &Arc<Meter>,
 ) -> (Response, &'static str) {
     // A subtree root named without its trailing slash (`/static` for `--www-prefix=/static/`,
     // `/custom` for `--api-prefix=/custom/`): Go's ServeMux, which kubectl proxy registers its two
@@ -710,10 +491,13 @@ async fn route(
         Ok(c) => c,
         Err(e) => return (text(StatusCode::BAD_REQUEST, format!("{e}\n")), "bad-path"),
     };
-    if canonical.cleaned {
-        // As Go's mux: a non-canonical path is answered with a redirect to the clean one, so the
-        // filter below only ever sees paths the apiserver will read the same way.
-        let location = match req.uri().query() {
+    // As Go's mux, a non-canonical path is answered with a redirect to the clean one, so that the
+    // request forwarded is always one the apiserver reads as the filter did. But the filter
+    // decides first: a path that would be refused once clean gets its 403 now, not a 301 that
+    // sends the client to be refused there (kubectl answers 301 first). A clean path that left
+    // the api prefix is redirected as Go would, to be answered (404, static file) there.
+    let redirect = |query: Option<&str>| {
+        let location = match query {
             Some(q) => format!("{}?{q}", canonical.encoded),
             None => canonical.encoded.clone(),
         };
@@ -721,7 +505,10 @@ async fn route(
         if let Ok(v) = HeaderValue::from_str(&location) {
             r.headers_mut().insert(header::LOCATION, v);
         }
-        return (r, "redirect-clean-path");
+        (r, "redirect-clean-path")
+    };
+    if canonical.cleaned && !canonical.decoded.starts_with(&st.api_prefix) {
+        return redirect(req.uri().query());
     }
     // The path the filter checks and the apiserver receives: prefix removed, leading '/' kept.
     let (checked, sent) = if st.strip_prefix {
@@ -744,6 +531,9 @@ async fn route(
             warn!(target: "access", method = %req.method(), path = %checked, host, rule = decision.as_str(), "request rejected by filter");
             return (text(StatusCode::FORBIDDEN, "Forbidden\n"), "rejected");
         }
+    }
+    if canonical.cleaned {
+        return redirect(req.uri().query());
     }
 
     // Credentials.
@@ -777,12 +567,12 @@ async fn route(
     };
     let fwd = Forward {
         target,
-        client: conn.map(|c| c.remote),
+        client,
         proto: st.proto,
         via: st.name.clone(),
         tunnels: Some(st.tunnels.clone()),
         shutdown: Some(st.shutdown.clone()),
-        tunnel_stats: Some(tunnel),
+        meter: Some(meter.clone()),
     };
     match forward(&st.upstream, req, &fwd).await {
         Ok(resp) => {
@@ -847,8 +637,12 @@ fn strip_encoded(encoded: &str, prefix: &str) -> String {
 
 /// The one place errors become responses: text the user can act on, never a bare 500.
 fn error_response(e: &ProxyError) -> Response {
-    let hint = match e.side() {
-        proxylab_core::http::Side::Upstream => {
+    let hint = match e {
+        // Reachable: the trust settings are what to check, not whether it runs.
+        ProxyError::UpstreamTls { .. } => {
+            " (auth-proxy reached the apiserver named in the kubeconfig but could not verify it: check the cluster's certificate-authority and tls-server-name, and the user's client-certificate)"
+        }
+        _ if e.side() == proxylab_core::http::Side::Upstream => {
             " (auth-proxy could not get an answer from the apiserver named in the kubeconfig: check that it is running and reachable)"
         }
         _ => "",

@@ -148,21 +148,34 @@ async fn filter_rejects_before_anything_is_sent() {
             .is_empty()
     );
 
-    // Non-canonical paths are redirected to the clean path first, as Go's mux does.
+    // A non-canonical path the filter refuses once clean gets kubectl's 403 at once, not a 301 that
+    // sends the client to be refused there…
+    for path in [
+        "/api/v1/namespaces/default/pods/x/../p/exec",
+        "/api/v1/namespaces/default/pods/p//attach",
+        "/api/v1/namespaces/default/pods/p/./%65xec?command=sh",
+    ] {
+        let (status, headers, body) = get(proxy.addr, path, &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(body, "Forbidden\n", "{path}");
+        assert!(headers.get("location").is_none(), "{path}");
+    }
+    // …while one it accepts is redirected to the clean path, as Go's mux does.
     let (status, headers, _) = get(
         proxy.addr,
-        "/api/v1/namespaces/default/pods/x/../p/exec",
+        "/api/v1/namespaces/default/pods/x/../p?watch=1",
         &[],
     )
     .await;
     assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
     assert_eq!(
         headers["location"],
-        "/api/v1/namespaces/default/pods/p/exec"
+        "/api/v1/namespaces/default/pods/p?watch=1"
     );
-    // …and the clean path is then rejected.
-    let (status, _, _) = get(proxy.addr, "/api/v1/namespaces/default/pods/p/exec", &[]).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        api.seen_path("/api/v1/namespaces/default/pods/p")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -514,7 +527,56 @@ async fn wrong_ca_is_refused() {
     let proxy = start_proxy(&kc, |_| {}).await;
     let (status, _, body) = get(proxy.addr, "/version", &[]).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    // The user is told what did not verify, and what to check — not to see whether it runs.
+    assert!(
+        body.contains("its certificate is not signed by a certificate authority we trust"),
+        "{body}"
+    );
+    assert!(body.contains("certificate-authority"), "{body}");
+    assert!(!body.contains("running and reachable"), "{body}");
+    assert!(
+        eventually(|| proxy
+            .hops
+            .recent(1)
+            .pop()
+            .is_some_and(|h| h.outcome == "upstream-tls"))
+        .await
+    );
+    // The same for an upgrade, which dials its own connection.
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"GET /api/v1/namespaces/default/pods/p/portforward HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n").await.unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     assert!(api.seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_stream_cut_by_the_apiserver_is_recorded_as_cut() {
+    let api = start_apiserver().await;
+    let (_dir, kc) = token_kubeconfig(&api);
+    let proxy = start_proxy(&kc, |_| {}).await;
+    let req = http::Request::get(format!("http://{}/api/v1/cut", proxy.addr))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    // The head and a first chunk reach the client…
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"partial");
+    // …then the apiserver fails the stream, and the client sees an error, not a clean end.
+    api.release.notify_one();
+    assert!(body.collect().await.is_err());
+    assert!(
+        eventually(|| proxy.hops.recent(1).pop().is_some_and(|h| {
+            h.outcome == "upstream-cut"
+                && h.bytes_down == 7
+                && h.http.as_ref().and_then(|h| h.status) == Some(200)
+        }))
+        .await,
+        "{:?}",
+        proxy.hops.recent(1)
+    );
 }
 
 #[tokio::test]
@@ -689,12 +751,17 @@ async fn tls_server_name_drives_verification() {
         TOKEN_USER,
     );
     let proxy = start_proxy(&kc, |_| {}).await;
-    let (status, _, _) = get(proxy.addr, "/version", &[]).await;
+    let (status, _, body) = get(proxy.addr, "/version", &[]).await;
     assert_eq!(
         status,
         StatusCode::BAD_GATEWAY,
         "the IP is not in the certificate"
     );
+    assert!(
+        body.contains("its certificate is not valid for the name we dialled"),
+        "{body}"
+    );
+    assert!(body.contains("tls-server-name"), "{body}");
     drop(proxy);
     let dir = tempfile::tempdir().unwrap();
     let kc = write_kubeconfig_with(

@@ -13,6 +13,14 @@
 //!
 //! Every binary serves [`admin_router`] on its `--admin-address` (loopback by default):
 //! `/healthz`, `/readyz`, `/metrics`, `/debug/hops`.
+//!
+//! A proxy's requests end in a [`HopSink`] (the hop log plus, when asked, one access line each);
+//! [`init_logging`] runs every log line through a writer thread so that logging costs the request
+//! path no `write(2)`.
+
+mod log;
+
+pub use log::{AccessEntry, AccessLog, HopSink, LogWriter, init_logging};
 
 use std::borrow::Cow;
 use std::collections::VecDeque;

@@ -1,6 +1,6 @@
 //! A fake apiserver: HTTPS on `127.0.0.1:0` with its own CA, recording every request it receives,
 //! answering the few paths a proxy test needs (`/version`, discovery, a pod list, a watch whose second
-//! event the test releases, `/echo`, redirects) and upgrades (`?mode=ok|ws|403|302`).
+//! event the test releases, `/api/v1/cut` cut after its first chunk once released, `/echo`, redirects) and upgrades (`?mode=ok|ws|403|302`).
 //!
 //! For proxies in front of an apiserver (the auth-proxy, the bastion): the test looks at what arrived
 //! (`seen`), how many connections are open (`open`) and what crossed an upgraded tunnel
@@ -322,6 +322,18 @@ async fn handle(ctx: Arc<Ctx>, mut req: Request<Incoming>) -> Response<Body> {
                        "metadata": {"name": "web-1", "namespace": "default", "resourceVersion": "10",
                                     "creationTimestamp": "2026-01-01T00:00:00Z"}}]
         })),
+        // A response the apiserver cuts mid-body: one chunk, then, once released, the stream
+        // fails (the connection is reset under it).
+        "/api/v1/cut" => {
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+            let release = ctx.release.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"partial")))).await;
+                release.notified().await;
+                let _ = tx.send(Err(std::io::Error::other("apiserver went away"))).await;
+            });
+            Response::new(Body::new(StreamBody::new(tokio_stream_from(rx))))
+        }
         "/redirect" => Response::builder()
             .status(StatusCode::FOUND)
             .header("location", "http://127.0.0.1:9/elsewhere")

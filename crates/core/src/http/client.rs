@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::Connect;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::{Service, ServiceExt};
 
-use super::error::{BoxError, ProxyError, error_chain};
+use super::error::{BoxError, ProxyError, connect_error, error_chain};
 use super::forward::Transport;
 
 /// hyper-util's pooled client for ordinary requests, and a connector for upgrades.
@@ -113,10 +113,7 @@ where
         let target = target_of(req.uri());
         match self.client.request(req).await {
             Ok(resp) => Ok(resp.map(Body::new)),
-            Err(err) if err.is_connect() => Err(ProxyError::UpstreamConnect {
-                target,
-                message: error_chain(&err),
-            }),
+            Err(err) if err.is_connect() => Err(connect_error(target, &err)),
             Err(err) => Err(ProxyError::UpstreamProtocol {
                 target,
                 message: error_chain(&err),
@@ -135,10 +132,7 @@ where
             Err(_) => return Err(ProxyError::UpstreamTimeout { target }),
             Ok(Err(e)) => {
                 let e: BoxError = e.into();
-                return Err(ProxyError::UpstreamConnect {
-                    target,
-                    message: error_chain(e.as_ref()),
-                });
+                return Err(connect_error(target, e.as_ref()));
             }
             Ok(Ok(io)) => io,
         };

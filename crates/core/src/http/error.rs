@@ -39,6 +39,16 @@ pub enum ProxyError {
         /// The cause, with its source chain.
         message: String,
     },
+    /// The TLS handshake with the backend failed for a reason a user must fix in the trust
+    /// configuration (its certificate is not trusted or not for the name dialled, it refused our
+    /// client certificate, it does not speak TLS). Reachable, so no "is it running?" hint.
+    #[error("TLS handshake with {target} failed: {message}")]
+    UpstreamTls {
+        /// scheme://host:port of the backend.
+        target: String,
+        /// What did not match, in plain words, then rustls's own text.
+        message: String,
+    },
     /// The backend did not answer in time.
     #[error("timed out waiting for {target}")]
     UpstreamTimeout {
@@ -72,6 +82,7 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             ProxyError::UpstreamConnect { .. }
+            | ProxyError::UpstreamTls { .. }
             | ProxyError::UpstreamTimeout { .. }
             | ProxyError::UpstreamProtocol { .. }
             | ProxyError::InvalidUpgradeResponse { .. } => Side::Upstream,
@@ -86,6 +97,7 @@ impl ProxyError {
         match self {
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamConnect { .. }
+            | ProxyError::UpstreamTls { .. }
             | ProxyError::UpstreamProtocol { .. }
             | ProxyError::InvalidUpgradeResponse { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Downstream(_) => StatusCode::BAD_REQUEST,
@@ -104,6 +116,7 @@ impl ProxyError {
     pub fn kind(&self) -> &'static str {
         match self {
             ProxyError::UpstreamConnect { .. } => "upstream-connect",
+            ProxyError::UpstreamTls { .. } => "upstream-tls",
             ProxyError::UpstreamTimeout { .. } => "upstream-timeout",
             ProxyError::UpstreamProtocol { .. } => "upstream-protocol",
             ProxyError::InvalidUpgradeResponse { .. } => "invalid-upgrade-response",
@@ -129,6 +142,70 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// A failed connection as the error to report: [`ProxyError::UpstreamTls`] when the cause is a
+/// TLS problem the user must fix (found anywhere in `err`'s source chain), else
+/// [`ProxyError::UpstreamConnect`].
+pub(crate) fn connect_error(target: String, err: &(dyn std::error::Error + 'static)) -> ProxyError {
+    match tls_problem(err) {
+        Some(message) => ProxyError::UpstreamTls { target, message },
+        None => ProxyError::UpstreamConnect {
+            target,
+            message: error_chain(err),
+        },
+    }
+}
+
+/// The rustls error in `err`'s chain, explained. `io::Error` hides a wrapped error from
+/// `source()` (it returns the wrapped error's source), and hyper-rustls wraps tokio-rustls's
+/// `io::Error` in another one, so an `io::Error`'s payload is followed before its source.
+fn tls_problem(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return explain_tls(tls);
+        }
+        cur = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
+fn explain_tls(err: &rustls::Error) -> Option<String> {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+    let what = match err {
+        E::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+            "its certificate is not signed by a certificate authority we trust"
+        }
+        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "its certificate is not valid for the name we dialled"
+        }
+        E::InvalidCertificate(
+            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. },
+        ) => "its certificate is expired or not yet valid",
+        E::InvalidCertificate(_) => "its certificate was rejected",
+        E::AlertReceived(
+            A::BadCertificate
+            | A::CertificateRequired
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::AccessDenied,
+        ) => "it refused our client certificate (none presented, or one it does not trust)",
+        E::AlertReceived(_) => "it ended the handshake",
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } => {
+            "it does not speak TLS on this port (plain HTTP?)"
+        }
+        // Anything else (an internal error, a failed key exchange) is not the trust
+        // configuration's fault: reported as an ordinary connect error.
+        _ => return None,
+    };
+    Some(format!("{what} ({err})"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +222,41 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
         assert_eq!(ProxyError::Internal("x".into()).side(), Side::Internal);
+    }
+
+    #[test]
+    fn tls_problems_are_named_wherever_they_sit_in_the_chain() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Top(#[source] std::io::Error);
+        // As hyper-rustls reports it: tokio-rustls's io::Error inside another io::Error.
+        let wrapped = |e: rustls::Error| {
+            Top(std::io::Error::other(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e,
+            )))
+        };
+        let e = connect_error(
+            "https://a:6443".into(),
+            &wrapped(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+        );
+        assert_eq!(e.kind(), "upstream-tls");
+        assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+        let text = e.to_string();
+        assert!(text.starts_with("TLS handshake with https://a:6443 failed: its certificate is not signed by a certificate authority we trust"), "{text}");
+        assert!(text.contains("UnknownIssuer"), "{text}");
+        let e = connect_error(
+            "https://a:6443".into(),
+            &wrapped(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            )),
+        );
+        assert!(e.to_string().contains("not valid for the name"), "{e}");
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = connect_error("https://a:6443".into(), &Top(refused));
+        assert_eq!(e.kind(), "upstream-connect");
     }
 
     #[test]

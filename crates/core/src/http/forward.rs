@@ -19,6 +19,7 @@ use super::error::ProxyError;
 use super::headers::{
     append_forwarded_for, append_via, connection_has, remove_hop_by_hop, set_forwarded_host_proto,
 };
+use super::meter::{Meter, TunnelEnd};
 
 /// How requests reach a backend. Implementations must never follow redirects.
 pub trait Transport: Send + Sync + 'static {
@@ -54,22 +55,9 @@ pub struct Forward {
     pub tunnels: Option<TaskTracker>,
     /// Cancelled at shutdown: open tunnels are closed.
     pub shutdown: Option<CancellationToken>,
-    /// Filled with the tunnel's byte counts when an upgraded connection ends.
-    pub tunnel_stats: Option<Arc<TunnelStats>>,
-}
-
-/// Byte counts of one upgraded tunnel, readable after it ends: `closed` is notified (once, with a
-/// stored permit, so a late waiter still wakes) when the tunnel ends or could not be set up.
-#[derive(Debug, Default)]
-pub struct TunnelStats {
-    /// Client → backend.
-    pub up: AtomicU64,
-    /// Backend → client.
-    pub down: AtomicU64,
-    /// 1 once the tunnel has closed.
-    pub done: AtomicU64,
-    /// Notified when the tunnel has closed.
-    pub closed: tokio::sync::Notify,
+    /// Counts an upgraded tunnel's bytes (into `up`/`down`) and is told how it ended; see
+    /// [`PendingHop`](super::PendingHop).
+    pub meter: Option<Arc<Meter>>,
 }
 
 /// kubectl's test (`httpstream.IsUpgradeRequest`): a `Connection` header containing `upgrade`.
@@ -154,7 +142,7 @@ pub async fn forward<T: Transport>(
             downstream_upgrade,
             upstream_upgrade,
             fwd.shutdown.clone(),
-            fwd.tunnel_stats.clone(),
+            fwd.meter.clone(),
         );
         match &fwd.tunnels {
             Some(t) => {
@@ -193,20 +181,19 @@ async fn splice(
     downstream: OnUpgrade,
     upstream: OnUpgrade,
     shutdown: Option<CancellationToken>,
-    stats: Option<Arc<TunnelStats>>,
+    meter: Option<Arc<Meter>>,
 ) {
-    let stats = stats.unwrap_or_default();
-    run_tunnel(downstream, upstream, shutdown, &stats).await;
-    stats.done.store(1, Ordering::Release);
-    stats.closed.notify_one();
+    let meter = meter.unwrap_or_default();
+    let how = run_tunnel(downstream, upstream, shutdown, &meter).await;
+    meter.close_tunnel(how);
 }
 
 async fn run_tunnel(
     downstream: OnUpgrade,
     upstream: OnUpgrade,
     shutdown: Option<CancellationToken>,
-    stats: &TunnelStats,
-) {
+    meter: &Meter,
+) -> TunnelEnd {
     let (down, up) = tokio::join!(downstream, upstream);
     let (down, up) = match (down, up) {
         (Ok(d), Ok(u)) => (TokioIo::new(d), TokioIo::new(u)),
@@ -216,27 +203,45 @@ async fn run_tunnel(
                 upstream_ok = u.is_ok(),
                 "upgrade did not complete"
             );
-            return;
+            return TunnelEnd::Failed;
         }
     };
     let (down_r, mut down_w) = tokio::io::split(down);
     let (up_r, mut up_w) = tokio::io::split(up);
     let shutdown = shutdown.unwrap_or_default();
-    {
-        let to_up = copy_counted(down_r, &mut up_w, &stats.up);
-        let to_down = copy_counted(up_r, &mut down_w, &stats.down);
+    let how = {
+        let to_up = copy_counted(down_r, &mut up_w, &meter.up);
+        let to_down = copy_counted(up_r, &mut down_w, &meter.down);
         tokio::pin!(to_up, to_down);
+        // Whichever direction ends first says how the tunnel ended: reading the client or
+        // writing the upstream (to_up), reading the upstream or writing the client (to_down).
         tokio::select! {
-            _ = &mut to_up => {}
-            _ = &mut to_down => {}
-            _ = shutdown.cancelled() => {}
+            end = &mut to_up => match end {
+                Copied::Eof => TunnelEnd::Closed,
+                Copied::ReadFailed => TunnelEnd::ClientCut,
+                Copied::WriteFailed => TunnelEnd::UpstreamCut,
+            },
+            end = &mut to_down => match end {
+                Copied::Eof => TunnelEnd::Closed,
+                Copied::ReadFailed => TunnelEnd::UpstreamCut,
+                Copied::WriteFailed => TunnelEnd::ClientCut,
+            },
+            _ = shutdown.cancelled() => TunnelEnd::Shutdown,
         }
-    }
+    };
     let _ = up_w.shutdown().await;
     let _ = down_w.shutdown().await;
+    how
 }
 
-async fn copy_counted<R, W>(reader: R, writer: &mut W, counter: &AtomicU64)
+/// How one direction of a tunnel ended.
+enum Copied {
+    Eof,
+    ReadFailed,
+    WriteFailed,
+}
+
+async fn copy_counted<R, W>(reader: R, writer: &mut W, counter: &AtomicU64) -> Copied
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -245,10 +250,13 @@ where
     let mut reader = BufReader::with_capacity(TUNNEL_BUFFER, reader);
     loop {
         let n = match reader.fill_buf().await {
-            Ok([]) | Err(_) => return,
+            Ok([]) => return Copied::Eof,
+            // A TLS peer that closes without close_notify: an ending, not a failure.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Copied::Eof,
+            Err(_) => return Copied::ReadFailed,
             Ok(buf) => {
                 if writer.write_all(buf).await.is_err() {
-                    return;
+                    return Copied::WriteFailed;
                 }
                 buf.len()
             }
@@ -256,7 +264,7 @@ where
         reader.consume(n);
         counter.fetch_add(n as u64, Ordering::Relaxed);
         if writer.flush().await.is_err() {
-            return;
+            return Copied::WriteFailed;
         }
     }
 }

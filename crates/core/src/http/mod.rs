@@ -32,13 +32,22 @@
 //!   reaches the client when the apiserver sends it (kubectl proxy flushes every 200 ms instead).
 //! - **Errors** are typed ([`ProxyError`]) and say whose fault they were: upstream (502/504),
 //!   downstream (400) or internal (500). Each proxy turns them into its own response body in one
-//!   place; [`ProxyError::status`] and [`ProxyError::closes_connection`] tell it how.
+//!   place; [`ProxyError::status`] and [`ProxyError::closes_connection`] tell it how. A TLS failure a
+//!   user must fix in the trust settings (certificate not trusted, not for the name dialled, our
+//!   client certificate refused, no TLS on the port) is [`ProxyError::UpstreamTls`], never "cannot
+//!   connect".
+//! - **Accounting.** A proxied request is over when its response body ends or its tunnel closes,
+//!   not when the handler returns: [`Meter`], [`meter_request`] and [`PendingHop`] count the bytes
+//!   and finish the hop record then, recording a stream the upstream cut as `upstream-cut` (see
+//!   `meter.rs`). Every HTTP proxy records hops this way.
 
 mod client;
 mod error;
 mod forward;
 pub mod headers;
+mod meter;
 
 pub use client::HyperTransport;
 pub use error::{ProxyError, Side, error_chain};
-pub use forward::{Forward, Transport, TunnelStats, forward, is_upgrade_request};
+pub use forward::{Forward, Transport, forward, is_upgrade_request};
+pub use meter::{Meter, PendingHop, TunnelEnd, meter_request};
