@@ -394,9 +394,15 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
         tasks.spawn(async move {
             (
                 "auth-proxy admin".into(),
-                proxylab_core::serve::serve_http(auth_admin_listener, None, router, token)
-                    .await
-                    .map_err(anyhow::Error::from),
+                proxylab_core::serve::serve_http_with(
+                    auth_admin_listener,
+                    None,
+                    router,
+                    token,
+                    proxylab_core::serve::ServeOptions::admin(),
+                )
+                .await
+                .map_err(anyhow::Error::from),
             )
         });
     }

@@ -93,7 +93,9 @@ async fn serve(cli: Cli, access: Option<logging::AccessLog>) -> ExitCode {
                 let router = admin_router(admin.clone());
                 let token = shutdown.clone();
                 tokio::spawn(async move {
-                    let _ = proxylab_core::serve::serve_http(l, None, router, token).await;
+                    let options = proxylab_core::serve::ServeOptions::admin();
+                    let _ = proxylab_core::serve::serve_http_with(l, None, router, token, options)
+                        .await;
                 });
             }
             Err(e) => {

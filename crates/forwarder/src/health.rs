@@ -10,6 +10,9 @@
 //!   balancer only sends traffic to nodes that can serve it without a second hop. The body is
 //!   `{"service":{"namespace","name"},"localEndpoints":N,"serviceProxyHealthy":true}` and the header
 //!   `X-Load-Balancing-Endpoint-Weight: N`, as kube-proxy's.
+//!
+//! Both are served by `core::serve` with its admin limits ([`ServeOptions::admin`]): a flood of
+//! clients on them holds a bounded number of descriptors, so the data plane keeps working.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +21,7 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use proxylab_core::cluster::ServiceKey;
+use proxylab_core::serve::{ServeOptions, serve_http_with};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,10 +57,7 @@ pub(crate) async fn serve_healthz(
     let router = Router::new()
         .route("/healthz", axum::routing::get(handler.clone()))
         .route("/livez", axum::routing::get(handler));
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-    {
+    if let Err(e) = serve_http_with(listener, None, router, stop, ServeOptions::admin()).await {
         tracing::warn!(error = %e, "healthz server failed");
     }
 }
@@ -95,10 +96,7 @@ pub(crate) async fn serve_service_health(
         }
     };
     let router = Router::new().fallback(handler);
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-    {
+    if let Err(e) = serve_http_with(listener, None, router, stop, ServeOptions::admin()).await {
         tracing::warn!(error = %e, "health-check node port failed");
     }
 }

@@ -259,9 +259,11 @@ impl Forwarder {
             let router = proxylab_core::telemetry::admin_router(shared.admin.clone());
             let stop = stop.clone();
             tokio::spawn(async move {
-                let _ = axum::serve(l, router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
+                let options = proxylab_core::serve::ServeOptions::admin();
+                let served = proxylab_core::serve::serve_http_with(l, None, router, stop, options);
+                if let Err(e) = served.await {
+                    tracing::warn!(error = %e, "admin endpoint failed");
+                }
             });
         }
         match feed {
