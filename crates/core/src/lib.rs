@@ -6,17 +6,23 @@
 //!
 //! - [`tls`]: PEM loading, rustls server and client configurations, the identity a client certificate
 //!   carries (CN → user, O → groups, as kube-apiserver reads it), and the lab's PKI generated with rcgen.
-//! - [`serve`]: the one accept loop: a TLS handshake per connection in its own task, HTTP/1.1 and HTTP/2
-//!   with upgrades, and the connection's facts ([`serve::ConnInfo`]) handed to every request.
-//! - [`telemetry`]: tracing setup, hop records (one per connection or request, so a path through several
-//!   proxies can be stitched together), Prometheus metrics and the admin endpoint.
-//! - [`runtime`]: shutdown on SIGINT/SIGTERM, connection draining, socket options.
+//! - [`serve`]: the one accept loop of every HTTP listener (TCP, TLS, unix socket): a TLS handshake
+//!   per connection in its own task, HTTP/1.1 and HTTP/2 with upgrades, the connection's facts
+//!   ([`serve::ConnInfo`]) handed to every request, and the same limits everywhere (head deadline,
+//!   size and field caps, idle timeout that spares live streams, connection limits).
+//! - [`telemetry`]: tracing setup (with an off-thread log writer for proxies), hop records (one per
+//!   connection or request, so a path through several proxies can be stitched together), the
+//!   access log, Prometheus metrics and the admin endpoint.
+//! - [`runtime`]: shutdown on SIGINT/SIGTERM, socket options, the open-file limit, thread-per-core
+//!   serving threads.
 //! - [`duration`]: Go's `time.Duration` syntax (`15m0s`, `1h2m3.5s`, `500ms`), parsed and printed as Go
 //!   does, for every duration flag (the programs proxylab replaces are Go programs).
 //! - [`reload`]: following a configuration file (changes on disk, SIGHUP).
 //!
 //! The routing half (`cluster`, `balance`, `l4`, `route`, `http`) models what Kubernetes routes on:
 //! services, endpoints and their conditions, and how kube-proxy and the apiserver proxy pick and reach them.
+//! [`http`] also meters each proxied request and finishes its hop record when the response is really
+//! over, so every HTTP proxy records hops the same way.
 //!
 //! This crate knows nothing of kube-rs: whatever feeds the cluster model (a YAML file, the lab, a real
 //! cluster through `proxylab-kube`) hands it plain Kubernetes JSON.
