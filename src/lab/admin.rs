@@ -99,13 +99,15 @@ impl LabAdmin {
             .map_err(|e| std::io::Error::new(e.kind(), format!("lab admin endpoint: {e}")))
     }
 
-    /// Serves on `listener` until `shutdown`.
+    /// Serves on `listener` until `shutdown`, with `core::serve`'s admin-endpoint limits.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
-        proxylab_core::serve::serve_http(listener, None, self.router(), shutdown).await
+        let options = proxylab_core::serve::ServeOptions::admin();
+        proxylab_core::serve::serve_http_with(listener, None, self.router(), shutdown, options)
+            .await
     }
 }
 

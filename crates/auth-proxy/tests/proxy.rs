@@ -534,14 +534,14 @@ async fn wrong_ca_is_refused() {
     );
     assert!(body.contains("certificate-authority"), "{body}");
     assert!(!body.contains("running and reachable"), "{body}");
-    assert!(
-        eventually(|| proxy
+    eventually("an upstream-tls hop", || {
+        proxy
             .hops
             .recent(1)
             .pop()
-            .is_some_and(|h| h.outcome == "upstream-tls"))
-        .await
-    );
+            .is_some_and(|h| h.outcome == "upstream-tls")
+    })
+    .await;
     // The same for an upgrade, which dials its own connection.
     let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     s.write_all(b"GET /api/v1/namespaces/default/pods/p/portforward HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n").await.unwrap();
@@ -567,16 +567,17 @@ async fn a_stream_cut_by_the_apiserver_is_recorded_as_cut() {
     // …then the apiserver fails the stream, and the client sees an error, not a clean end.
     api.release.notify_one();
     assert!(body.collect().await.is_err());
-    assert!(
-        eventually(|| proxy.hops.recent(1).pop().is_some_and(|h| {
-            h.outcome == "upstream-cut"
-                && h.bytes_down == 7
-                && h.http.as_ref().and_then(|h| h.status) == Some(200)
-        }))
-        .await,
-        "{:?}",
-        proxy.hops.recent(1)
-    );
+    eventually(
+        "a 200 hop recorded as upstream-cut with its 7 bytes",
+        || {
+            proxy.hops.recent(1).pop().is_some_and(|h| {
+                h.outcome == "upstream-cut"
+                    && h.bytes_down == 7
+                    && h.http.as_ref().and_then(|h| h.status) == Some(200)
+            })
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

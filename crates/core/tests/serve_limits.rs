@@ -172,8 +172,8 @@ async fn a_tls_handshake_not_finished_in_time_is_dropped() {
 
 #[tokio::test]
 async fn a_unix_socket_gets_the_same_limits_and_says_so_in_conn_info() {
-    let dir = tempfile_dir();
-    let path = dir.join("s.sock");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
     let l = tokio::net::UnixListener::bind(&path).unwrap();
     let stop = CancellationToken::new();
     tokio::spawn(serve_http_with(
@@ -198,38 +198,16 @@ async fn a_unix_socket_gets_the_same_limits_and_says_so_in_conn_info() {
     assert!(!out.contains("200"), "{out}");
     let big = "a".repeat(16 * 1024);
     let mut s = tokio::net::UnixStream::connect(&path).await.unwrap();
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(
+        format!("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {big}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
     // Under the default 1 MiB cap: answered.
-    let out = until_closed_or_answered(&mut s).await;
+    let out = until_closed(&mut s).await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     stop.cancel();
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Reads one response head (or until close).
-async fn until_closed_or_answered<S: AsyncRead + Unpin>(s: &mut S) -> String {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !out.windows(4).any(|w| w == b"\r\n\r\n") {
-        match tokio::time::timeout(GUARD, s.read(&mut buf)).await {
-            Err(_) => panic!("no answer"),
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "proxylab-serve-{}-{}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[tokio::test]
@@ -406,7 +384,7 @@ async fn an_upgraded_connection_outlives_the_idle_timeout() {
     )
     .await
     .unwrap();
-    let head = until_closed_or_answered(&mut s).await;
+    let head = proxylab_test_support::http::read_head(&mut s).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     // Quiet for several idle timeouts, then still a tunnel.
     tokio::time::sleep(Duration::from_millis(700)).await;

@@ -16,8 +16,9 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use proxylab_test_support::echo::tcp_echo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// This test's own loopback block, apart from `forwarder.rs`'s 127.81.N.0/24.
 const NODE: &str = "127.83.1.100";
@@ -26,25 +27,6 @@ const ENDPOINT: &str = "127.83.1.1";
 
 /// The forwarder's open-file limit in this test.
 const FORWARDER_NOFILE: u32 = 1024;
-
-/// A TCP server that writes `web\n`, then echoes until EOF.
-async fn tcp_echo(addr: &str) -> SocketAddr {
-    let l = TcpListener::bind(addr).await.unwrap();
-    let a = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                if s.write_all(b"web\n").await.is_err() {
-                    return;
-                }
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    a
-}
 
 /// One connection through the ClusterIP: the endpoint's greeting, then an echo.
 async fn through_cluster_ip(to: SocketAddr) -> Result<(), String> {
@@ -147,7 +129,7 @@ async fn thousands_of_half_sent_requests_on_admin_and_healthz_leave_cluster_ips_
         "this process may open only {ours} files: too few to flood the forwarder"
     );
 
-    let endpoint = tcp_echo(&format!("{ENDPOINT}:0")).await;
+    let endpoint = tcp_echo(&format!("{ENDPOINT}:0"), "web").await;
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("cluster.yaml");
     std::fs::write(

@@ -1,6 +1,7 @@
 //! A fake apiserver: HTTPS on `127.0.0.1:0` with its own CA, recording every request it receives,
 //! answering the few paths a proxy test needs (`/version`, discovery, a pod list, a watch whose second
-//! event the test releases, `/api/v1/cut` cut after its first chunk once released, `/echo`, redirects) and upgrades (`?mode=ok|ws|403|302`).
+//! event the test releases, `/api/v1/cut` whose body fails after its first chunk once released,
+//! `/echo`, redirects) and upgrades (`?mode=ok|ws|403|302`).
 //!
 //! For proxies in front of an apiserver (the auth-proxy, the bastion): the test looks at what arrived
 //! (`seen`), how many connections are open (`open`) and what crossed an upgraded tunnel
