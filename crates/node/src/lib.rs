@@ -37,8 +37,11 @@
 //! - **Logs are access logs.** Each container keeps a bounded in-memory log with one line per HTTP
 //!   request, TCP connection or UDP client (who connected, from which address, to which), served at
 //!   `/containerLogs/…` — so `kubectl logs` on a backend shows what the proxies in front of it did.
-//! - **A small kubelet API** ([`kubelet_api`]): `/healthz`, `/pods` and `/containerLogs` only; every
-//!   client with a certificate from `--client-ca-file` is allowed (no SubjectAccessReview).
+//! - **The kubelet API's debugging endpoints, no runtime behind them** ([`kubelet_api`]):
+//!   `/healthz`, `/pods`, `/containerLogs`, and `exec`, `attach`, `portForward` over SPDY/3.1
+//!   ([`spdy`]) and WebSocket ([`streaming`]); `exec` runs a small shell of built-in commands
+//!   ([`shell`]) — never a host process. Every client with a certificate from `--client-ca-file`
+//!   is allowed (no SubjectAccessReview).
 //! - `hostNetwork: true` pods bind to the node's address instead of getting their own. Events
 //!   (`Started`, `Failed`, `Killing`) are reported as a kubelet reports them, best effort.
 //! - **Stopping the agent stops its pods** (a real kubelet's containers would outlive it).
@@ -48,12 +51,19 @@
 //!   [`agent::objects`] — pure functions building every object and patch the agent sends.
 //! - [`workload`]: the echo servers and how a container spec maps onto them.
 //! - [`ipam`]: the pod IP allocator. [`certs`]: certificates minted for pods and the node.
-//! - [`kubelet_api`]: the HTTPS API and the table of pods it serves.
+//! - [`kubelet_api`]: the HTTPS API, the table of pods and the registry of running containers.
+//! - [`streaming`]: the exec/attach/port-forward protocols; [`spdy`]: SPDY/3.1 framing and
+//!   sessions; [`pipe`]: channel-backed byte pipes between them.
+//! - [`shell`]: what `exec` runs: built-in commands, the pod's files, cluster DNS, `fetch`.
 #![forbid(unsafe_code)]
 pub mod agent;
 pub mod certs;
 pub mod ipam;
 pub mod kubelet_api;
+pub mod pipe;
+pub mod shell;
+pub mod spdy;
+pub mod streaming;
 pub mod workload;
 
 pub use agent::{BoundNode, KubeSource, Node, NodeArgs, NodeConfig, NodeError};

@@ -352,7 +352,7 @@ async fn agent_registers_renews_runs_pods_and_finishes_graceful_deletion() {
     let bound = Node::bind(config).await.expect("bind");
     let kubelet_port = bound.kubelet_addr().port();
     let table = bound.pods();
-    let logs = bound.logs();
+    let containers = bound.containers();
     let shutdown = CancellationToken::new();
     let agent = tokio::spawn(bound.serve(shutdown.clone()));
 
@@ -419,7 +419,10 @@ async fn agent_registers_renews_runs_pods_and_finishes_graceful_deletion() {
     let mut answer = String::new();
     conn.read_to_string(&mut answer).await.expect("read");
     assert!(answer.ends_with("web-1"), "{answer}");
-    let log = logs.get("default", "web-1", "main").expect("container log");
+    let log = containers
+        .get("default", "web-1", "main")
+        .expect("container")
+        .log;
     assert!(
         log.tail(None)
             .iter()
@@ -503,7 +506,7 @@ async fn agent_registers_renews_runs_pods_and_finishes_graceful_deletion() {
     .await;
 
     assert!(
-        logs.get("default", "web-1", "main").is_none(),
+        containers.get("default", "web-1", "main").is_none(),
         "logs go with the pod"
     );
     // Kubelet Events are best effort and sent in the background: wait for each.

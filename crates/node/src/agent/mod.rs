@@ -41,8 +41,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::certs::{self, CertError, CertificateAuthority};
 use crate::ipam::PodIpAllocator;
-use crate::kubelet_api::{ContainerLogs, KubeletState, PodTable, kubelet_router};
+use crate::kubelet_api::{Containers, KubeletState, PodTable, kubelet_router};
 use objects::NodeFacts;
+use proxylab_core::cluster::ClusterView;
 
 /// Errors of binding and running a node.
 #[derive(Debug, thiserror::Error)]
@@ -350,9 +351,10 @@ impl BoundNode {
         self.kubelet.pods.clone()
     }
 
-    /// The logs of the containers the node runs (what `/containerLogs` serves).
-    pub fn logs(&self) -> ContainerLogs {
-        self.kubelet.logs.clone()
+    /// The containers the node runs (what `/containerLogs`, `/exec`, `/attach` and
+    /// `/portForward` reach).
+    pub fn containers(&self) -> Containers {
+        self.kubelet.containers.clone()
     }
 
     /// Runs until `shutdown` is cancelled, then stops every pod workload and returns.
@@ -380,6 +382,19 @@ impl BoundNode {
         tracing::info!(node = %facts.name, kubelet = %kubelet_addr, pod_cidr = %facts.pod_cidr, "node agent starting");
 
         let tasks = TaskTracker::new();
+        let mut kubelet = kubelet;
+        // Open exec/attach/port-forward sessions end with the node.
+        kubelet.shutdown = shutdown.child_token();
+        kubelet.node_ip = Some(config.node_ip);
+        // Services and EndpointSlices, for the pods' cluster DNS and Service variables.
+        let view = ClusterView::default();
+        tasks.spawn(proxylab_kube::watch::watch_cluster(
+            client.clone(),
+            view.clone(),
+            proxylab_kube::watch::WatchOptions::default(),
+            shutdown.clone(),
+        ));
+        let fetch_tls = fetch_tls_config(&config, workload_ca.as_deref());
         let api_shutdown = shutdown.clone();
         let api = tasks.spawn(proxylab_core::serve::serve_http(
             listener,
@@ -402,7 +417,9 @@ impl BoundNode {
             PodIpAllocator::new(config.pod_cidr),
             workload_ca,
             kubelet.pods,
-            kubelet.logs,
+            kubelet.containers,
+            view,
+            fetch_tls,
         );
         tasks.spawn(manager.run(shutdown.clone()));
         tasks.close();
@@ -413,6 +430,32 @@ impl BoundNode {
             Err(join) => Err(NodeError::Serve(std::io::Error::other(join))),
         }
     }
+}
+
+/// TLS trust for the pods' `fetch https://…`: the CA that signs pod certificates, else the
+/// cluster CA of `--client-ca-file` (the same CA in the lab).
+fn fetch_tls_config(
+    config: &NodeConfig,
+    workload_ca: Option<&CertificateAuthority>,
+) -> Option<Arc<rustls::ClientConfig>> {
+    let roots = match (workload_ca, &config.client_ca_file) {
+        (Some(ca), _) => ca.root_store(),
+        (None, Some(path)) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in load_certs(path).ok()? {
+                let _ = roots.add(cert);
+            }
+            roots
+        }
+        (None, None) => return None,
+    };
+    let mut tls = rustls::ClientConfig::builder_with_provider(certs::provider())
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Some(Arc::new(tls))
 }
 
 async fn kube_client(config: &NodeConfig) -> Result<Client, NodeError> {

@@ -29,8 +29,10 @@ use tokio_util::task::TaskTracker;
 use super::objects::{self, ContainerOutcome, StartedPod};
 use crate::certs::{self, CertificateAuthority};
 use crate::ipam::PodIpAllocator;
-use crate::kubelet_api::{ContainerLogs, PodTable};
+use crate::kubelet_api::{Containers, PodTable, RunningContainer};
+use crate::shell::{self, ShellContext, dns::ClusterDns, fetch::FetchContext};
 use crate::workload::{self, PodContext, PodIdentity, WorkloadError, WorkloadKind};
+use proxylab_core::cluster::ClusterView;
 
 /// How long a stopping pod's servers may take to drain before the agent moves on.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,7 +53,11 @@ pub(crate) struct PodManager {
     pub(crate) ipam: Arc<Mutex<PodIpAllocator>>,
     pub(crate) ca: Option<Arc<CertificateAuthority>>,
     pub(crate) table: PodTable,
-    pub(crate) logs: ContainerLogs,
+    pub(crate) containers: Containers,
+    /// Services and endpoints, for the containers' DNS and Service environment variables.
+    pub(crate) view: ClusterView,
+    /// Trust for the shell's `fetch https://…` (the cluster CA).
+    pub(crate) fetch_tls: Option<Arc<rustls::ClientConfig>>,
     /// Makes Event names unique.
     event_seq: AtomicU64,
     running: HashMap<String, RunningPod>,
@@ -63,6 +69,8 @@ pub(crate) struct PodManager {
 }
 
 impl PodManager {
+    // Called once, from the agent; each argument is a distinct piece of node state.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         client: Client,
         node_name: String,
@@ -70,7 +78,9 @@ impl PodManager {
         ipam: PodIpAllocator,
         ca: Option<Arc<CertificateAuthority>>,
         table: PodTable,
-        logs: ContainerLogs,
+        containers: Containers,
+        view: ClusterView,
+        fetch_tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Self {
         Self {
             client,
@@ -79,7 +89,9 @@ impl PodManager {
             ipam: Arc::new(Mutex::new(ipam)),
             ca,
             table,
-            logs,
+            containers,
+            view,
+            fetch_tls,
             event_seq: AtomicU64::new(0),
             running: HashMap::new(),
             terminating: Arc::new(Mutex::new(HashSet::new())),
@@ -234,8 +246,9 @@ impl PodManager {
             let outcome = match workload::start_container(container, &ctx).await {
                 Ok(started) => {
                     tracing::info!(%namespace, pod = %name, container = %container.name, listening = ?started.listening, "container started");
-                    self.logs
-                        .insert(&namespace, &name, &container.name, started.log);
+                    let running = self.running_container(&pod, &container.name, &ctx, started.log);
+                    self.containers
+                        .insert(&namespace, &name, &container.name, running);
                     self.event(
                         &pod,
                         Some(&container.name),
@@ -291,6 +304,43 @@ impl PodManager {
         };
         let patch = objects::pod_started_status(&started, Timestamp::now());
         patch_status(&api, &name, &patch).await;
+    }
+
+    /// What the kubelet API needs of a started container: its log, and the shell `exec` runs
+    /// with the pod's files, environment and network identity.
+    fn running_container(
+        &self,
+        pod: &Pod,
+        container: &str,
+        ctx: &PodContext,
+        log: crate::workload::logs::ContainerLog,
+    ) -> RunningContainer {
+        let spec = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.iter().find(|c| c.name == container))
+            .cloned()
+            .unwrap_or_default();
+        let ip = ctx.identity.ip;
+        let shell = ShellContext {
+            pod: ctx.identity.clone(),
+            container: container.to_owned(),
+            hostname: shell::files::hostname(pod),
+            env: shell::files::environment(pod, &spec, ip, self.node_ip, Some(&self.view)),
+            files: shell::files::container_files(pod, ip, &[]),
+            fetch: FetchContext {
+                pod_ip: ip,
+                dns: ClusterDns::new(Some(self.view.clone()), &ctx.identity.namespace, ip),
+                tls: self.fetch_tls.clone(),
+            },
+            shutdown: ctx.shutdown.clone(),
+        };
+        RunningContainer {
+            log,
+            shell: Some(Arc::new(shell)),
+            stdin: spec.stdin.unwrap_or(false),
+            tty: spec.tty.unwrap_or(false),
+        }
     }
 
     /// Reports a kubelet Event about a pod, in the background (events are best effort).
@@ -375,7 +425,7 @@ impl PodManager {
         let name = pod.name_any();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let ipam = self.ipam.clone();
-        let logs = self.logs.clone();
+        let containers = self.containers.clone();
         let terminating = self.terminating.clone();
         if running.is_some() {
             for container in objects::container_specs(&pod) {
@@ -399,7 +449,7 @@ impl PodManager {
                 .await;
             }
             if let Some(running) = running {
-                stop_and_release(running, &ipam, &logs).await;
+                stop_and_release(running, &ipam, &containers).await;
             }
             let params = DeleteParams {
                 grace_period_seconds: Some(0),
@@ -424,14 +474,18 @@ impl PodManager {
         if let Some(running) = self.running.remove(uid) {
             tracing::info!(namespace = %running.namespace, pod = %running.name, "stopping workloads");
             let ipam = self.ipam.clone();
-            let logs = self.logs.clone();
+            let containers = self.containers.clone();
             self.tasks
-                .spawn(async move { stop_and_release(running, &ipam, &logs).await });
+                .spawn(async move { stop_and_release(running, &ipam, &containers).await });
         }
     }
 }
 
-async fn stop_and_release(running: RunningPod, ipam: &Mutex<PodIpAllocator>, logs: &ContainerLogs) {
+async fn stop_and_release(
+    running: RunningPod,
+    ipam: &Mutex<PodIpAllocator>,
+    containers: &Containers,
+) {
     running.shutdown.cancel();
     running.tracker.close();
     if tokio::time::timeout(STOP_TIMEOUT, running.tracker.wait())
@@ -440,7 +494,7 @@ async fn stop_and_release(running: RunningPod, ipam: &Mutex<PodIpAllocator>, log
     {
         tracing::warn!(namespace = %running.namespace, pod = %running.name, "workloads did not stop in time");
     }
-    logs.remove_pod(&running.namespace, &running.name);
+    containers.remove_pod(&running.namespace, &running.name);
     // Only after the sockets are closed may another pod get this address.
     if let Some(ip) = running.ip {
         ipam.lock().unwrap_or_else(|e| e.into_inner()).release(ip);
