@@ -197,7 +197,13 @@ pub fn serve(mut req: Request, target: Target, shutdown: CancellationToken) -> R
 pub fn websocket_ports(query: Option<&str>) -> Result<Vec<u16>, String> {
     let query = query_map(query);
     let mut ports = Vec::new();
-    for value in query.get("port").into_iter().flatten() {
+    // `port` is the kubelet's name; `ports` is the apiserver's (PodPortForwardOptions), accepted too.
+    for value in query
+        .get("port")
+        .into_iter()
+        .chain(query.get("ports"))
+        .flatten()
+    {
         for part in value.split(',') {
             let port: u16 = part
                 .trim()
@@ -408,6 +414,7 @@ mod tests {
     fn websocket_port_list() {
         assert_eq!(websocket_ports(Some("port=80&port=443")), Ok(vec![80, 443]));
         assert_eq!(websocket_ports(Some("port=80,8080")), Ok(vec![80, 8080]));
+        assert_eq!(websocket_ports(Some("ports=8443")), Ok(vec![8443]));
         assert!(websocket_ports(Some("port=0")).is_err());
         assert!(websocket_ports(Some("port=http")).is_err());
         assert!(websocket_ports(None).is_err());
