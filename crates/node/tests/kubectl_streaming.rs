@@ -30,24 +30,6 @@ use tokio_util::sync::CancellationToken;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-fn kubectl_available() -> bool {
-    let found = std::process::Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "kubectl is required in CI"
-        );
-        eprintln!("skipping: kubectl is not installed");
-    }
-    found
-}
-
 /// One relayed upgrade: (path, Upgrade, X-Stream-Protocol-Version…, Sec-WebSocket-Protocol).
 type Seen = Arc<Mutex<Vec<String>>>;
 
@@ -59,21 +41,6 @@ struct Lab {
     shutdown: CancellationToken,
     /// Extra environment for kubectl (the protocol feature switches).
     env: Vec<(&'static str, &'static str)>,
-}
-
-async fn tcp_echo() -> u16 {
-    let listener = TcpListener::bind((LOCALHOST, 0)).await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = conn.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    port
 }
 
 async fn lab(minor: u32) -> Lab {
@@ -169,7 +136,9 @@ async fn lab(minor: u32) -> Lab {
     std::fs::write(dir.path().join("kubeconfig"), kubeconfig).expect("kubeconfig");
     Lab {
         log,
-        echo_port: tcp_echo().await,
+        echo_port: proxylab_test_support::echo::tcp_echo("127.0.0.1:0", "")
+            .await
+            .port(),
         seen,
         dir,
         shutdown,
@@ -336,10 +305,6 @@ async fn kubectl(lab: &Lab, args: &[&str], stdin: Option<&str>) -> Run {
         .env("KUBECONFIG", lab.dir.path().join("kubeconfig"))
         .env("HOME", lab.dir.path())
         .envs(lab.env.iter().copied())
-        .env_remove("HTTPS_PROXY")
-        .env_remove("HTTP_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("http_proxy")
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -348,6 +313,7 @@ async fn kubectl(lab: &Lab, args: &[&str], stdin: Option<&str>) -> Run {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    proxylab_test_support::without_proxy_env(cmd.as_std_mut());
     let mut child = cmd.spawn().expect("kubectl runs");
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("stdin");
@@ -408,7 +374,7 @@ async fn port_forward(lab: &Lab) {
 
 #[tokio::test]
 async fn every_kubectl_version_execs_logs_attaches_and_forwards() {
-    if !kubectl_available() {
+    if !proxylab_test_support::require_tool("kubectl") {
         return;
     }
     let mut report = Vec::new();

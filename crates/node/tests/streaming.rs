@@ -43,21 +43,6 @@ struct Kubelet {
     shutdown: CancellationToken,
 }
 
-async fn tcp_echo() -> u16 {
-    let listener = TcpListener::bind((LOCALHOST, 0)).await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = conn.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    port
-}
-
 async fn kubelet() -> Kubelet {
     certs::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -131,7 +116,9 @@ async fn kubelet() -> Kubelet {
         addr,
         tls: Arc::new(tls),
         log,
-        echo_port: tcp_echo().await,
+        echo_port: proxylab_test_support::echo::tcp_echo("127.0.0.1:0", "")
+            .await
+            .port(),
         shutdown,
     }
 }
