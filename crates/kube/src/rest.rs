@@ -48,12 +48,39 @@ impl RestClient {
         Ok(Self { client })
     }
 
+    /// The client under it, for the watches of [`crate::watch`] (the same credentials and TLS).
+    pub fn watch_client(&self) -> crate::watch::WatchClient {
+        self.client.clone()
+    }
+
     /// Sends `body` (as JSON) with `method` to `path` and returns the status and the answer as JSON
     /// (an answer that is not JSON, such as `/readyz`'s `ok`, as a JSON string).
     pub async fn request(
         &self,
         method: Method,
         path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), RestError> {
+        self.send(method, path, "application/json", body).await
+    }
+
+    /// A JSON merge patch (`application/merge-patch+json`, RFC 7386) of `path`, as kubectl's
+    /// `patch --type=merge`: what a kubelet sends for its Node, Lease and pod statuses.
+    pub async fn merge_patch(&self, path: &str, patch: &Value) -> Result<(u16, Value), RestError> {
+        self.send(
+            Method::PATCH,
+            path,
+            "application/merge-patch+json",
+            Some(patch),
+        )
+        .await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), RestError> {
         let fail = |source| RestError::Request {
@@ -67,7 +94,7 @@ impl RestClient {
             .header(http::header::ACCEPT, "application/json");
         let bytes = match body {
             Some(v) => {
-                req = req.header(http::header::CONTENT_TYPE, "application/json");
+                req = req.header(http::header::CONTENT_TYPE, content_type);
                 serde_json::to_vec(v).unwrap_or_default()
             }
             None => Vec::new(),

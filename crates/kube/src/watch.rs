@@ -119,6 +119,54 @@ pub async fn watch_cluster(
     while tasks.join_next().await.is_some() {}
 }
 
+/// What a watch of one kind reports, as kube-rs's watcher does: a (re)listing framed by `Init` and
+/// `InitDone`, then single changes.
+#[derive(Debug)]
+pub enum ObjectEvent<K> {
+    /// A (re)listing starts: objects not listed before `InitDone` are gone.
+    Init,
+    /// An object of the listing.
+    InitApply(K),
+    /// The listing is complete.
+    InitDone,
+    /// An object was added or changed.
+    Apply(K),
+    /// An object was deleted.
+    Delete(K),
+}
+
+/// A watch failed; the stream retries with backoff and goes on.
+#[derive(Debug, thiserror::Error)]
+#[error("watch failed: {0}")]
+pub struct WatchFailed(String);
+
+/// Watches Pods in all namespaces, narrowed by a field selector (`spec.nodeName=node-1`: a node
+/// agent's own pods). Lists with `limit=500`, watches with bookmarks, re-lists after `410 Gone`,
+/// backs off on errors without ending.
+pub fn watch_pods(
+    client: &crate::RestClient,
+    field_selector: Option<&str>,
+) -> futures_util::stream::BoxStream<'static, Result<ObjectEvent<Pod>, WatchFailed>> {
+    let mut cfg = watcher::Config::default();
+    if let Some(selector) = field_selector {
+        cfg = cfg.fields(selector);
+    }
+    watcher::watcher(Api::<Pod>::all(client.watch_client()), cfg)
+        .default_backoff()
+        .map(|event| {
+            event
+                .map(|e| match e {
+                    Event::Init => ObjectEvent::Init,
+                    Event::InitApply(o) => ObjectEvent::InitApply(o),
+                    Event::InitDone => ObjectEvent::InitDone,
+                    Event::Apply(o) => ObjectEvent::Apply(o),
+                    Event::Delete(o) => ObjectEvent::Delete(o),
+                })
+                .map_err(|e| WatchFailed(e.to_string()))
+        })
+        .boxed()
+}
+
 struct Synced {
     wanted: u8,
     done: AtomicU8,

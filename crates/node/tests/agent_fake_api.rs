@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use proxylab_node::certs::{self, CertificateAuthority};
-use proxylab_node::{KubeSource, Node, NodeConfig};
+use proxylab_node::{Node, NodeConfig};
 use proxylab_test_support::eventually;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -121,6 +121,24 @@ async fn handle(State(fake): State<Fake>, req: Request) -> Response {
         .unwrap_or_default();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // The TokenRequest API (what the kubelet asks for a projected service-account token).
+    if let [
+        "api",
+        "v1",
+        "namespaces",
+        _,
+        "serviceaccounts",
+        account,
+        "token",
+    ] = segs.as_slice()
+    {
+        let pod = body["spec"]["boundObjectRef"]["name"]
+            .as_str()
+            .unwrap_or("");
+        let answer = json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+            "spec": body["spec"], "status": {"token": format!("token-of-{account}-for-{pod}")}});
+        return (StatusCode::CREATED, axum::Json(answer)).into_response();
+    }
     // (resource, namespace, name, subresource)
     let (resource, ns, name, sub) = match segs.as_slice() {
         ["api", "v1", "nodes"] => ("nodes", "", None, None),
@@ -130,6 +148,8 @@ async fn handle(State(fake): State<Fake>, req: Request) -> Response {
         ["api", "v1", "pods"] => ("pods", "", None, None),
         ["api", "v1", "namespaces", ns, "events"] => ("events", *ns, None, None),
         ["api", "v1", "namespaces", ns, "pods", n] => ("pods", *ns, Some(*n), None),
+        ["api", "v1", "namespaces", ns, "configmaps", n] => ("configmaps", *ns, Some(*n), None),
+        ["api", "v1", "namespaces", ns, "secrets", n] => ("secrets", *ns, Some(*n), None),
         ["api", "v1", "namespaces", ns, "pods", n, "status"] => {
             ("pods", *ns, Some(*n), Some("status"))
         }
@@ -225,6 +245,10 @@ async fn handle(State(fake): State<Fake>, req: Request) -> Response {
             axum::Json(fake.put(&mut s, &key, obj, "DELETED")).into_response()
         }
         (Method::GET, None) if resource == "pods" => list_or_watch(fake, &query).await,
+        (Method::GET, Some(name)) => match fake.get(&format!("{resource}/{ns}/{name}")) {
+            Some(obj) => axum::Json(obj).into_response(),
+            None => not_found(),
+        },
         _ => not_found(),
     }
 }
@@ -344,11 +368,14 @@ async fn agent_registers_renews_runs_pods_and_finishes_graceful_deletion() {
     config.workload_ca = Some((ca_crt, ca_key));
     config.lease_renew_interval = Duration::from_millis(100);
     config.status_update_interval = Duration::from_millis(100);
-    let client = kube::Client::try_from(kube::Config::new(
-        format!("http://{api_addr}").parse().expect("uri"),
-    ))
-    .expect("client");
-    config.kube = KubeSource::Client(client);
+    config.kubeconfig = Some(
+        proxylab_test_support::fake_apiserver::write_kubeconfig_with(
+            dir.path(),
+            &format!("http://{api_addr}"),
+            "",
+            "    token: agent",
+        ),
+    );
     let bound = Node::bind(config).await.expect("bind");
     let kubelet_port = bound.kubelet_addr().port();
     let table = bound.pods();
@@ -538,6 +565,77 @@ async fn agent_registers_renews_runs_pods_and_finishes_graceful_deletion() {
     })
     .await;
     assert_eq!(web2["status"]["podIP"], "127.0.93.4");
+
+    // Volumes become the files `kubectl exec … cat` sees: a ConfigMap, a Secret, the projected
+    // service-account volume admission adds (a TokenRequest token bound to the pod), the downward
+    // API; a missing ConfigMap is a FailedMount warning.
+    {
+        let mut s = fake.store.lock().expect("lock");
+        s.objects.insert(
+            "configmaps/default/cfg".into(),
+            json!({"data": {"greeting": "hello"}}),
+        );
+        s.objects.insert(
+            "configmaps/default/kube-root-ca.crt".into(),
+            json!({"data": {"ca.crt": "CA PEM"}}),
+        );
+        s.objects.insert(
+            "secrets/default/creds".into(),
+            json!({"data": {"password": "czNjcmV0"}}),
+        );
+    }
+    let mut files_pod = pod("files", "echo-tcp", json!([{"containerPort": 7001}]));
+    files_pod["spec"]["containers"][0]["volumeMounts"] = json!([
+        {"name": "cfg", "mountPath": "/etc/config"},
+        {"name": "creds", "mountPath": "/etc/creds"},
+        {"name": "kube-api-access-x", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+        {"name": "nope", "mountPath": "/etc/nope"},
+    ]);
+    files_pod["spec"]["volumes"] = json!([
+        {"name": "cfg", "configMap": {"name": "cfg"}},
+        {"name": "creds", "secret": {"secretName": "creds"}},
+        {"name": "kube-api-access-x", "projected": {"sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}
+        ]}},
+        {"name": "nope", "configMap": {"name": "does-not-exist"}},
+    ]);
+    fake.create_pod(files_pod);
+    let shell = eventually("files container", || {
+        containers
+            .get("default", "files", "main")
+            .and_then(|c| c.shell)
+    })
+    .await;
+    let read = |path: &str| {
+        String::from_utf8(
+            shell
+                .files
+                .read(path)
+                .unwrap_or_else(|e| panic!("{path}: {e}"))
+                .to_vec(),
+        )
+        .expect("utf8")
+    };
+    assert_eq!(read("/etc/config/greeting"), "hello");
+    assert_eq!(read("/etc/creds/password"), "s3cret");
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    assert_eq!(read(&format!("{sa}/token")), "token-of-default-for-files");
+    assert_eq!(read(&format!("{sa}/ca.crt")), "CA PEM");
+    assert_eq!(read(&format!("{sa}/namespace")), "default");
+    assert!(
+        shell.files.is_dir("/etc/nope"),
+        "the mount point exists, empty"
+    );
+    eventually("FailedMount event", || {
+        let s = fake.store.lock().expect("lock");
+        s.objects
+            .values()
+            .any(|e| e["reason"] == "FailedMount" && e["involvedObject"]["name"] == "files")
+            .then_some(())
+    })
+    .await;
 
     shutdown.cancel();
     agent.await.expect("join").expect("serve");

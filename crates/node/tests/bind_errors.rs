@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use proxylab_node::{KubeSource, Node, NodeConfig, NodeError};
+use proxylab_node::{Node, NodeConfig, NodeError};
 
 fn config() -> NodeConfig {
     let mut c = NodeConfig::new(
@@ -14,9 +14,16 @@ fn config() -> NodeConfig {
     c
 }
 
-fn offline_client() -> KubeSource {
-    let config = kube::Config::new("http://127.0.0.1:9".parse().expect("uri"));
-    KubeSource::Client(kube::Client::try_from(config).expect("client"))
+/// A kubeconfig for an apiserver that is not there (binding never calls it).
+fn offline_kubeconfig(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    Some(
+        proxylab_test_support::fake_apiserver::write_kubeconfig_with(
+            dir,
+            "http://127.0.0.1:9",
+            "",
+            "    token: offline",
+        ),
+    )
 }
 
 #[tokio::test]
@@ -24,7 +31,7 @@ async fn missing_kubeconfig_names_the_file() {
     let mut c = config();
     c.kubeconfig = Some("/nonexistent/kubeconfig".into());
     let err = Node::bind(c).await.expect_err("must fail");
-    assert!(matches!(err, NodeError::Kubeconfig { .. }), "{err:?}");
+    assert!(matches!(err, NodeError::Kubeconfig(_)), "{err:?}");
     assert!(err.to_string().contains("/nonexistent/kubeconfig"), "{err}");
 }
 
@@ -35,20 +42,20 @@ async fn bad_certificate_files_name_the_file() {
     std::fs::write(&junk, "not a certificate").expect("write");
 
     let mut c = config();
-    c.kube = offline_client();
+    c.kubeconfig = offline_kubeconfig(dir.path());
     c.client_ca_file = Some(junk.clone());
     let err = Node::bind(c).await.expect_err("must fail");
     assert!(matches!(err, NodeError::Cert(_)), "{err:?}");
     assert!(err.to_string().contains("junk.pem"), "{err}");
 
     let mut c = config();
-    c.kube = offline_client();
+    c.kubeconfig = offline_kubeconfig(dir.path());
     c.tls_cert_file = Some(junk.clone());
     let err = Node::bind(c).await.expect_err("cert without key");
     assert!(matches!(err, NodeError::InvalidFlag { .. }), "{err:?}");
 
     let mut c = config();
-    c.kube = offline_client();
+    c.kubeconfig = offline_kubeconfig(dir.path());
     c.workload_ca = Some((junk.clone(), dir.path().join("missing.key")));
     let err = Node::bind(c).await.expect_err("must fail");
     assert!(matches!(err, NodeError::Cert(_)), "{err:?}");
@@ -57,8 +64,9 @@ async fn bad_certificate_files_name_the_file() {
 #[tokio::test]
 async fn busy_kubelet_port_is_a_bind_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dir = tempfile::tempdir().expect("tempdir");
     let mut c = config();
-    c.kube = offline_client();
+    c.kubeconfig = offline_kubeconfig(dir.path());
     c.kubelet_port = taken.local_addr().expect("addr").port();
     let err = Node::bind(c).await.expect_err("must fail");
     assert!(matches!(err, NodeError::Bind { .. }), "{err:?}");

@@ -10,7 +10,7 @@ use hyper_util::rt::TokioIo;
 use proxylab_node::certs::{self, CertificateAuthority, CertifiedKey};
 use proxylab_node::kubelet_api::RunningContainer;
 use proxylab_node::workload::logs::ContainerLog;
-use proxylab_node::{KubeSource, Node, NodeConfig};
+use proxylab_node::{Node, NodeConfig};
 use rustls_pki_types::ServerName;
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -118,8 +118,15 @@ async fn kubelet_api_requires_a_client_certificate_from_the_cluster_ca() {
     config.client_ca_file = Some(write("ca.crt", cluster_ca.cert_pem()));
     // An apiserver that is not there: the agent keeps retrying registration in the background,
     // which does not concern the kubelet API.
-    let kube_config = kube::Config::new("http://127.0.0.1:9".parse().expect("uri"));
-    config.kube = KubeSource::Client(kube::Client::try_from(kube_config).expect("client"));
+    // An apiserver that is not there: registration retries in the background.
+    config.kubeconfig = Some(
+        proxylab_test_support::fake_apiserver::write_kubeconfig_with(
+            dir.path(),
+            "http://127.0.0.1:9",
+            "",
+            "    token: offline",
+        ),
+    );
 
     let bound = Node::bind(config).await.expect("bind");
     // A container log, as the pod manager registers one when it starts a container.

@@ -20,7 +20,7 @@ use proxylab_node::shell::files;
 use proxylab_node::spdy::{Frame, Headers, SpdyCodec};
 use proxylab_node::workload::PodIdentity;
 use proxylab_node::workload::logs::ContainerLog;
-use proxylab_node::{KubeSource, Node, NodeConfig};
+use proxylab_node::{Node, NodeConfig};
 use rustls_pki_types::ServerName;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -59,8 +59,15 @@ async fn kubelet() -> Kubelet {
     config.tls_cert_file = Some(write("kubelet.crt", &serving.cert_pem));
     config.tls_private_key_file = Some(write("kubelet.key", &serving.key_pem));
     config.client_ca_file = Some(write("ca.crt", ca.cert_pem()));
-    let kube_config = kube::Config::new("http://127.0.0.1:9".parse().expect("uri"));
-    config.kube = KubeSource::Client(kube::Client::try_from(kube_config).expect("client"));
+    // An apiserver that is not there: registration retries in the background.
+    config.kubeconfig = Some(
+        proxylab_test_support::fake_apiserver::write_kubeconfig_with(
+            dir.path(),
+            "http://127.0.0.1:9",
+            "",
+            "    token: offline",
+        ),
+    );
     let bound = Node::bind(config).await.expect("bind");
 
     let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({

@@ -17,8 +17,10 @@
 //! 3. the pod manager (the private `pods` module);
 //! 4. the kubelet API server ([`crate::kubelet_api`]).
 
+pub mod api;
 pub mod objects;
 mod pods;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -26,15 +28,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Method;
 use ipnet::Ipv4Net;
 use jiff::Timestamp;
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node as K8sNode};
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use proxylab_core::tls::{ClientAuth, ServerTls, load_certs};
+use proxylab_kube::{KubeconfigOptions, RestClient, RestError};
 use rustls::ServerConfig;
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -42,20 +42,16 @@ use tokio_util::task::TaskTracker;
 use crate::certs::{self, CertError, CertificateAuthority};
 use crate::ipam::PodIpAllocator;
 use crate::kubelet_api::{Containers, KubeletState, PodTable, kubelet_router};
+use api::{ApiClient, CallError};
 use objects::NodeFacts;
 use proxylab_core::cluster::ClusterView;
 
 /// Errors of binding and running a node.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    /// The kubeconfig could not be read or used.
-    #[error("kubeconfig {path}: {reason}")]
-    Kubeconfig {
-        /// The file (or `<in-cluster/default>`).
-        path: String,
-        /// What is wrong.
-        reason: String,
-    },
+    /// The kubeconfig could not be read or used (the error names the file and the field).
+    #[error(transparent)]
+    Kubeconfig(#[from] RestError),
     /// A certificate or key file is unusable.
     #[error(transparent)]
     Cert(#[from] CertError),
@@ -86,8 +82,8 @@ pub enum KubeSource {
     /// `kubeconfig` / `context` fields of [`NodeConfig`] (or kube-rs' inference when None).
     #[default]
     Kubeconfig,
-    /// A ready client (tests, or a lab that built one already).
-    Client(Client),
+    /// A ready client (a lab that built one already).
+    Client(RestClient),
 }
 
 impl std::fmt::Debug for KubeSource {
@@ -113,7 +109,7 @@ pub struct NodeConfig {
     pub pod_cidr: Ipv4Net,
     /// Extra node labels.
     pub labels: BTreeMap<String, String>,
-    /// Kubeconfig file; None: kube-rs inference (KUBECONFIG, ~/.kube/config, in-cluster).
+    /// Kubeconfig file; None: kubectl's rules (KUBECONFIG, ~/.kube/config, in-cluster).
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context; None: the current context.
     pub context: Option<String>,
@@ -313,7 +309,7 @@ impl Node {
 /// A node whose kubelet port is bound; [`BoundNode::serve`] runs it.
 pub struct BoundNode {
     config: NodeConfig,
-    client: Client,
+    client: ApiClient,
     listener: TcpListener,
     kubelet_addr: SocketAddr,
     tls: Arc<ServerConfig>,
@@ -389,7 +385,7 @@ impl BoundNode {
         // Services and EndpointSlices, for the pods' cluster DNS and Service variables.
         let view = ClusterView::default();
         tasks.spawn(proxylab_kube::watch::watch_cluster(
-            client.clone(),
+            client.rest().watch_client(),
             view.clone(),
             proxylab_kube::watch::WatchOptions::default(),
             shutdown.clone(),
@@ -458,62 +454,22 @@ fn fetch_tls_config(
     Some(Arc::new(tls))
 }
 
-async fn kube_client(config: &NodeConfig) -> Result<Client, NodeError> {
+async fn kube_client(config: &NodeConfig) -> Result<ApiClient, NodeError> {
     if let KubeSource::Client(client) = &config.kube {
-        return Ok(client.clone());
+        return Ok(ApiClient::new(client.clone()));
     }
-    let (kube_config, path) = match &config.kubeconfig {
-        Some(path) => {
-            let shown = path.display().to_string();
-            let err = |e: &dyn std::fmt::Display| NodeError::Kubeconfig {
-                path: shown.clone(),
-                reason: e.to_string(),
-            };
-            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| err(&e))?;
-            let options = KubeConfigOptions {
-                context: config.context.clone(),
-                ..KubeConfigOptions::default()
-            };
-            (
-                Config::from_custom_kubeconfig(kubeconfig, &options)
-                    .await
-                    .map_err(|e| err(&e))?,
-                shown,
-            )
-        }
-        None => {
-            let shown = "<default>".to_owned();
-            let options = KubeConfigOptions {
-                context: config.context.clone(),
-                ..KubeConfigOptions::default()
-            };
-            let loaded = match Config::from_kubeconfig(&options).await {
-                Ok(c) => c,
-                Err(_) if config.context.is_none() => {
-                    Config::infer().await.map_err(|e| NodeError::Kubeconfig {
-                        path: shown.clone(),
-                        reason: e.to_string(),
-                    })?
-                }
-                Err(e) => {
-                    return Err(NodeError::Kubeconfig {
-                        path: shown,
-                        reason: e.to_string(),
-                    });
-                }
-            };
-            (loaded, shown)
-        }
+    // kubectl's loading rules, with errors that name the file and the field.
+    let options = KubeconfigOptions {
+        kubeconfig: config.kubeconfig.clone(),
+        context: config.context.clone(),
+        ..KubeconfigOptions::default()
     };
-    Client::try_from(kube_config).map_err(|e| NodeError::Kubeconfig {
-        path,
-        reason: e.to_string(),
-    })
+    Ok(ApiClient::new(RestClient::new(&options).await?))
 }
 
 /// Registration, node status and Lease: the node's "I am here and alive".
 struct Heartbeat {
-    client: Client,
+    client: ApiClient,
     facts: NodeFacts,
     config: NodeConfig,
 }
@@ -555,7 +511,7 @@ impl Heartbeat {
                     match self.post_status(ready_since).await {
                         Ok(_) => {}
                         // Someone deleted the Node (`kubectl delete node`): register again.
-                        Err(kube::Error::Api(status)) if status.is_not_found() => {
+                        Err(err) if err.is_not_found() => {
                             tracing::warn!(node = %self.facts.name, "Node object is gone; registering again");
                             match self.register(ready_since).await {
                                 Ok(uid) => node_uid = uid,
@@ -571,78 +527,74 @@ impl Heartbeat {
 
     /// Creates the Node, or updates labels and podCIDR of an existing one, then posts its status.
     /// Returns the Node's uid (owner of the Lease).
-    async fn register(&self, ready_since: Timestamp) -> Result<Option<String>, kube::Error> {
-        let nodes: Api<K8sNode> = Api::all(self.client.clone());
+    async fn register(&self, ready_since: Timestamp) -> Result<Option<String>, CallError> {
         let object = objects::node_object(&self.facts, Timestamp::now(), ready_since);
-        let node: K8sNode = serde_json::from_value(object).map_err(kube::Error::SerdeError)?;
-        match nodes.create(&PostParams::default(), &node).await {
+        match self
+            .client
+            .call(Method::POST, "/api/v1/nodes", Some(&object))
+            .await
+        {
             Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.is_already_exists() || status.code == 409 => {
+            Err(err) if err.is_conflict() => {
                 let mut patch = objects::node_metadata_patch(&self.facts);
                 patch["spec"] = objects::node_spec(&self.facts);
-                nodes
-                    .patch(
-                        &self.facts.name,
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    )
+                self.client
+                    .merge_patch(&format!("/api/v1/nodes/{}", self.facts.name), &patch)
                     .await?;
             }
             Err(err) => return Err(err),
         }
         let posted = self.post_status(ready_since).await?;
-        Ok(posted.metadata.uid)
+        Ok(posted["metadata"]["uid"].as_str().map(str::to_owned))
     }
 
-    async fn post_status(&self, ready_since: Timestamp) -> Result<K8sNode, kube::Error> {
-        let nodes: Api<K8sNode> = Api::all(self.client.clone());
+    async fn post_status(&self, ready_since: Timestamp) -> Result<serde_json::Value, CallError> {
         let status = objects::node_status(&self.facts, Timestamp::now(), ready_since);
-        nodes
-            .patch_status(
-                &self.facts.name,
-                &PatchParams::default(),
-                &Patch::Merge(&status),
+        self.client
+            .merge_patch(
+                &format!("/api/v1/nodes/{}/status", self.facts.name),
+                &status,
             )
             .await
     }
 
-    async fn renew_lease(&self, node_uid: Option<&str>) -> Result<(), kube::Error> {
-        let leases: Api<Lease> = Api::namespaced(self.client.clone(), objects::LEASE_NAMESPACE);
+    async fn renew_lease(&self, node_uid: Option<&str>) -> Result<(), CallError> {
         let name = &self.facts.name;
         let duration = self.config.lease_duration_seconds;
+        let leases = format!(
+            "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
+            objects::LEASE_NAMESPACE
+        );
         let renewal = objects::lease_renewal(name, duration, Timestamp::now());
-        match leases
-            .patch(name, &PatchParams::default(), &Patch::Merge(&renewal))
+        match self
+            .client
+            .merge_patch(&format!("{leases}/{name}"), &renewal)
             .await
         {
             Ok(_) => return Ok(()),
-            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(err) if err.is_not_found() => {}
             Err(err) => return Err(err),
         }
-        let lease: Lease = serde_json::from_value(objects::lease_object(
-            name,
-            node_uid,
-            duration,
-            Timestamp::now(),
-        ))
-        .map_err(kube::Error::SerdeError)?;
-        match leases.create(&PostParams::default(), &lease).await {
+        let lease = objects::lease_object(name, node_uid, duration, Timestamp::now());
+        match self.client.call(Method::POST, &leases, Some(&lease)).await {
             Ok(_) => Ok(()),
             // kube-apiserver creates kube-node-lease itself; a bare control plane may not have it yet.
-            Err(kube::Error::Api(status)) if status.is_not_found() => {
-                let namespace: Namespace = serde_json::from_value(
-                    serde_json::json!({ "metadata": { "name": objects::LEASE_NAMESPACE } }),
-                )
-                .map_err(kube::Error::SerdeError)?;
-                let namespaces: Api<Namespace> = Api::all(self.client.clone());
-                match namespaces.create(&PostParams::default(), &namespace).await {
+            Err(err) if err.is_not_found() => {
+                let namespace = json!({
+                    "apiVersion": "v1", "kind": "Namespace",
+                    "metadata": { "name": objects::LEASE_NAMESPACE },
+                });
+                match self
+                    .client
+                    .call(Method::POST, "/api/v1/namespaces", Some(&namespace))
+                    .await
+                {
                     Ok(_) => {}
-                    Err(kube::Error::Api(status))
-                        if status.is_already_exists() || status.code == 409 => {}
+                    Err(err) if err.is_conflict() => {}
                     Err(err) => return Err(err),
                 }
-                leases
-                    .create(&PostParams::default(), &lease)
+                self.client
+                    .call(Method::POST, &leases, Some(&lease))
                     .await
                     .map(|_| ())
             }

@@ -18,15 +18,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use http::Method;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use k8s_openapi::api::core::v1::Pod;
+use proxylab_kube::watch::ObjectEvent;
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::api::ApiClient;
 use super::objects::{self, ContainerOutcome, StartedPod};
+use super::volumes::{self, MountEntry};
 use crate::certs::{self, CertificateAuthority};
 use crate::ipam::PodIpAllocator;
 use crate::kubelet_api::{Containers, PodTable, RunningContainer};
@@ -47,7 +49,7 @@ struct RunningPod {
 }
 
 pub(crate) struct PodManager {
-    pub(crate) client: Client,
+    pub(crate) client: ApiClient,
     pub(crate) node_name: String,
     pub(crate) node_ip: IpAddr,
     pub(crate) ipam: Arc<Mutex<PodIpAllocator>>,
@@ -72,7 +74,7 @@ impl PodManager {
     // Called once, from the agent; each argument is a distinct piece of node state.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        client: Client,
+        client: ApiClient,
         node_name: String,
         node_ip: IpAddr,
         ipam: PodIpAllocator,
@@ -102,10 +104,8 @@ impl PodManager {
 
     /// Watches this node's pods until `shutdown`; then stops every workload.
     pub(crate) async fn run(mut self, shutdown: CancellationToken) {
-        let api: Api<Pod> = Api::all(self.client.clone());
-        let config =
-            watcher::Config::default().fields(&format!("spec.nodeName={}", self.node_name));
-        let mut events = std::pin::pin!(watcher(api, config).default_backoff());
+        let selector = format!("spec.nodeName={}", self.node_name);
+        let mut events = proxylab_kube::watch::watch_pods(self.client.rest(), Some(&selector));
         loop {
             let event = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -130,16 +130,16 @@ impl PodManager {
         self.tasks.wait().await;
     }
 
-    async fn handle(&mut self, event: watcher::Event<Pod>) {
+    async fn handle(&mut self, event: ObjectEvent<Pod>) {
         match event {
-            watcher::Event::Init => self.relist = Some(HashSet::new()),
-            watcher::Event::InitApply(pod) => {
+            ObjectEvent::Init => self.relist = Some(HashSet::new()),
+            ObjectEvent::InitApply(pod) => {
                 if let (Some(seen), Some(uid)) = (self.relist.as_mut(), pod.metadata.uid.clone()) {
                     seen.insert(uid);
                 }
                 self.apply(pod).await;
             }
-            watcher::Event::InitDone => {
+            ObjectEvent::InitDone => {
                 let seen = self.relist.take().unwrap_or_default();
                 let gone: Vec<String> = self
                     .running
@@ -153,10 +153,9 @@ impl PodManager {
                 self.table
                     .retain(|p| p.metadata.uid.as_ref().is_some_and(|u| seen.contains(u)));
             }
-            watcher::Event::Apply(pod) => self.apply(pod).await,
-            watcher::Event::Delete(pod) => {
-                self.table
-                    .remove(&pod.namespace().unwrap_or_default(), &pod.name_any());
+            ObjectEvent::Apply(pod) => self.apply(pod).await,
+            ObjectEvent::Delete(pod) => {
+                self.table.remove(&namespace_of(&pod), &name_of(&pod));
                 if let Some(uid) = pod.metadata.uid.as_deref() {
                     self.stop_local(uid);
                     self.terminating
@@ -192,9 +191,9 @@ impl PodManager {
     }
 
     async fn start(&mut self, pod: Pod, uid: String) {
-        let namespace = pod.namespace().unwrap_or_else(|| "default".into());
-        let name = pod.name_any();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let namespace = namespace_of(&pod);
+        let name = name_of(&pod);
+        let api = PodApi::new(self.client.clone(), &namespace);
         // hostNetwork pods share the node's address (and need no IP of their own).
         let host_network = pod
             .spec
@@ -246,7 +245,11 @@ impl PodManager {
             let outcome = match workload::start_container(container, &ctx).await {
                 Ok(started) => {
                     tracing::info!(%namespace, pod = %name, container = %container.name, listening = ?started.listening, "container started");
-                    let running = self.running_container(&pod, &container.name, &ctx, started.log);
+                    let mounts = self
+                        .mount_volumes(&pod, &container.name, ctx.identity.ip)
+                        .await;
+                    let running =
+                        self.running_container(&pod, &container.name, &ctx, started.log, &mounts);
                     self.containers
                         .insert(&namespace, &name, &container.name, running);
                     self.event(
@@ -314,6 +317,7 @@ impl PodManager {
         container: &str,
         ctx: &PodContext,
         log: crate::workload::logs::ContainerLog,
+        mounts: &[MountEntry],
     ) -> RunningContainer {
         let spec = pod
             .spec
@@ -327,7 +331,7 @@ impl PodManager {
             container: container.to_owned(),
             hostname: shell::files::hostname(pod),
             env: shell::files::environment(pod, &spec, ip, self.node_ip, Some(&self.view)),
-            files: shell::files::container_files(pod, ip, &[]),
+            files: shell::files::container_files(pod, ip, mounts),
             fetch: FetchContext {
                 pod_ip: ip,
                 dns: ClusterDns::new(Some(self.view.clone()), &ctx.identity.namespace, ip),
@@ -343,10 +347,28 @@ impl PodManager {
         }
     }
 
+    /// Reads the volumes a container mounts (for its shell's files); failures become
+    /// `FailedMount` warnings, as the kubelet reports them.
+    async fn mount_volumes(&self, pod: &Pod, container: &str, pod_ip: IpAddr) -> Vec<MountEntry> {
+        let Some(spec) = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.iter().find(|c| c.name == container))
+        else {
+            return Vec::new();
+        };
+        let mounted = volumes::mount(&self.client, pod, spec, pod_ip, self.node_ip).await;
+        for failure in &mounted.failures {
+            tracing::warn!(pod = %name_of(pod), %container, %failure, "volume not mounted");
+            self.event(pod, Some(container), "Warning", "FailedMount", failure);
+        }
+        mounted.entries
+    }
+
     /// Reports a kubelet Event about a pod, in the background (events are best effort).
     fn event(&self, pod: &Pod, container: Option<&str>, kind: &str, reason: &str, message: &str) {
-        let namespace = pod.namespace().unwrap_or_else(|| "default".into());
-        let name = pod.name_any();
+        let namespace = namespace_of(pod);
+        let name = name_of(pod);
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let facts = objects::EventFacts {
             namespace: &namespace,
@@ -359,14 +381,11 @@ impl PodManager {
             node: &self.node_name,
         };
         let seq = self.event_seq.fetch_add(1, Ordering::Relaxed);
-        let Ok(event) =
-            serde_json::from_value::<Event>(objects::pod_event(&facts, Timestamp::now(), seq))
-        else {
-            return;
-        };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let event = objects::pod_event(&facts, Timestamp::now(), seq);
+        let client = self.client.clone();
+        let path = format!("/api/v1/namespaces/{namespace}/events");
         self.tasks.spawn(async move {
-            if let Err(err) = api.create(&PostParams::default(), &event).await {
+            if let Err(err) = client.call(Method::POST, &path, Some(&event)).await {
                 tracing::debug!(error = %err, "event not recorded");
             }
         });
@@ -421,9 +440,9 @@ impl PodManager {
             return;
         }
         let running = self.running.remove(&uid);
-        let namespace = pod.namespace().unwrap_or_else(|| "default".into());
-        let name = pod.name_any();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let namespace = namespace_of(&pod);
+        let name = name_of(&pod);
+        let api = PodApi::new(self.client.clone(), &namespace);
         let ipam = self.ipam.clone();
         let containers = self.containers.clone();
         let terminating = self.terminating.clone();
@@ -451,15 +470,7 @@ impl PodManager {
             if let Some(running) = running {
                 stop_and_release(running, &ipam, &containers).await;
             }
-            let params = DeleteParams {
-                grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions {
-                    uid: Some(uid.clone()),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            if !delete_for_good(&api, &name, &params).await {
+            if !delete_for_good(&api, &name, &uid).await {
                 // Let the next event about this pod try again.
                 terminating
                     .lock()
@@ -501,18 +512,50 @@ async fn stop_and_release(
     }
 }
 
-/// The final `DELETE` (grace 0), retried a few times; true when the pod is gone.
-async fn delete_for_good(api: &Api<Pod>, name: &str, params: &DeleteParams) -> bool {
+/// The pods of one namespace, for the two calls a kubelet makes on them.
+struct PodApi {
+    client: ApiClient,
+    base: String,
+}
+
+impl PodApi {
+    fn new(client: ApiClient, namespace: &str) -> Self {
+        Self {
+            client,
+            base: format!("/api/v1/namespaces/{namespace}/pods"),
+        }
+    }
+}
+
+fn namespace_of(pod: &Pod) -> String {
+    pod.metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into())
+}
+
+fn name_of(pod: &Pod) -> String {
+    pod.metadata.name.clone().unwrap_or_default()
+}
+
+/// The final `DELETE` (grace 0, uid precondition), retried a few times; true when the pod is gone.
+async fn delete_for_good(api: &PodApi, name: &str, uid: &str) -> bool {
+    let options = json!({
+        "apiVersion": "v1", "kind": "DeleteOptions",
+        "gracePeriodSeconds": 0,
+        "preconditions": {"uid": uid},
+    });
+    let path = format!("{}/{name}", api.base);
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=5 {
-        match api.delete(name, params).await {
+        match api.client.call(Method::DELETE, &path, Some(&options)).await {
             Ok(_) => {
                 tracing::info!(pod = %name, "deleted");
                 return true;
             }
-            Err(kube::Error::Api(status)) if status.is_not_found() => return true,
+            Err(err) if err.is_not_found() => return true,
             // A uid precondition failure means a new pod took the name: ours is gone already.
-            Err(kube::Error::Api(status)) if status.is_conflict() => return true,
+            Err(err) if err.is_conflict() => return true,
             Err(err) => {
                 tracing::warn!(pod = %name, attempt, error = %err, "final delete failed");
                 tokio::time::sleep(delay).await;
@@ -525,15 +568,13 @@ async fn delete_for_good(api: &Api<Pod>, name: &str, params: &DeleteParams) -> b
 
 /// Patches a pod's status, retrying a few times: a lost status update would leave the pod
 /// Pending until something else about it changes.
-async fn patch_status(api: &Api<Pod>, name: &str, patch: &serde_json::Value) {
+async fn patch_status(api: &PodApi, name: &str, patch: &serde_json::Value) {
+    let path = format!("{}/{name}/status", api.base);
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=5 {
-        match api
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-        {
+        match api.client.merge_patch(&path, patch).await {
             Ok(_) => return,
-            Err(kube::Error::Api(status)) if status.is_not_found() => return,
+            Err(err) if err.is_not_found() => return,
             Err(err) => {
                 tracing::warn!(pod = %name, attempt, error = %err, "pod status patch failed");
                 tokio::time::sleep(delay).await;

@@ -60,9 +60,9 @@ pub fn resolv_conf(namespace: &str) -> String {
     )
 }
 
-/// The container's files: the kubelet-managed ones plus `volumes` (path → content), and an empty
-/// `/tmp` and `/root`.
-pub fn container_files(pod: &Pod, pod_ip: IpAddr, volumes: &[(String, Vec<u8>)]) -> Vfs {
+/// The container's files: the kubelet-managed ones plus the mounted volumes (path → file content,
+/// or None for a directory), and an empty `/tmp` and `/root`.
+pub fn container_files(pod: &Pod, pod_ip: IpAddr, volumes: &[(String, Option<Vec<u8>>)]) -> Vfs {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut fs = Vfs::new();
     fs.add_file("/etc/hostname", format!("{}\n", hostname(pod)));
@@ -71,7 +71,10 @@ pub fn container_files(pod: &Pod, pod_ip: IpAddr, volumes: &[(String, Vec<u8>)])
     fs.add_dir("/tmp");
     fs.add_dir("/root");
     for (path, content) in volumes {
-        fs.add_file(path, content.clone());
+        match content {
+            Some(content) => fs.add_file(path, content.clone()),
+            None => fs.add_dir(path),
+        }
     }
     fs
 }
@@ -243,7 +246,7 @@ mod tests {
         let fs = container_files(
             &pod,
             "127.0.30.5".parse().expect("ip"),
-            &[("/etc/config/a".into(), b"1".to_vec())],
+            &[("/etc/config/a".into(), Some(b"1".to_vec()))],
         );
         let hosts =
             String::from_utf8(fs.read("/etc/hosts").expect("hosts").to_vec()).expect("utf8");
