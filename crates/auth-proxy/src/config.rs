@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use proxylab_core::route::{Filter, FilterError};
 use proxylab_core::telemetry::HopLog;
-use proxylab_kube::{ClusterConfig, KubeconfigError, KubeconfigOptions, Upstream, UpstreamOptions};
+use proxylab_kube::{ClusterConfig, KubeconfigError, Upstream, UpstreamOptions};
 
 use crate::args::{AuthProxyArgs, DEFAULT_PORT};
 
@@ -90,13 +90,7 @@ impl AuthProxyConfig {
     /// Validates the flags, loads the kubeconfig (kubectl's rules) and builds the upstream stack.
     /// Prints kubectl proxy's warnings to stderr.
     pub async fn from_args(args: &AuthProxyArgs) -> Result<Self, ConfigError> {
-        let cluster = proxylab_kube::load(&KubeconfigOptions {
-            kubeconfig: args.kubeconfig.clone(),
-            context: args.context.clone(),
-            cluster: args.cluster.clone(),
-            user: args.user.clone(),
-        })
-        .await?;
+        let cluster = proxylab_kube::load(&args.kubeconfig_options()).await?;
         Self::from_args_with_cluster(args, &cluster)
     }
 
@@ -107,14 +101,20 @@ impl AuthProxyConfig {
     ) -> Result<Self, ConfigError> {
         let listen = if args.unix_socket.is_empty() {
             Listen::Tcp {
-                host: args.address.clone(),
+                // Go listens on every interface for an empty host (`:8001`).
+                host: if args.address.is_empty() {
+                    "0.0.0.0".into()
+                } else {
+                    args.address.clone()
+                },
                 port: args.port,
             }
         } else {
-            if args.port != DEFAULT_PORT {
+            // kubectl refuses any --port given with --unix-socket, even 8001.
+            if args.port_given || args.port != DEFAULT_PORT {
                 return Err(ConfigError::Flag {
                     flag: "--unix-socket",
-                    message: "don't specify both --unix-socket and --port".into(),
+                    message: "cannot set --unix-socket and --port at the same time".into(),
                 });
             }
             Listen::Unix(PathBuf::from(&args.unix_socket))
@@ -151,11 +151,12 @@ impl AuthProxyConfig {
             None
         } else {
             let dir = PathBuf::from(&args.www);
-            if !dir.is_dir() {
-                return Err(ConfigError::Flag {
-                    flag: "--www",
-                    message: format!("{} is not a directory", dir.display()),
-                });
+            // kubectl warns and serves anyway (the directory may appear later); so does auth-proxy.
+            if let Err(e) = std::fs::metadata(&dir) {
+                eprintln!(
+                    "W auth-proxy: Failed to stat static file directory {}: {e}",
+                    dir.display()
+                );
             }
             let mut prefix = args.www_prefix.clone();
             if !prefix.starts_with('/') {
@@ -183,6 +184,12 @@ impl AuthProxyConfig {
                 });
             }
         };
+        if cluster.plaintext_credentials_dropped {
+            eprintln!(
+                "W auth-proxy: the server {} is plain http://: the user's credentials are not sent over it (as kubectl); impersonation still is",
+                cluster.config.cluster_url
+            );
+        }
         let server_path = cluster.server_path().to_owned();
         if !server_path.is_empty() && !args.append_server_path {
             eprintln!(

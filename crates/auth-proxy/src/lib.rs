@@ -24,6 +24,7 @@
 
 pub mod args;
 pub mod config;
+pub mod goflag;
 pub mod logging;
 pub mod server;
 

@@ -4,7 +4,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 // Small, short-lived allocations (headers, URIs, body chunks) dominate a proxy's allocations;
 // mimalloc's thread-local free lists serve them cheaper than glibc's arenas.
@@ -18,7 +19,7 @@ use proxylab_core::telemetry::{AdminState, LogFormat, admin_router};
 /// server, as `kubectl proxy` does — with a safer filter and credentials policy, streaming, and
 /// observability.
 #[derive(Debug, Parser)]
-#[command(name = "auth-proxy", version)]
+#[command(name = "auth-proxy", version, args_override_self = true)]
 struct Cli {
     #[command(flatten)]
     proxy: AuthProxyArgs,
@@ -28,17 +29,57 @@ struct Cli {
     log_format: LogFormat,
 
     /// Write one access line per request to stderr (`--access-log=false` to turn off).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value = "true", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = proxylab_auth_proxy::goflag::parse_bool, action = clap::ArgAction::Set)]
     access_log: bool,
 
     /// Admin endpoint (/healthz, /readyz, /metrics, /debug/hops); empty to disable.
-    #[arg(long, default_value = "127.0.0.1:0")]
+    #[arg(long, default_value = "127.0.0.1:0", allow_hyphen_values = true)]
     admin_address: String,
+}
+
+/// Parses the command line as kubectl would read it (Go's flag syntax, see `goflag`). A bad flag is
+/// one line and exit 2; `--help` prints the help and exits 0.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    let cmd = Cli::command();
+    let argv =
+        proxylab_auth_proxy::goflag::normalize_word_separators(std::env::args_os().collect(), &cmd);
+    let matches = cmd.try_get_matches_from(argv).map_err(|e| {
+        use clap::error::ErrorKind;
+        match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                let _ = e.print();
+                ExitCode::SUCCESS
+            }
+            _ => {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                eprintln!(
+                    "auth-proxy: {} (see auth-proxy --help)",
+                    first.strip_prefix("error: ").unwrap_or(first)
+                );
+                ExitCode::from(2)
+            }
+        }
+    })?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| {
+        eprintln!("auth-proxy: {}", one_line(&e.to_string()));
+        ExitCode::from(2)
+    })?;
+    cli.proxy.port_given = matches.value_source("port") == Some(ValueSource::CommandLine);
+    Ok(cli)
 }
 
 fn main() -> ExitCode {
     proxylab_core::tls::install_crypto_provider();
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    for warning in cli.proxy.ignored_flag_warnings() {
+        eprintln!("W auth-proxy: {warning}");
+    }
     // Single-threaded: this thread serves the first listener; `--threads` adds one thread (with
     // its own single-threaded runtime) per extra core, see `Bound::serve`.
     let runtime = match tokio::runtime::Builder::new_current_thread()

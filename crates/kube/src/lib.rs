@@ -5,7 +5,10 @@
 //!
 //! - [`config`]: kubectl's kubeconfig loading rules (`--kubeconfig`, `KUBECONFIG` with several files
 //!   merged first-wins, `~/.kube/config`, in-cluster), `--context`/`--cluster`/`--user`, and errors
-//!   that name the file and the field.
+//!   that name the file and the field (or the flag).
+//! - [`overrides`]: kubectl's connection flags (`--server`, `--token`, `--as`,
+//!   `--certificate-authority`, …) laid over the kubeconfig, flag winning, and kubectl's checks of
+//!   the result.
 //! - [`upstream`]: the client stack a proxy uses to reach that apiserver — credentials (tokens, token
 //!   files, exec plugins, basic auth, impersonation) from kube-rs's `ConfigExt`, rustls with the
 //!   kubeconfig's CA, client certificate and `tls-server-name`, a pooled HTTP/2-capable client for
@@ -20,6 +23,7 @@
 
 pub mod config;
 pub mod dialer;
+pub mod overrides;
 pub mod rest;
 pub mod upstream;
 pub mod watch;
@@ -28,5 +32,6 @@ pub use config::{
     ClusterConfig, ConfigSource, KubeconfigError, KubeconfigOptions, load, load_with_env,
 };
 pub use dialer::{ProxyChoice, ProxyEnv, ProxySource};
+pub use overrides::ConfigOverrides;
 pub use rest::{RestClient, RestError};
 pub use upstream::{Credentials, Upstream, UpstreamOptions};

@@ -5,7 +5,9 @@
 //!
 //! For proxies in front of an apiserver (the auth-proxy, the bastion): the test looks at what arrived
 //! (`seen`), how many connections are open (`open`) and what crossed an upgraded tunnel
-//! (`tunnel_bytes`). Tests of the apiserver itself use the real one (`proxylab-apiserver`).
+//! (`tunnel_bytes`). [`start_apiserver_with`] serves plain HTTP instead, or asks clients for a
+//! certificate and records the one presented (for flags such as `--client-certificate`). Tests of
+//! the apiserver itself use the real one (`proxylab-apiserver`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -36,6 +38,9 @@ pub struct Seen {
     pub path_and_query: String,
     pub version: Version,
     pub headers: HeaderMap,
+    /// The client certificate the connection presented (only asked for with
+    /// [`FakeApiserverOptions::client_ca_pem`]).
+    pub client_cert: Option<CertificateDer<'static>>,
 }
 
 /// The fake apiserver.
@@ -105,11 +110,51 @@ pub async fn start_apiserver() -> FakeApiserver {
 
 /// The fake apiserver with a certificate for these names.
 pub async fn start_apiserver_for(names: &[&str], loopback_ip: bool) -> FakeApiserver {
+    start_apiserver_with(FakeApiserverOptions {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        loopback_ip,
+        ..FakeApiserverOptions::default()
+    })
+    .await
+}
+
+/// How [`start_apiserver_with`] serves.
+#[derive(Debug, Clone)]
+pub struct FakeApiserverOptions {
+    /// DNS names on the serving certificate.
+    pub names: Vec<String>,
+    /// 127.0.0.1 on the serving certificate too.
+    pub loopback_ip: bool,
+    /// Ask clients for a certificate issued by this CA (not required; what was presented is
+    /// recorded in [`Seen::client_cert`]).
+    pub client_ca_pem: Option<String>,
+    /// Plain HTTP instead of HTTPS (`ca_pem` is then unused).
+    pub plain_http: bool,
+}
+
+impl Default for FakeApiserverOptions {
+    fn default() -> Self {
+        Self {
+            names: vec!["localhost".into()],
+            loopback_ip: true,
+            client_ca_pem: None,
+            plain_http: false,
+        }
+    }
+}
+
+/// The fake apiserver, as `options` say.
+pub async fn start_apiserver_with(options: FakeApiserverOptions) -> FakeApiserver {
     // Clients under test (kube-rs among them) may want a process-wide provider, as the binaries
     // install one first thing; ring, the workspace's one provider. Idempotent.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let (ca_pem, cert_pem, key_pem) = test_pki_for(names, loopback_ip);
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_tls(&cert_pem, &key_pem));
+    let names: Vec<&str> = options.names.iter().map(String::as_str).collect();
+    let (ca_pem, cert_pem, key_pem) = test_pki_for(&names, options.loopback_ip);
+    let mut tls = server_tls(&cert_pem, &key_pem);
+    if let Some(client_ca) = &options.client_ca_pem {
+        tls = with_optional_client_auth(&tls, client_ca);
+    }
+    let acceptor = (!options.plain_http).then(|| tokio_rustls::TlsAcceptor::from(tls));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -135,14 +180,29 @@ pub async fn start_apiserver_for(names: &[&str], loopback_ip: bool) -> FakeApise
             let open = o.clone();
             open.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(tcp).await {
+                let serve = |io, client_cert: Option<CertificateDer<'static>>| async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let ctx = ctx.clone();
-                        async move { Ok::<_, Infallible>(handle(ctx, req).await) }
+                        let client_cert = client_cert.clone();
+                        async move { Ok::<_, Infallible>(handle(ctx, req, client_cert).await) }
                     });
                     let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                        .serve_connection_with_upgrades(io, svc)
                         .await;
+                };
+                match acceptor {
+                    None => serve(TokioIo::new(Box::new(tcp) as Box<dyn Io>), None).await,
+                    Some(acceptor) => {
+                        if let Ok(tls) = acceptor.accept(tcp).await {
+                            let cert = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .map(|c| c.clone().into_owned());
+                            serve(TokioIo::new(Box::new(tls) as Box<dyn Io>), cert).await;
+                        }
+                    }
                 }
                 open.fetch_sub(1, Ordering::SeqCst);
             });
@@ -173,7 +233,15 @@ fn json(body: serde_json::Value) -> Response<Body> {
         .unwrap()
 }
 
-async fn handle(ctx: Arc<Ctx>, mut req: Request<Incoming>) -> Response<Body> {
+/// A plain or TLS connection.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+async fn handle(
+    ctx: Arc<Ctx>,
+    mut req: Request<Incoming>,
+    client_cert: Option<CertificateDer<'static>>,
+) -> Response<Body> {
     let pq = req
         .uri()
         .path_and_query()
@@ -184,6 +252,7 @@ async fn handle(ctx: Arc<Ctx>, mut req: Request<Incoming>) -> Response<Body> {
         path_and_query: pq.clone(),
         version: req.version(),
         headers: req.headers().clone(),
+        client_cert,
     });
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -404,4 +473,30 @@ pub fn server_tls(cert_pem: &str, key_pem: &str) -> Arc<rustls::ServerConfig> {
     .expect("server certificate");
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(config)
+}
+
+/// `config` asking for (not requiring) a client certificate issued by `client_ca_pem`.
+fn with_optional_client_auth(
+    config: &rustls::ServerConfig,
+    client_ca_pem: &str,
+) -> Arc<rustls::ServerConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(client_ca_pem.as_bytes()) {
+        roots.add(ca.expect("client CA PEM")).expect("client CA");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .expect("client verifier");
+    let mut with_auth = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(config.cert_resolver.clone());
+    with_auth.alpn_protocols = config.alpn_protocols.clone();
+    Arc::new(with_auth)
 }
