@@ -96,7 +96,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    let log = logging::init(cli.log_format);
+    // `-v` chooses the default filter (RUST_LOG, when set, wins), as kubectl's -v sets its verbosity.
+    let log = proxylab_core::telemetry::init_logging(cli.log_format, cli.proxy.log_filter());
     let access = cli
         .access_log
         .then(|| logging::AccessLog::new(&log, cli.log_format));
