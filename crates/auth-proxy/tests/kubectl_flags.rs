@@ -347,6 +347,24 @@ fn cases() -> Vec<Case> {
             "--username --password with a token",
             &["--username", "u", "--password", "p"],
         ),
+        bare("no kubeconfig and no --server", &["-p", "0"])
+            .probes(&[])
+            .differs(
+                Kind::Serves,
+                Kind::Refused,
+                "kubectl falls back to http://localhost:8080 (the insecure port, gone since 1.20); \
+             auth-proxy says what is missing",
+            ),
+        case(
+            "a context naming a missing cluster",
+            &["--context", "broken"],
+        )
+        .probes(&[])
+        .differs(
+            Kind::Serves,
+            Kind::Refused,
+            "kubectl falls back to http://localhost:8080; auth-proxy names the context's field",
+        ),
         case("a user without credentials", &["--user", "nocreds"]).differs(
             Kind::Refused,
             Kind::Serves,
