@@ -4,46 +4,66 @@
 # on a shared machine hits both alike. Not a test: it prints a Markdown table for docs/benchmarks.md.
 #
 #   bench/auth-proxy.sh                      # upstream: the bench_apiserver example (measures the proxies)
+#   bench/auth-proxy.sh --apart              # force the apart layouts (machines with ≥ 7 usable CPUs)
+#   bench/auth-proxy.sh --layouts "pinned"   # any list of the layouts below
 #   UPSTREAM=lab LAB_STATE=DIR bench/auth-proxy.sh   # upstream: a running lab (DIR/lab.json, DIR/kubeconfig)
 #
-# Two layouts, both run by default (LAYOUTS="shared pinned"):
+# Layouts, chosen by the CPU count unless --layouts/--apart/--small (or LAYOUTS=…) say otherwise:
+#   on fewer than 8 CPUs, "shared pinned":
 #   shared  everything (wrk, upstream, both proxies) on all cores, as a user would run it;
 #   pinned  wrk (one thread) and the upstream on CPU 0, the proxy under test alone on CPU 1
 #           (taskset): the proxy's capacity on one core, with the load generator kept off its core
 #           (needs 2 CPUs). When the proxy is cheap, CPU 0 saturates first and the req/s ratio
 #           understates it; the CPU-per-request column does not.
+#   on 8 CPUs or more, "apart1 apart2": load generator, upstream and proxy on disjoint cores —
+#   apart1  wrk (4 threads) on 4 cores, the upstream on a 5th, the proxy under test alone on a 6th;
+#   apart2  the same with the proxy on two cores (the 6th and a 7th): how each proxy scales.
+#           Go's runtime and auth-proxy's --threads both follow the affinity mask (1 or 2 threads).
 # Besides req/s and p99 it prints each proxy's CPU time per request (from /proc/PID/stat around
 # each run): the efficiency figure that does not depend on how the cores are shared.
 #
-# Knobs: DURATION (10s) CONNS (32) THREADS (2) ROUNDS (3) PODS (20, bench upstream only),
-#        AP_ARGS (extra auth-proxy flags, e.g. --access-log=false), LAYOUTS.
+# Knobs: DURATION (10s) CONNS (32) THREADS (2, shared layout) ROUNDS (3)
+#        PODS (20, bench upstream only), AP_ARGS (extra auth-proxy flags, e.g. --access-log=false).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 DURATION=${DURATION:-10s}
-CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 UPSTREAM=${UPSTREAM:-bench}
-LAYOUTS=${LAYOUTS:-shared pinned}
-if [ "$(nproc)" -lt 2 ]; then LAYOUTS=shared; fi
+SMALL="shared pinned"
+if [ "$(nproc)" -lt 2 ]; then SMALL=shared; fi
+LAYOUTS=${LAYOUTS:-$(default_layouts "$SMALL" "apart1 apart2")}
+while (($#)); do
+  case "$1" in
+    --apart) LAYOUTS="apart1 apart2" ;;
+    --small) LAYOUTS=$SMALL ;;
+    --layouts) LAYOUTS=${2:?--layouts needs a list, e.g. \"apart1 apart2\"}; shift ;;
+    --layouts=*) LAYOUTS=${1#--layouts=} ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+for layout in $LAYOUTS; do
+  case "$layout" in
+    shared) ;;
+    pinned) (($(nproc) >= 2)) || { echo "the pinned layout needs 2 CPUs" >&2; exit 2; } ;;
+    apart1|apart2) apart_cpus || exit 2 ;;
+    *) echo "unknown layout $layout (shared, pinned, apart1, apart2)" >&2; exit 2 ;;
+  esac
+done
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk" >&2
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null; else sudo apt-get install -y -qq wrk >/dev/null; fi
-fi
+need_tools wrk
 command -v kubectl >/dev/null || { echo "kubectl is required" >&2; exit 1; }
 
 cargo build -q --release -p proxylab-auth-proxy --bin auth-proxy --example bench_apiserver
 
 WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap 'cleanup; rm -rf "$WORK"' EXIT
 
 wait_for_line() { # file prefix → rest of the first line starting with prefix
   for _ in $(seq 1 300); do
@@ -55,15 +75,22 @@ wait_for_line() { # file prefix → rest of the first line starting with prefix
 
 # start_all LAYOUT: the upstream (bench only) and both proxies, pinned or not.
 start_all() {
-  local layout=$1 load="" proxy=""
+  local layout=$1 load="" up="" proxy=""
   WRK_THREADS=$THREADS
-  # Pinned, wrk has one core (shared with the upstream): one wrk thread, not two taking turns.
-  if [ "$layout" = pinned ]; then load="taskset -c 0"; proxy="taskset -c 1"; WRK_THREADS=1; fi
+  WRK_CONNS=${CONNS:-32}
+  case "$layout" in
+    # wrk has one core (shared with the upstream): one wrk thread, not two taking turns.
+    pinned) load="taskset -c 0"; up=$load; proxy="taskset -c 1"; WRK_THREADS=1 ;;
+    apart1|apart2)
+      load="taskset -c $LOAD_CPUS"; up="taskset -c $UP_CPUS"; WRK_THREADS=4
+      if [ "$layout" = apart1 ]; then proxy="taskset -c $PROXY1_CPUS"; else proxy="taskset -c $PROXY2_CPUS"; fi
+      ;;
+  esac
   LOAD_PIN=$load
   case "$UPSTREAM" in
     bench)
       # shellcheck disable=SC2086
-      PODS=${PODS:-20} $load target/release/examples/bench_apiserver "$WORK/up-$layout" >"$WORK/up.out" 2>&1 &
+      PODS=${PODS:-20} $up target/release/examples/bench_apiserver "$WORK/up-$layout" >"$WORK/up.out" 2>&1 &
       PIDS+=($!); UP_PID=$!
       UP=$(wait_for_line "$WORK/up.out" "serving on ")
       KC="$WORK/up-$layout/kubeconfig"
@@ -95,8 +122,7 @@ start_all() {
 }
 
 stop_all() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  cleanup
   PIDS=()
 }
 PODPATH=/api/v1/namespaces/default/pods
@@ -111,7 +137,7 @@ run() { # base-url path pid [wrk args…] → "rps p99ms cpu-us-per-request"
   local before after
   before=$(cpu_ticks "$pid")
   # shellcheck disable=SC2086
-  out=$($LOAD_PIN wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" "$base$path")
+  out=$($LOAD_PIN wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$DURATION" --latency "$@" "$base$path")
   after=$(cpu_ticks "$pid")
   rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
@@ -124,7 +150,7 @@ run() { # base-url path pid [wrk args…] → "rps p99ms cpu-us-per-request"
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-echo "upstream: $UPSTREAM · auth-proxy ${AP_ARGS:-(defaults)} · wrk -t$THREADS -c$CONNS -d$DURATION · $ROUNDS interleaved rounds · $(nproc) cores · layouts: $LAYOUTS" >&2
+echo "upstream: $UPSTREAM · auth-proxy ${AP_ARGS:-(defaults)} · wrk -d$DURATION · $ROUNDS interleaved rounds · $(nproc) cores · layouts: $LAYOUTS${LOAD_CPUS:+ (apart: wrk on $LOAD_CPUS, upstream on $UP_CPUS, proxy on $PROXY1_CPUS or $PROXY2_CPUS)}" >&2
 printf '| layout | path | direct (no proxy) req/s | kubectl proxy req/s | auth-proxy req/s | ratio | direct p99 ms | kubectl proxy p99 ms | auth-proxy p99 ms | kubectl proxy CPU µs/req | auth-proxy CPU µs/req | CPU ratio |\n'
 printf '|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 for layout in $LAYOUTS; do

@@ -23,3 +23,36 @@ build_l4() {
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
+
+# --- core layouts shared by the bench scripts ----------------------------------------------------
+# allowed_cpus: the CPUs this shell may run on (its affinity list, expanded), one per line.
+allowed_cpus() {
+  local list part
+  list=$(taskset -pc $$ | sed 's/.*: *//')
+  for part in ${list//,/ }; do
+    if [[ $part == *-* ]]; then seq "${part%-*}" "${part#*-}"; else echo "$part"; fi
+  done
+}
+
+# apart_cpus: core sets for the "apart" layouts, all disjoint, from the CPUs this shell may use:
+# LOAD_CPUS (4, the load generator), UP_CPUS (1, the upstream/backend), PROXY1_CPUS (1) and
+# PROXY2_CPUS (2: PROXY1's core and the next one). Needs 7 CPUs; fails with a message otherwise.
+apart_cpus() {
+  local cpus
+  mapfile -t cpus < <(allowed_cpus)
+  if ((${#cpus[@]} < 7)); then
+    echo "the apart layouts need 7 CPUs (4 load, 1 upstream, 2 proxy); this shell may use ${#cpus[@]}" >&2
+    return 1
+  fi
+  LOAD_CPUS="${cpus[0]},${cpus[1]},${cpus[2]},${cpus[3]}"
+  UP_CPUS="${cpus[4]}"
+  PROXY1_CPUS="${cpus[5]}"
+  PROXY2_CPUS="${cpus[5]},${cpus[6]}"
+}
+
+# default_layouts SMALL BIG: BIG on machines with 8 CPUs or more (room for the apart layouts with one
+# core to spare for the system), else SMALL.
+default_layouts() {
+  if (($(nproc) >= 8)); then echo "$2"; else echo "$1"; fi
+}
+
