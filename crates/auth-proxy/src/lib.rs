@@ -15,7 +15,8 @@
 //! - an unreachable apiserver is a 502 that says so; TLS on the listener, `Via`, an access log,
 //!   hop records and Prometheus metrics, graceful shutdown.
 //!
-//! Layout: [`args`] (the flags) → [`config`] (validated configuration, kubeconfig through
+//! Layout: [`args`] (the flags: kubectl proxy's and kubectl's global options, read with Go's syntax by
+//! [`goflag`]) → [`config`] (validated configuration, kubeconfig through
 //! `proxylab-kube`) → [`server`] (`AuthProxy::bind`, `Bound::serve`, the request handler). The
 //! forwarding itself — hop-by-hop headers, `X-Forwarded-*`, upgrades and their failure rules — is
 //! `proxylab_core::http`, shared with the bastion; the filter is `proxylab_core::route`.

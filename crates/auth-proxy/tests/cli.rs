@@ -151,3 +151,34 @@ async fn prints_starting_line_and_serves_then_exits_on_sigterm() {
     assert_eq!(access[0]["status"], 200);
     assert_eq!(access[0]["outcome"], "ok");
 }
+
+/// Go-syntax mistakes are flag errors like any other: one line, exit 2 (kubectl exits 1). The
+/// side-by-side comparison with kubectl is `kubectl_flags.rs`; this holds without kubectl.
+#[test]
+fn go_syntax_errors_are_one_line_exit_2() {
+    for (args, names) in [
+        (&["--bogus"][..], "--bogus"),
+        (&["--keepalive=30"], "missing unit"),
+        (&["--disable-filter=yes"], "ParseBool"),
+        (&["-p", "70000"], "70000"),
+        (
+            &[
+                "--as-group",
+                "g",
+                "--server",
+                "https://127.0.0.1:1",
+                "--token",
+                "t",
+            ],
+            "--as-group",
+        ),
+        (&["--server", "ftp://x", "--token", "t"], "--server"),
+    ] {
+        let line = run_expect_exit_2(args);
+        assert!(line.starts_with("auth-proxy: "), "{line}");
+        assert!(line.contains(names), "{args:?}: {line}");
+    }
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--as-group"));
+}
