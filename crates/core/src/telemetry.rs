@@ -24,7 +24,7 @@ pub use log::{AccessEntry, AccessLog, HopSink, LogWriter, init_logging};
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -127,6 +127,10 @@ pub struct HopRecord {
     /// `ok`, or what went wrong (`connect-failed`, `no-endpoints`, `rejected`, `upstream-reset`, …).
     pub outcome: Cow<'static, str>,
     pub http: Option<HttpHop>,
+    /// The client is a health prober (see [`HopLog::set_probe_clients`]): the hop is counted but
+    /// `/debug/hops` leaves it out unless asked for `?probes=true`.
+    #[serde(default)]
+    pub probe: bool,
 }
 
 impl HopRecord {
@@ -155,6 +159,7 @@ impl HopRecord {
             duration_ms: 0.0,
             outcome: Cow::Borrowed("ok"),
             http: None,
+            probe: false,
         }
     }
 }
@@ -216,6 +221,10 @@ pub struct HopLog {
     capacity: usize,
     /// Whether records are kept in the ring (see [`HopLog::set_retain`]).
     retain: AtomicBool,
+    /// Client addresses of health probers (see [`HopLog::set_probe_clients`]); usually empty, so
+    /// `has_probes` spares every record the lock.
+    probe_clients: Mutex<Vec<IpAddr>>,
+    has_probes: AtomicBool,
     hops: Family<HopLabels, Counter>,
     bytes: Family<ByteLabels, Counter>,
     duration: Family<ProxyLabel, Histogram>,
@@ -228,6 +237,8 @@ impl HopLog {
             ring: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             capacity: capacity.max(1),
             retain: AtomicBool::new(true),
+            probe_clients: Mutex::new(Vec::new()),
+            has_probes: AtomicBool::new(false),
             hops: Family::default(),
             bytes: Family::default(),
             duration: Family::new_with_constructor(|| {
@@ -258,6 +269,15 @@ impl HopLog {
         self.retain.store(retain, Ordering::Relaxed);
     }
 
+    /// Marks the hops of clients at these addresses as probes (`HopRecord::probe`): a lab's or a
+    /// load balancer's health checks, which would otherwise fill `/debug/hops` with their own
+    /// traffic. They are still counted in the metrics.
+    pub fn set_probe_clients(&self, clients: impl IntoIterator<Item = IpAddr>) {
+        let mut list = self.probe_clients.lock();
+        *list = clients.into_iter().collect();
+        self.has_probes.store(!list.is_empty(), Ordering::Relaxed);
+    }
+
     /// Whether anyone can see a finished hop's details: the ring is kept, or the `hop` tracing
     /// target is enabled. When not, a proxy may skip what only the record needs (at 15,000
     /// connections/s, the forwarder's `getsockname` for the upstream's local address and two
@@ -270,7 +290,12 @@ impl HopLog {
 
     /// Records a finished hop: tracing event, ring buffer (unless [`set_retain`](Self::set_retain)
     /// turned it off), metrics.
-    pub fn record(&self, hop: HopRecord) {
+    pub fn record(&self, mut hop: HopRecord) {
+        if self.has_probes.load(Ordering::Relaxed)
+            && self.probe_clients.lock().contains(&hop.client.ip())
+        {
+            hop.probe = true;
+        }
         tracing::info!(
             target: "hop",
             proxy = %hop.proxy,
@@ -287,6 +312,7 @@ impl HopLog {
             bytes_down = hop.bytes_down,
             duration_ms = hop.duration_ms,
             outcome = %hop.outcome,
+            probe = hop.probe,
             "hop"
         );
         self.hops
@@ -366,9 +392,12 @@ struct HopQuery {
     limit: Option<usize>,
     proxy: Option<String>,
     client: Option<String>,
+    /// Include the hops of health probes (left out by default).
+    #[serde(default)]
+    probes: bool,
 }
 
-/// `/healthz`, `/readyz`, `/metrics`, `/debug/hops[?limit=N&proxy=KIND&client=ADDR]`.
+/// `/healthz`, `/readyz`, `/metrics`, `/debug/hops[?limit=N&proxy=KIND&client=ADDR&probes=true]`.
 pub fn admin_router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -403,6 +432,7 @@ pub fn admin_router(state: AdminState) -> Router {
                         .hops
                         .recent(usize::MAX)
                         .into_iter()
+                        .filter(|h| q.probes || !h.probe)
                         .filter(|h| q.proxy.as_ref().is_none_or(|p| &h.proxy == p))
                         .filter(|h| {
                             q.client.as_ref().is_none_or(|c| {
@@ -476,6 +506,51 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("direction=\"up\"} 50"), "{text}");
+    }
+
+    /// Probes are counted and kept, marked, and left out of `/debug/hops` unless asked for.
+    #[tokio::test]
+    async fn probes_are_marked_and_hidden_unless_asked_for() {
+        use tower::ServiceExt;
+        let state = AdminState::new();
+        state
+            .hops
+            .set_probe_clients(["127.0.0.254".parse().unwrap()]);
+        state.hops.record(hop(1));
+        let mut probe = hop(2);
+        probe.client = "127.0.0.254:40000".parse().unwrap();
+        state.hops.record(probe);
+        let recent = state.hops.recent(10);
+        assert_eq!(
+            recent.iter().map(|h| h.probe).collect::<Vec<_>>(),
+            [false, true]
+        );
+        let get = |uri: &'static str| {
+            let router = admin_router(state.clone());
+            async move {
+                let resp = router
+                    .oneshot(
+                        axum::http::Request::get(uri)
+                            .body(axum::body::Body::empty())
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                serde_json::from_slice::<Vec<HopRecord>>(&body).unwrap()
+            }
+        };
+        let shown = get("/debug/hops").await;
+        assert_eq!(shown.len(), 1);
+        assert!(!shown[0].probe);
+        let all = get("/debug/hops?probes=true").await;
+        assert_eq!(all.len(), 2);
+        assert!(all[1].probe);
+        assert!(state.metrics.encode().contains(
+            "proxylab_hops_total{proxy=\"forwarder\",protocol=\"tcp\",outcome=\"ok\"} 2"
+        ));
     }
 
     #[test]
