@@ -4,38 +4,21 @@
 //!
 //! Addresses: 127.81.30.0/24 (the echo server on .1, ClusterIPs .10 and .11).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-/// A TCP server answering every connection with `hello` and closing.
-fn hello_server(addr: &str) -> SocketAddr {
-    let l = TcpListener::bind(addr).unwrap();
-    let a = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for mut s in l.incoming().flatten() {
-            let _ = s.write_all(b"hello");
-        }
-    });
-    a
-}
+use proxylab_test_support::echo::tcp_echo;
+use proxylab_test_support::{eventually, eventually_async, expect_one_line_exit_2};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
-fn hello(to: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&to.parse().unwrap(), Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
+/// The first line the endpoint behind `to` writes (its name), or `None` when nothing answers.
+async fn hello(to: &str) -> Option<String> {
+    let mut s = TcpStream::connect(to).await.ok()?;
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).await.ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).trim_end().to_string())
 }
 
 fn service(name: &str, ip: &str, endpoint: SocketAddr) -> String {
@@ -70,17 +53,13 @@ endpoints:
     )
 }
 
-/// Runs the binary on `file` until it exits (it must, at once): status and stderr.
-fn start_with(file: &Path) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_forwarder"))
-        .arg("--config")
-        .arg(file)
-        .args(["--healthz-bind-address", "", "--admin-address", ""])
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+/// Runs the binary on `file`, expecting it to refuse it: the one line it prints.
+fn refused(file: &Path) -> String {
+    expect_one_line_exit_2(
+        Command::new(env!("CARGO_BIN_EXE_forwarder"))
+            .arg("--config")
+            .arg(file)
+            .args(["--healthz-bind-address", "", "--admin-address", ""]),
     )
 }
 
@@ -124,15 +103,11 @@ fn each_kind_of_mistake_is_one_line_with_file_line_and_field_and_exit_2() {
     for (what, text, want) in cases {
         let path = dir.path().join("cluster.yaml");
         std::fs::write(&path, &text).unwrap();
-        let (code, err) = start_with(&path);
-        assert_eq!(code, Some(2), "{what}: {err}");
-        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "{what}: one line, got {err}");
+        let line = refused(&path);
         let expected = format!("forwarder: {}{want}", path.display());
         assert!(
-            lines[0].starts_with(&expected),
-            "{what}: {:?} does not start with {expected:?}",
-            lines[0]
+            line.starts_with(&expected),
+            "{what}: {line:?} does not start with {expected:?}"
         );
     }
 }
@@ -140,14 +115,14 @@ fn each_kind_of_mistake_is_one_line_with_file_line_and_field_and_exit_2() {
 /// Reloads keep the previous configuration when the new file is refused: a typo, then an empty
 /// file (a writer that truncated it and has not written yet). The listener answers throughout,
 /// each refusal is logged as its one line, and the next good file applies.
-#[test]
-fn a_refused_reload_keeps_the_previous_configuration() {
-    let ep = hello_server("127.81.30.1:0");
+#[tokio::test]
+async fn a_refused_reload_keeps_the_previous_configuration() {
+    let ep = tcp_echo("127.81.30.1:0", "hello").await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cluster.yaml");
     std::fs::write(&path, service("web", "127.81.30.10", ep)).unwrap();
     let log_path = dir.path().join("forwarder.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_forwarder"))
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_forwarder"))
         .arg("--config")
         .arg(&path)
         .args([
@@ -161,20 +136,23 @@ fn a_refused_reload_keeps_the_previous_configuration() {
         .env("RUST_LOG", "info,hop=warn")
         .stderr(std::fs::File::create(&log_path).unwrap())
         .stdout(Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    eventually("the ClusterIP", || {
-        hello("127.81.30.10:8080").as_deref() == Some("hello")
-    });
+    eventually_async("the ClusterIP", async || {
+        hello("127.81.30.10:8080").await.as_deref() == Some("hello")
+    })
+    .await;
 
     let typo = service("web", "127.81.30.10", ep).replace("  ports:", "  portz:");
     std::fs::write(&path, typo).unwrap();
     eventually("the typo's error in the log", || {
         log().contains("spec.portz: unknown field (did you mean \"ports\"?) (keeping the previous configuration)")
-    });
+    })
+    .await;
     assert_eq!(
-        hello("127.81.30.10:8080").as_deref(),
+        hello("127.81.30.10:8080").await.as_deref(),
         Some("hello"),
         "{}",
         log()
@@ -183,9 +161,10 @@ fn a_refused_reload_keeps_the_previous_configuration() {
     std::fs::write(&path, "").unwrap();
     eventually("the empty file's error in the log", || {
         log().contains("cluster.yaml:1: file: no Kubernetes objects in it")
-    });
+    })
+    .await;
     assert_eq!(
-        hello("127.81.30.10:8080").as_deref(),
+        hello("127.81.30.10:8080").await.as_deref(),
         Some("hello"),
         "{}",
         log()
@@ -198,11 +177,11 @@ fn a_refused_reload_keeps_the_previous_configuration() {
         service("api", "127.81.30.11", ep)
     );
     std::fs::write(&path, two).unwrap();
-    eventually("the new service", || {
-        hello("127.81.30.11:8080").as_deref() == Some("hello")
-    });
-    assert_eq!(hello("127.81.30.10:8080").as_deref(), Some("hello"));
+    eventually_async("the new service", async || {
+        hello("127.81.30.11:8080").await.as_deref() == Some("hello")
+    })
+    .await;
+    assert_eq!(hello("127.81.30.10:8080").await.as_deref(), Some("hello"));
 
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.kill().await;
 }
