@@ -13,6 +13,7 @@
 //! - [`telemetry`]: tracing setup (with an off-thread log writer for proxies), hop records (one per
 //!   connection or request, so a path through several proxies can be stitched together), the
 //!   access log, Prometheus metrics and the admin endpoint.
+//! - [`authn`]: the `--token-auth-file` format and bearer tokens, as kube-apiserver reads them.
 //! - [`runtime`]: shutdown on SIGINT/SIGTERM, socket options, the open-file limit, thread-per-core
 //!   serving threads.
 //! - [`duration`]: Go's `time.Duration` syntax (`15m0s`, `1h2m3.5s`, `500ms`), parsed and printed as Go
@@ -27,6 +28,7 @@
 //! This crate knows nothing of kube-rs: whatever feeds the cluster model (a YAML file, the lab, a real
 //! cluster through `proxylab-kube`) hands it plain Kubernetes JSON.
 
+pub mod authn;
 pub mod balance;
 pub mod cluster;
 pub mod duration;

@@ -429,6 +429,7 @@ pub fn node_from_k8s(obj: &Value) -> Result<Node, ConvertError> {
     )?;
     let status = obj.get("status").unwrap_or(&Value::Null);
     let mut addresses = Vec::new();
+    let mut all_addresses = Vec::new();
     for a in c.array(status, "addresses", "status")? {
         let (Some(t), Some(addr)) = (
             a.get("type").and_then(Value::as_str),
@@ -436,11 +437,22 @@ pub fn node_from_k8s(obj: &Value) -> Result<Node, ConvertError> {
         ) else {
             continue;
         };
+        all_addresses.push((t.to_string(), addr.to_string()));
         // Hostname entries are names, not IPs; skip anything that does not parse.
         if let Ok(ip) = addr.parse::<IpAddr>() {
             addresses.push((t.to_string(), ip));
         }
     }
+    // The API spells this field `Port` (capital P), unlike every other port field.
+    let kubelet_endpoint = status
+        .pointer("/daemonEndpoints/kubeletEndpoint")
+        .unwrap_or(&Value::Null);
+    let kubelet_port = c.port(
+        kubelet_endpoint,
+        "Port",
+        "status.daemonEndpoints.kubeletEndpoint",
+        false,
+    )?;
     let ready = c.array(status, "conditions", "status")?.iter().any(|cond| {
         cond.get("type").and_then(Value::as_str) == Some("Ready")
             && cond.get("status").and_then(Value::as_str) == Some("True")
@@ -448,6 +460,8 @@ pub fn node_from_k8s(obj: &Value) -> Result<Node, ConvertError> {
     Ok(Node {
         name,
         addresses,
+        all_addresses,
+        kubelet_port,
         ready,
         zone: labels.get("topology.kubernetes.io/zone").cloned(),
         unschedulable: obj
@@ -479,9 +493,36 @@ pub fn pod_from_k8s(obj: &Value) -> Result<Pod, ConvertError> {
         cond.get("type").and_then(Value::as_str) == Some("Ready")
             && cond.get("status").and_then(Value::as_str) == Some("True")
     });
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let mut containers = Vec::new();
+    for (i, ct) in c.array(spec, "containers", "spec")?.iter().enumerate() {
+        let path = format!("spec.containers[{i}]");
+        let mut ports = Vec::new();
+        for (j, p) in c.array(ct, "ports", &path)?.iter().enumerate() {
+            let ppath = format!("{path}.ports[{j}]");
+            let Some(port) = c.port(p, "containerPort", &ppath, true)? else {
+                continue;
+            };
+            ports.push(ContainerPort {
+                name: c.str_opt(p, "name", &ppath)?.unwrap_or("").to_string(),
+                port,
+                protocol: c.protocol(p, &ppath)?,
+            });
+        }
+        containers.push(Container {
+            name: c.str_opt(ct, "name", &path)?.unwrap_or("").to_string(),
+            ports,
+        });
+    }
     Ok(Pod {
         namespace,
         name,
+        uid: md
+            .get("uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        containers,
         node_name: obj
             .pointer("/spec/nodeName")
             .and_then(Value::as_str)
@@ -560,6 +601,56 @@ mod tests {
         assert_eq!(s.endpoints[0].conditions, EndpointConditions::default());
         assert!(s.endpoints[1].conditions.terminating && s.endpoints[1].conditions.serving);
         assert_eq!(s.endpoints[1].hint_zones, vec!["z1".to_string()]);
+    }
+
+    #[test]
+    fn node_addresses_and_kubelet_port() {
+        let n = node_from_k8s(&json!({"kind":"Node","metadata":{"name":"node-1"},
+            "status":{"addresses":[{"type":"Hostname","address":"node-1"},
+                                   {"type":"InternalIP","address":"127.0.20.1"}],
+                      "daemonEndpoints":{"kubeletEndpoint":{"Port":10250}}}}))
+        .unwrap();
+        assert_eq!(n.kubelet_port, Some(10250));
+        assert_eq!(
+            n.all_addresses,
+            vec![
+                ("Hostname".to_string(), "node-1".to_string()),
+                ("InternalIP".to_string(), "127.0.20.1".to_string())
+            ]
+        );
+        assert_eq!(n.addresses.len(), 1);
+        let e = node_from_k8s(&json!({"kind":"Node","metadata":{"name":"n"},
+            "status":{"daemonEndpoints":{"kubeletEndpoint":{"Port":"x"}}}}))
+        .unwrap_err();
+        assert_eq!(e.field, "status.daemonEndpoints.kubeletEndpoint.Port");
+    }
+
+    #[test]
+    fn pod_containers_and_named_ports() {
+        let p = pod_from_k8s(
+            &json!({"kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u1"},
+            "spec":{"containers":[{"name":"echo","ports":[{"name":"http","containerPort":8080},
+                                                          {"containerPort":5353,"protocol":"UDP"}]},
+                                  {"name":"side"}]},
+            "status":{"podIP":"127.0.30.2"}}),
+        )
+        .unwrap();
+        assert_eq!(p.uid, "u1");
+        assert_eq!(p.containers.len(), 2);
+        assert_eq!(
+            p.containers[0].ports[0],
+            ContainerPort {
+                name: "http".into(),
+                port: 8080,
+                protocol: Protocol::Tcp
+            }
+        );
+        assert_eq!(p.containers[0].ports[1].protocol, Protocol::Udp);
+        assert!(p.containers[1].ports.is_empty());
+        let e = pod_from_k8s(&json!({"kind":"Pod","metadata":{"name":"x"},
+            "spec":{"containers":[{"name":"c","ports":[{"containerPort":0}]}]}}))
+        .unwrap_err();
+        assert_eq!(e.field, "spec.containers[0].ports[0].containerPort");
     }
 
     #[test]

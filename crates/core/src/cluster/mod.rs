@@ -234,12 +234,17 @@ pub struct EndpointSlice {
     pub endpoints: Vec<Endpoint>,
 }
 
-/// A Node: its addresses (NodePorts listen on them) and its zone (topology hints).
+/// A Node: its addresses (NodePorts listen on them), its kubelet port and its zone (topology hints).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub name: String,
     /// `status.addresses` as (type, address) for the IP-typed entries (`InternalIP`, `ExternalIP`).
     pub addresses: Vec<(String, IpAddr)>,
+    /// Every `status.addresses` entry as (type, address), names included (`Hostname`, `InternalDNS`),
+    /// in the order the node reported them: the apiserver proxy picks the first of a preferred type.
+    pub all_addresses: Vec<(String, String)>,
+    /// `status.daemonEndpoints.kubeletEndpoint.Port`: where the kubelet API listens (`None`: unset).
+    pub kubelet_port: Option<u16>,
     pub ready: bool,
     pub zone: Option<String>,
     pub labels: BTreeMap<String, String>,
@@ -264,11 +269,31 @@ impl Node {
     }
 }
 
-/// A Pod, reduced to what a proxy may need (addresses, node, readiness, labels).
+/// A container port of a Pod (`spec.containers[].ports[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerPort {
+    /// Empty when unnamed.
+    pub name: String,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+/// A container of a Pod, reduced to its name and ports (named ports, the default container).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub name: String,
+    pub ports: Vec<ContainerPort>,
+}
+
+/// A Pod, reduced to what a proxy may need (addresses, node, readiness, labels, containers).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pod {
     pub namespace: String,
     pub name: String,
+    /// `metadata.uid` (empty when the source gave none).
+    pub uid: String,
+    /// `spec.containers`, in order (init and ephemeral containers are not modelled).
+    pub containers: Vec<Container>,
     pub node_name: Option<String>,
     pub pod_ips: Vec<IpAddr>,
     pub phase: String,
