@@ -13,7 +13,7 @@ use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::Connect;
+use hyper_util::client::legacy::connect::{Connect, Connection};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::{Service, ServiceExt};
 
@@ -105,7 +105,7 @@ impl<C, U> Transport for HyperTransport<C, U>
 where
     C: Connect + Clone + Send + Sync + 'static,
     U: Service<Uri> + Clone + Send + Sync + 'static,
-    U::Response: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
+    U::Response: hyper::rt::Read + hyper::rt::Write + Connection + Send + Unpin + 'static,
     U::Future: Send,
     U::Error: Into<BoxError>,
 {
@@ -136,6 +136,9 @@ where
             }
             Ok(Ok(io)) => io,
         };
+        // What the connector knows about the connection (its addresses, for hop records), put in
+        // the response's extensions as hyper-util's pooled client does for ordinary requests.
+        let connected = io.connected();
         let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake::<_, Body>(io)
             .await
@@ -165,6 +168,8 @@ where
                 message: error_chain(&e),
             })?;
         drop(sender);
-        Ok(resp.map(Body::new))
+        let mut resp = resp.map(Body::new);
+        connected.get_extras(resp.extensions_mut());
+        Ok(resp)
     }
 }
