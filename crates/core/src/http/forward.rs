@@ -137,7 +137,9 @@ pub async fn forward<T: Transport>(
             parts.headers.insert(header::UPGRADE, p);
         }
         append_via(&mut parts.headers, Version::HTTP_11, &fwd.via);
-        parts.extensions = Default::default();
+        // `hyper::upgrade::on` took the upstream's upgrade handle out; what is left (the
+        // connector's facts about the connection, e.g. its addresses) goes on with the 101.
+        parts.extensions.remove::<OnUpgrade>();
         let tunnel = splice(
             downstream_upgrade,
             upstream_upgrade,
