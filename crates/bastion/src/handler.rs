@@ -109,7 +109,21 @@ fn not_ours() -> Response {
 }
 
 /// The handler every bastion route points at.
-pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+///
+/// An upgrade request answered with anything but a 101 ends its connection (`Connection: close`),
+/// whoever refused it: the client may already be sending tunnel bytes, which must never be read as
+/// a next request (the rule behind CVE-2018-1002105, applied to the bastion's own refusals too).
+pub(crate) async fn handle(state: State<Arc<Shared>>, req: Request) -> Response {
+    let upgrade = is_upgrade_request(&req);
+    let resp = handle_request(state, req).await;
+    if upgrade && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        status::closing(resp)
+    } else {
+        resp
+    }
+}
+
+async fn handle_request(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
     let meter = Meter::new();
     let req = meter_request(req, &meter);
