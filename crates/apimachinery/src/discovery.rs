@@ -122,6 +122,9 @@ fn subresource_kind_verbs(
         ),
         "binding" => own("Binding".to_string(), &["create"]),
         "log" => own("Pod".to_string(), &["get"]),
+        "exec" => own("PodExecOptions".to_string(), &["create", "get"]),
+        "attach" => own("PodAttachOptions".to_string(), &["create", "get"]),
+        "portforward" => own("PodPortForwardOptions".to_string(), &["create", "get"]),
         "token" => (
             "authentication.k8s.io",
             "v1",
@@ -331,18 +334,31 @@ mod tests {
                 "namespaces",
                 "namespaces/status",
                 "nodes",
+                "nodes/proxy",
                 "nodes/status",
                 "pods",
+                "pods/attach",
                 "pods/binding",
+                "pods/exec",
+                "pods/log",
+                "pods/portforward",
+                "pods/proxy",
                 "pods/status",
                 "secrets",
                 "serviceaccounts",
                 "serviceaccounts/token",
                 "services",
+                "services/proxy",
                 "services/status"
             ]
         );
-        let pods = &l["resources"][7];
+        let at = |name: &str| {
+            names(&l)
+                .iter()
+                .position(|n| n == name)
+                .unwrap_or_else(|| panic!("{name}"))
+        };
+        let pods = &l["resources"][at("pods")];
         assert_eq!(pods["kind"], "Pod");
         assert_eq!(pods["singularName"], "pod");
         assert_eq!(pods["namespaced"], true);
@@ -371,15 +387,15 @@ mod tests {
                 .cloned()
                 .unwrap_or_default()
         };
-        assert!(verbs(7).contains(&json!("deletecollection")));
+        assert!(verbs(at("pods")).contains(&json!("deletecollection")));
         assert!(!verbs(3).contains(&json!("deletecollection")), "namespaces");
         // The value kube-apiserver publishes for pods, which proves the hash recipe.
         assert_eq!(pods["storageVersionHash"], "xPOwRZ+Yhw8=");
         assert_eq!(
-            l["resources"][8],
+            l["resources"][at("pods/binding")],
             json!({"name":"pods/binding","singularName":"","namespaced":true,"kind":"Binding","verbs":["create"]})
         );
-        let status = &l["resources"][9];
+        let status = &l["resources"][at("pods/status")];
         assert_eq!(
             status,
             &json!({"name":"pods/status","singularName":"","namespaced":true,"kind":"Pod","verbs":["get","patch","update"]})
@@ -431,9 +447,29 @@ mod tests {
             .find(|r| r["resource"] == "nodes")
             .expect("nodes");
         assert_eq!(nodes["scope"], "Cluster");
-        assert_eq!(nodes["subresources"][0]["responseKind"]["kind"], "Node");
+        assert_eq!(
+            nodes["subresources"][0]["responseKind"]["kind"],
+            "NodeProxyOptions"
+        );
+        assert_eq!(nodes["subresources"][1]["responseKind"]["kind"], "Node");
         let pods = res.iter().find(|r| r["resource"] == "pods").expect("pods");
-        assert_eq!(pods["subresources"][0]["responseKind"]["kind"], "Binding");
+        let sub = |name: &str| {
+            pods["subresources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|s| s["subresource"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("pods/{name}"))
+        };
+        assert_eq!(sub("binding")["responseKind"]["kind"], "Binding");
+        assert_eq!(sub("exec")["responseKind"]["kind"], "PodExecOptions");
+        assert_eq!(sub("exec")["verbs"], json!(["create", "get"]));
+        assert_eq!(
+            sub("portforward")["responseKind"]["kind"],
+            "PodPortForwardOptions"
+        );
+        assert_eq!(sub("log")["verbs"], json!(["get"]));
         let apis = aggregated_discovery(false);
         assert_eq!(apis["items"].as_array().map(Vec::len), Some(3));
         assert_eq!(

@@ -29,8 +29,9 @@ pub struct ResourceInfo {
     pub short_names: &'static [&'static str],
     /// Categories; `all` makes `kubectl get all` include the resource.
     pub categories: &'static [&'static str],
-    /// Subresources the lab serves (`status`, `binding`, `token`). The proxy subresources
-    /// (`pods/proxy`, …) are the bastion's; they are listed here once it is mounted.
+    /// Subresources the lab serves (`status`, `binding`, `token`), and those the apiserver proxy
+    /// (the bastion, mounted in every lab apiserver) serves: `proxy` on nodes, pods and services,
+    /// `log`, `exec`, `attach`, `portforward` on pods.
     pub subresources: &'static [&'static str],
     /// Field labels usable in `fieldSelector=` besides `metadata.name` and `metadata.namespace`
     /// (which every resource supports, as in Kubernetes).
@@ -184,7 +185,7 @@ static RESOURCES: &[ResourceInfo] = &[
         verbs: VERBS,
         short_names: &["no"],
         categories: &[],
-        subresources: &["status"],
+        subresources: &["proxy", "status"],
         field_selectors: &["spec.unschedulable"],
     },
     ResourceInfo {
@@ -197,7 +198,15 @@ static RESOURCES: &[ResourceInfo] = &[
         verbs: VERBS,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &["binding", "status"],
+        subresources: &[
+            "attach",
+            "binding",
+            "exec",
+            "log",
+            "portforward",
+            "proxy",
+            "status",
+        ],
         field_selectors: &[
             "spec.nodeName",
             "spec.restartPolicy",
@@ -246,7 +255,7 @@ static RESOURCES: &[ResourceInfo] = &[
         verbs: VERBS,
         short_names: &["svc"],
         categories: &["all"],
-        subresources: &["status"],
+        subresources: &["proxy", "status"],
         field_selectors: &["spec.clusterIP", "spec.type"],
     },
     ResourceInfo {

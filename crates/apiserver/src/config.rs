@@ -109,6 +109,9 @@ pub struct ApiServerArgs {
     pub kubelet_client_certificate: Option<PathBuf>,
     #[arg(long = "kubelet-client-key")]
     pub kubelet_client_key: Option<PathBuf>,
+    /// The apiserver proxy's flags (see `crate::bastion`).
+    #[command(flatten)]
+    pub proxy: crate::bastion::ProxyArgs,
     /// CIDR that Service ClusterIPs are allocated from.
     #[arg(long = "service-cluster-ip-range", default_value = "127.0.40.0/24")]
     pub service_cluster_ip_range: IpNet,
@@ -173,8 +176,10 @@ pub struct ApiServerConfig {
     pub service_cluster_ip_range: IpNet,
     /// `--service-node-port-range`.
     pub service_node_port_range: RangeInclusive<u16>,
-    /// The kubelet client identity (kept for the bastion's node/pod proxy).
+    /// The kubelet client identity: the apiserver proxy reaches kubelets with it.
     pub kubelet_client: Option<ServingCert>,
+    /// The apiserver proxy (the bastion): how it reaches nodes, pods and services.
+    pub proxy: crate::bastion::ProxyConfig,
     /// Extra routes merged into the router ahead of the REST fallback: the mount point for the
     /// bastion's `/api/v1/…/proxy` (and `pods/log|exec|…`) routes. Authentication runs before them, so
     /// they see the same [`crate::auth::UserInfo`] extension as the REST handlers and never the
@@ -228,6 +233,7 @@ impl ApiServerConfig {
             service_cluster_ip_range: "127.0.40.0/24".parse().unwrap_or_else(|_| unreachable!()),
             service_node_port_range: 30000..=32767,
             kubelet_client: None,
+            proxy: crate::bastion::ProxyConfig::default(),
             extra_routes: None,
             bookmark_interval: Duration::from_secs(10),
             default_watch_timeout: Duration::from_secs(1800),
@@ -325,6 +331,10 @@ impl ApiServerArgs {
                 key: load_key(k)?,
             });
         }
+        cfg.proxy = self
+            .proxy
+            .to_config()
+            .map_err(|(flag, message)| ConfigError::Flag { flag, message })?;
         cfg.service_cluster_ip_range = self.service_cluster_ip_range;
         cfg.service_node_port_range = parse_port_range(&self.service_node_port_range)?;
         Ok(cfg)

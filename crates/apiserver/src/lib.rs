@@ -18,6 +18,7 @@
 //! | bootstrap controller (system namespaces, `default/kubernetes`) | done once at [`ApiServer::bind`] |
 //! | finalizers, graceful pod deletion | `rest::delete`: the object is marked (`deletionTimestamp`) and removed when its last finalizer is (pods: when the node deletes it with grace 0) |
 //! | protobuf | request bodies of the kinds typed clients send (`kubectl create …`) are decoded (`protobuf`); answers are always JSON (or YAML) |
+//! | the apiserver proxy: `nodes/proxy`, `pods/proxy`, `services/proxy`, `pods/log\|exec\|attach\|portforward` | [`bastion`]: `proxylab-bastion`'s router, mounted after authentication, fed from the store |
 //! | admission webhooks, managedFields, CRDs, strict field validation | not modelled |
 //!
 //! ## Use
@@ -65,6 +66,7 @@
 pub mod allocator;
 pub mod auth;
 mod authn;
+pub mod bastion;
 mod bootstrap;
 pub mod config;
 mod discovery;

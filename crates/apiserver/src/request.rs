@@ -405,9 +405,10 @@ mod tests {
             ),
             "{m}"
         );
-        let (c, m) = code("/api/v1/namespaces/d/pods/p/proxy/x").unwrap();
-        assert_eq!(c, 501, "{m}");
-        assert!(m.contains("pods/proxy"), "{m}");
+        // The proxy subresources are served by the mounted apiserver proxy's routes, which answer
+        // before the REST dispatcher; a path after a non-proxy subresource is no path at all.
+        let (c, m) = code("/api/v1/namespaces/d/pods/p/status/x").unwrap();
+        assert_eq!(c, 404, "{m}");
         // Nobody serves these.
         let (c, m) = code("/apis/example.com/v1/widgets").unwrap();
         assert_eq!(c, 404);

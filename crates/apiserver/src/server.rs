@@ -5,7 +5,8 @@
 //!    front-proxy CA), HTTP/1.1 or HTTP/2, [`ConnInfo`](proxylab_core::serve::ConnInfo) in the request extensions;
 //! 2. [`crate::authn`] — logs the request, authenticates it (see [`crate::auth`]), strips credentials,
 //!    inserts [`UserInfo`](crate::UserInfo), or answers 401;
-//! 3. extra routes (the bastion's proxy routes, [`ApiServerConfig::extra_routes`]), else
+//! 3. the apiserver proxy's routes ([`crate::bastion`]: `…/proxy`, `pods/log|exec|attach|portforward`)
+//!    and any [`ApiServerConfig::extra_routes`], else
 //!    [`crate::routes`] — health, version, discovery, OpenAPI, then the resource REST of
 //!    [`crate::rest`].
 //!
@@ -41,6 +42,8 @@ pub enum ServerError {
     Tls(#[from] proxylab_core::tls::TlsError),
     #[error("bootstrap: {0}")]
     Bootstrap(String),
+    #[error("the apiserver proxy: {0}")]
+    Proxy(#[from] proxylab_bastion::ConfigError),
     #[error("serving {addr}: {source}")]
     Serve {
         addr: SocketAddr,
@@ -61,6 +64,7 @@ pub struct BoundApiServer {
     /// Addresses published in the `kubernetes` endpoints (withdrawn on shutdown), and their port.
     published: Vec<std::net::IpAddr>,
     published_port: u16,
+    proxy: crate::bastion::Mounted,
 }
 
 impl std::fmt::Debug for BoundApiServer {
@@ -146,7 +150,14 @@ impl ApiServer {
             };
             bootstrap(&state, &published, port).map_err(ServerError::Bootstrap)?;
         }
-        let router = build_router(state.clone(), config.extra_routes);
+        let proxy = crate::bastion::mount(config.proxy, config.kubelet_client.as_ref(), &addrs)?;
+        // Fed from now on (also when only `router()` is used, in-process), until shutdown.
+        proxy.feed(state.store.clone(), state.shutdown.clone());
+        let extra = match config.extra_routes {
+            Some(extra) => proxy.router().merge(extra),
+            None => proxy.router(),
+        };
+        let router = build_router(state.clone(), Some(extra));
         Ok(BoundApiServer {
             listeners,
             addrs,
@@ -155,6 +166,7 @@ impl ApiServer {
             state,
             published,
             published_port: port,
+            proxy,
         })
     }
 }
@@ -165,6 +177,11 @@ impl BoundApiServer {
         self.addrs.clone()
     }
 
+    /// The apiserver proxy: its instances (one per listen address) carry the hop records.
+    pub fn proxy(&self) -> &proxylab_bastion::Bastion {
+        &self.proxy.bastion
+    }
+
     /// The full router (authentication included), for serving it elsewhere or testing in-process.
     pub fn router(&self) -> Router {
         self.router.clone()
@@ -173,6 +190,14 @@ impl BoundApiServer {
     /// Serves every listener until `shutdown` is cancelled, then drains (watches end at once).
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), ServerError> {
         let state = self.state.clone();
+        {
+            // Open exec sessions and port-forwards end when the server stops.
+            let (proxy, token) = (self.proxy.bastion.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                token.cancelled().await;
+                proxy.shutdown().await;
+            });
+        }
         let watcher = shutdown.clone();
         tokio::spawn(async move {
             watcher.cancelled().await;
@@ -191,6 +216,7 @@ impl BoundApiServer {
             });
         }
         let mut result = Ok(());
+        let proxy = self.proxy.bastion.clone();
         while let Some(r) = tasks.join_next().await {
             match r {
                 Ok(Err(e)) if result.is_ok() => result = Err(e),
@@ -211,6 +237,7 @@ impl BoundApiServer {
         {
             warn!(error = %e, "could not withdraw from the kubernetes endpoints");
         }
+        proxy.shutdown().await;
         result
     }
 }

@@ -1,5 +1,7 @@
 //! The official Python client (`pip install kubernetes`) against the apiserver over TLS: typed
-//! deserialisation of our objects, create/read/patch/delete, watch, 404 as ApiException.
+//! deserialisation of our objects, create/read/patch/delete, watch, 404 as ApiException, and the
+//! apiserver proxy's connect operations (`connect_get_namespaced_service_proxy_with_path`,
+//! `connect_get_node_proxy_with_path`) through to a backend.
 //! Skips when python3 or its `kubernetes` module is missing, unless CI is set.
 
 use std::sync::Arc;
@@ -45,6 +47,29 @@ print("service", svc.spec.cluster_ip.startswith("127.0.40."), svc.spec.ports[0].
 pod = v1.create_namespaced_pod("default", {"metadata": {"name": "pypod"}, "spec": {"containers": [{"name": "c", "image": "proxylab/echo-http:1"}]}})
 print("pod", pod.status.phase)
 print("pods", len(v1.list_pod_for_all_namespaces(limit=1).items))
+port = int(sys.argv[2])
+v1.create_namespaced_service("default", {"metadata": {"name": "pyweb"}, "spec": {"ports": [{"name": "http", "port": 80}]}})
+client.DiscoveryV1Api().create_namespaced_endpoint_slice("default", {"metadata": {"name": "pyweb-1",
+    "labels": {"kubernetes.io/service-name": "pyweb"}}, "addressType": "IPv4",
+    "ports": [{"name": "http", "port": port}], "endpoints": [{"addresses": ["127.0.0.1"]}]})
+v1.create_node({"metadata": {"name": "pynode"}})
+v1.patch_node_status("pynode", {"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}})
+import time
+def retry(f):
+    for _ in range(100):
+        try:
+            return f()
+        except ApiException as e:
+            if e.status not in (404, 503):
+                raise
+            time.sleep(0.05)
+    return f()
+print("service proxy", retry(lambda: v1.connect_get_namespaced_service_proxy_with_path("pyweb:http", "default", "a/b")))
+print("node proxy", retry(lambda: v1.connect_get_node_proxy_with_path("pynode:%d" % port, "c")))
+try:
+    v1.connect_get_namespaced_service_proxy_with_path("nope", "default", "x")
+except ApiException as e:
+    print("proxy error", e.status)
 v1.delete_namespaced_config_map("py", "default")
 try:
     v1.read_namespaced_config_map("py", "default")
@@ -63,6 +88,13 @@ async fn python_client_end_to_end() {
     let (chain, key) = pki.apiserver.der().unwrap();
     cfg.serving = Some(ServingCert { chain, key });
     cfg.client_ca = vec![pki.ca_der().unwrap()];
+    // The backend of the proxy calls listens on loopback: the lab's kind of explicit allowance.
+    cfg.proxy.allowed_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_port = backend.local_addr().unwrap().port();
+    let app = axum::Router::new()
+        .fallback(|uri: axum::http::Uri| async move { format!("backend saw {}", uri.path()) });
+    tokio::spawn(async move { axum::serve(backend, app).await });
     let bound = ApiServer::bind(cfg, Arc::new(MemoryStore::new(10_000)))
         .await
         .unwrap();
@@ -90,6 +122,7 @@ contexts:\n- name: lab\n  context:\n    cluster: lab\n    user: admin\ncurrent-c
         .arg("-c")
         .arg(SCRIPT)
         .arg(&kubeconfig)
+        .arg(backend_port.to_string())
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(std::time::Duration::from_secs(60), out)
@@ -107,6 +140,9 @@ contexts:\n- name: lab\n  context:\n    cluster: lab\n    user: admin\ncurrent-c
         "service True 80",
         "pod Pending",
         "pods 1",
+        "service proxy backend saw /a/b",
+        "node proxy backend saw /c",
+        "proxy error 404",
         "gone 404",
     ];
     let lines: Vec<&str> = stdout.lines().collect();

@@ -154,7 +154,7 @@ async fn handle_request(State(shared): State<Arc<Shared>>, req: Request) -> Resp
     if let Some(r) = authorize(&shared, &user, &req, &parsed) {
         return record(&shared, &ctx, hop, r, "forbidden");
     }
-    if !shared.resolver.view().snapshot().synced {
+    if !wait_for_sync(&shared).await {
         let r = status_response(&Status::service_unavailable(
             "the apiserver proxy has not read the cluster yet (its watches have not synced); try again",
         ));
@@ -165,6 +165,29 @@ async fn handle_request(State(shared): State<Arc<Shared>>, req: Request) -> Resp
         Subresource::Log => log(&shared, &ctx, hop, req, &parsed).await,
         _ => stream(&shared, &ctx, hop, req, &parsed).await,
     }
+}
+
+/// How long a request waits for the cluster model's first complete listing before it is refused
+/// (a proxy that has just started answers its first requests instead of failing them).
+const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn wait_for_sync(shared: &Shared) -> bool {
+    let view = shared.resolver.view();
+    if view.snapshot().synced {
+        return true;
+    }
+    let mut changed = view.subscribe();
+    let synced = async {
+        loop {
+            if view.snapshot().synced {
+                return;
+            }
+            if changed.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::time::timeout(SYNC_WAIT, synced).await.is_ok()
 }
 
 /// `services/default/web:http`, `pods/default/web-1/exec`.
@@ -312,10 +335,9 @@ async fn proxy(
         let r = status::redirect(&location);
         return record(shared, ctx, hop, r, "redirect");
     }
-    let path = if p.backend_path.is_empty() {
-        "/"
-    } else {
-        p.backend_path
+    let path = match path::backend_path(p.backend_path) {
+        p if p.is_empty() => "/".to_owned(),
+        p => p,
     };
     let target = match &query {
         Some(q) => format!("{}{path}?{q}", dest.authority_url()),

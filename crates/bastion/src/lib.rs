@@ -88,20 +88,33 @@ pub struct Instance {
     pub listen_ip: Option<IpAddr>,
     /// Where its finished requests go (the hop log, and an access line when asked).
     pub sink: Arc<HopSink>,
+    /// The registry its hop counters are in (its admin endpoint's `/metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Instance {
     /// An instance with a fresh hop log of 1,024 records whose counters go to `metrics`.
-    pub fn new(name: &str, listen_ip: Option<IpAddr>, metrics: &Metrics) -> Self {
-        Self::with_sink(name, listen_ip, HopSink::new(HopLog::new(1024, metrics)))
+    pub fn new(name: &str, listen_ip: Option<IpAddr>, metrics: &Arc<Metrics>) -> Self {
+        Self::with_sink(
+            name,
+            listen_ip,
+            HopSink::new(HopLog::new(1024, metrics)),
+            metrics.clone(),
+        )
     }
 
-    /// An instance whose requests end in `sink`.
-    pub fn with_sink(name: &str, listen_ip: Option<IpAddr>, sink: HopSink) -> Self {
+    /// An instance whose requests end in `sink`, counted in `metrics`.
+    pub fn with_sink(
+        name: &str,
+        listen_ip: Option<IpAddr>,
+        sink: HopSink,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             name: name.to_owned(),
             listen_ip,
             sink: Arc::new(sink),
+            metrics,
         }
     }
 

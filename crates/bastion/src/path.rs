@@ -8,9 +8,10 @@
 //! ```
 //!
 //! The `{id}` of a proxy path is `[scheme:]name[:port]` ([`ProxyId`]); it is percent-decoded as Go's
-//! `req.URL.Path` is. The backend path is everything after `/proxy`, kept as the client wrote it
-//! (still percent-encoded), so `%2F` in a path reaches the backend as `%2F`; a trailing `/` is kept and
-//! the query travels separately.
+//! `req.URL.Path` is. The backend path is everything after `/proxy`; [`backend_path`] gives it as
+//! kube-apiserver sends it on: decoded, then escaped again as Go's `URL.EscapedPath` escapes (so a
+//! client that encodes `/` as `%2F` — the official Python client does, for the `path` argument —
+//! reaches `/a/b`, as with kube-apiserver). A trailing `/` is kept; the query travels separately.
 
 use std::borrow::Cow;
 
@@ -108,6 +109,28 @@ fn decode(segment: &str) -> Result<String, PathError> {
             segment: segment.to_owned(),
         }),
     }
+}
+
+/// Bytes Go's `URL.EscapedPath` leaves as they are: unreserved characters and `$&+,/:;=@`.
+const PATH_KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b'/')
+    .remove(b':')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b'@');
+
+/// The backend path as kube-apiserver forwards it: percent-decoded, then re-escaped as Go does.
+pub fn backend_path(raw: &str) -> String {
+    let bytes: Vec<u8> = percent_decode_str(raw).collect();
+    percent_encoding::percent_encode(&bytes, PATH_KEEP).to_string()
 }
 
 /// Parses `raw` (the request path, not decoded). `Ok(None)`: not one of the bastion's paths.
@@ -249,6 +272,16 @@ mod tests {
         ] {
             assert_eq!(p(raw), None, "{raw}");
         }
+    }
+
+    #[test]
+    fn backend_paths_are_decoded_and_escaped_as_go_does() {
+        assert_eq!(backend_path("/a%2Fb"), "/a/b");
+        assert_eq!(backend_path("/a%20b/c%3Fd"), "/a%20b/c%3Fd");
+        assert_eq!(backend_path("/x:y@z;k=v&$,+"), "/x:y@z;k=v&$,+");
+        assert_eq!(backend_path("/%C3%A9t%C3%A9"), "/%C3%A9t%C3%A9");
+        assert_eq!(backend_path("/é"), "/%C3%A9");
+        assert_eq!(backend_path(""), "");
     }
 
     proptest::proptest! {

@@ -196,7 +196,7 @@ impl BastionArgs {
     /// Reads every file the flags name. `metrics` receives the hop counters.
     pub fn resolve(
         &self,
-        metrics: &proxylab_core::telemetry::Metrics,
+        metrics: &Arc<proxylab_core::telemetry::Metrics>,
     ) -> Result<Standalone, ArgError> {
         let (cert, key) = match (&self.tls_cert_file, &self.tls_private_key_file) {
             (Some(c), Some(k)) => (c, k),

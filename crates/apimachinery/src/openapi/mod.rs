@@ -10,7 +10,8 @@
 //!
 //! So the documents here are generated from [`crate::registry`] with every REST path and operation the
 //! lab serves (list/create/read/replace/patch/delete, `/status`, list across namespaces), each with its
-//! GVK extension and query parameters. They deliberately carry **no per-kind schemas tagged with a GVK**:
+//! GVK extension and query parameters, and the connect operations of the apiserver proxy
+//! subresources and `pods/log` ([`connect`]). They deliberately carry **no per-kind schemas tagged with a GVK**:
 //! kubectl's client-side apply computes its strategic merge patch from a GVK-tagged schema when it finds
 //! one, and a partial schema would make that fail (with a warning on every apply); without one it uses
 //! its compiled-in Go types, which is exactly right for the built-in kinds the lab serves. The cost is
@@ -19,6 +20,8 @@
 //! [`v2_document`] is a Swagger 2.0 rendering of the same paths for JSON clients. kubectl itself asks
 //! `/openapi/v2` only for protobuf; an apiserver should answer 406 to a protobuf-only `Accept`, which
 //! kubectl treats as "no v2 document" and is harmless once v3 is served.
+
+mod connect;
 
 use serde_json::{Map, Value, json};
 
@@ -641,6 +644,7 @@ pub fn v3_document(group_version_path: &str) -> Option<Value> {
     let mut paths = Map::new();
     for info in &infos {
         resource_paths(info, Flavor::V3, &mut paths);
+        connect::connect_paths(info, Flavor::V3, &mut paths);
     }
     Some(json!({
         "openapi": "3.0.0",
@@ -659,6 +663,7 @@ pub fn v2_document() -> Value {
     let mut paths = Map::new();
     for info in &infos {
         resource_paths(info, Flavor::V2, &mut paths);
+        connect::connect_paths(info, Flavor::V2, &mut paths);
     }
     json!({
         "swagger": "2.0",
