@@ -15,6 +15,7 @@
 //! it knows everything answers.
 
 pub mod admin;
+pub mod bastion;
 pub mod kubeconfig;
 pub mod state;
 pub mod topology;
@@ -175,7 +176,7 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
 
     // --- apiservers, controllers ----------------------------------------------------------------
     let p = |name: &str| path(&pki_dir.join(name));
-    let apiserver_flags: Vec<String> = vec![
+    let mut apiserver_flags: Vec<String> = vec![
         format!(
             "--bind-address={}",
             lab.apiservers
@@ -207,15 +208,18 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
             lab.service_node_port_range.0, lab.service_node_port_range.1
         ),
     ];
+    apiserver_flags.extend(bastion::apiserver_flags(lab, p));
     let apiserver_args: proxylab_apiserver::ApiServerArgs =
         parse_flags("apiserver", &apiserver_flags)?;
-    let apiserver_config = apiserver_args
+    let mut apiserver_config = apiserver_args
         .to_config()
         .context("apiserver configuration")?;
+    bastion::name_instances(lab, &mut apiserver_config);
     let apiserver = proxylab_apiserver::ApiServer::bind(apiserver_config, store.clone())
         .await
         .context("starting the apiservers")?;
     let apiserver_addrs = apiserver.local_addrs();
+    bastion::serve_admin(&apiserver, &mut tasks, &shutdown)?;
     {
         let token = shutdown.clone();
         tasks.spawn(async move {
@@ -727,6 +731,7 @@ fn lab_info(
             "lab": format!("http://{}", topo.lab.admin),
             "authProxy": format!("http://{}", topo.lab.auth_proxy_admin()),
             "forwarders": topo.lab.nodes.iter().map(|n| (n.name.clone(), Value::String(format!("http://{}:10249", n.address)))).collect::<serde_json::Map<String, Value>>(),
+            "apiservers": bastion::admin_urls(&topo.lab),
         },
     }))
 }

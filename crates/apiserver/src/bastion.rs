@@ -54,7 +54,11 @@ pub struct ProxyArgs {
     pub kubelet_preferred_address_types: Vec<String>,
     /// (lab) Networks the apiserver proxy may dial besides global-unicast addresses, e.g. the lab's
     /// loopback node and pod ranges. Link-local ranges are refused.
-    #[arg(long = "proxy-allowed-networks", value_delimiter = ',')]
+    #[arg(
+        long = "proxy-allowed-networks",
+        value_delimiter = ',',
+        value_parser = proxylab_bastion::policy::parse_network
+    )]
     pub proxy_allowed_networks: Vec<IpNet>,
     /// (lab) An ABAC policy file (kube-apiserver's format) consulted for the proxy subresources
     /// only; default: every authenticated user may (the lab apiserver has no RBAC).

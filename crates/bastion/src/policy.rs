@@ -46,6 +46,18 @@ pub struct PolicyError {
     pub message: &'static str,
 }
 
+/// Parses a network flag value: a CIDR (`127.0.30.0/24`) or a bare address (`127.0.20.1`, one
+/// host).
+pub fn parse_network(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<IpNet>() {
+        return Ok(n);
+    }
+    s.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("{s:?} is neither a CIDR (10.0.0.0/8) nor an IP address"))
+}
+
 /// The destination check. See the module docs.
 #[derive(Debug, Clone, Default)]
 pub struct DestinationPolicy {
@@ -232,6 +244,20 @@ mod tests {
             );
         }
         assert!(DestinationPolicy::new(vec!["0.0.0.0/0".parse().unwrap()], vec![]).is_err());
+    }
+
+    #[test]
+    fn network_flags_take_cidrs_and_addresses() {
+        assert_eq!(
+            parse_network("127.0.20.1").unwrap().to_string(),
+            "127.0.20.1/32"
+        );
+        assert_eq!(
+            parse_network("10.0.0.0/8").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(parse_network("::1").unwrap().to_string(), "::1/128");
+        assert!(parse_network("node-1").is_err());
     }
 
     #[test]

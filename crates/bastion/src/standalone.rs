@@ -78,7 +78,7 @@ pub struct BastionArgs {
     )]
     pub kubelet_preferred_address_types: Vec<String>,
     /// Networks the bastion may dial besides global-unicast addresses (CIDRs; link-local never).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = crate::policy::parse_network)]
     pub allowed_networks: Vec<IpNet>,
     /// An ABAC policy file (one JSON Policy per line) deciding who may use which subresource;
     /// default: every authenticated user may.
