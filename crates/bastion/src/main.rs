@@ -32,7 +32,24 @@ struct Cli {
 
 fn main() -> ExitCode {
     proxylab_core::tls::install_crypto_provider();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            // One line, as every proxylab binary reports a bad flag (clap adds a usage hint).
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!("bastion: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -64,19 +81,12 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
     let view = resolved.config.view.clone();
-    let config = resolved.config;
+    let mut config = resolved.config;
     // The admin endpoint serves the bastion's own hop log and the registry its counters are in.
     let admin = AdminState {
         hops: config.instances[0].hops().clone(),
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
-    };
-    let bastion = match Bastion::new(config) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("bastion: {e}");
-            return ExitCode::from(2);
-        }
     };
     let listener = match tokio::net::TcpListener::bind(resolved.listen).await {
         Ok(l) => l,
@@ -86,6 +96,15 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
     let local = listener.local_addr().unwrap_or(resolved.listen);
+    // The bastion never dials itself: its listen address with the real port (port 0 resolved).
+    config.own_addresses.push(local);
+    let bastion = match Bastion::new(config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("bastion: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let shutdown = proxylab_core::runtime::shutdown_token();
     if let Some(addr) = resolved.admin_address {
         match tokio::net::TcpListener::bind(addr).await {
@@ -96,7 +115,14 @@ async fn run(cli: Cli) -> ExitCode {
                 let router = admin_router(admin.clone());
                 let token = shutdown.clone();
                 tokio::spawn(async move {
-                    let _ = proxylab_core::serve::serve_http(l, None, router, token).await;
+                    let _ = proxylab_core::serve::serve_http_with(
+                        l,
+                        None,
+                        router,
+                        token,
+                        proxylab_core::serve::ServeOptions::admin(),
+                    )
+                    .await;
                 });
             }
             Err(e) => {
