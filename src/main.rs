@@ -35,7 +35,7 @@ enum Cmd {
         cmd: LabCmd,
     },
     /// Run a lab control plane: an in-memory store, apiserver front-ends and the controllers.
-    Apiserver(ApiserverCmd),
+    Apiserver(Box<ApiserverCmd>),
     /// Run a kubelet-like node agent whose pods are echo servers.
     Node(proxylab_node::NodeArgs),
     /// Write a kubeadm-style PKI (cluster CA, apiserver, admin, kubelets, front proxy, SA key).
@@ -155,7 +155,7 @@ async fn run(cmd: Cmd) -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Cmd::Apiserver(args) => report(run_apiserver(args, shutdown).await),
+        Cmd::Apiserver(args) => report(run_apiserver(*args, shutdown).await),
         Cmd::Node(args) => {
             let config = match args.into_config() {
                 Ok(c) => c,

@@ -218,8 +218,7 @@ impl Abac {
 
     fn matches(p: &PolicySpec, a: &Attributes<'_>) -> bool {
         let subject = (!p.user.is_empty() && (p.user == "*" || p.user == a.user.name))
-            || (!p.group.is_empty()
-                && (p.group == "*" || a.user.groups.iter().any(|g| *g == p.group)));
+            || (!p.group.is_empty() && (p.group == "*" || a.user.groups.contains(&p.group)));
         if !subject {
             return false;
         }

@@ -520,10 +520,8 @@ fn log_params(q: &[(String, String)]) -> Result<String, Status> {
     let mut params = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in q {
         match k.as_str() {
-            "follow" | "previous" | "timestamps" => {
-                if parse_bool(k, v)? {
-                    params.append_pair(k, "true");
-                }
+            "follow" | "previous" | "timestamps" if parse_bool(k, v)? => {
+                params.append_pair(k, "true");
             }
             "sinceSeconds" | "sinceTime" | "tailLines" | "limitBytes" | "stream" => {
                 params.append_pair(k, v);

@@ -313,7 +313,7 @@ fn find_end_tag(hay: &[u8], name: &str) -> Option<usize> {
     while let Some(at) = find(&hay[from..], b"</") {
         let start = from + at;
         let after = start + 2;
-        if hay.len() >= after + n + 1
+        if hay.len() > after + n
             && hay[after..after + n].eq_ignore_ascii_case(name.as_bytes())
             && matches!(
                 hay[after + n],

@@ -164,13 +164,16 @@ impl Default for ResolveOptions {
     }
 }
 
+/// A service and one of its port names.
+type BalancerKey = (ServiceKey, String);
+
 /// Resolves ids to destinations over a live [`ClusterView`].
 pub struct Resolver {
     view: ClusterView,
     options: ResolveOptions,
     policy: Arc<DestinationPolicy>,
     /// One balancer per (service, port name), refreshed when the snapshot revision moves.
-    balancers: Mutex<HashMap<(ServiceKey, String), (u64, Arc<Balancer>)>>,
+    balancers: Mutex<HashMap<BalancerKey, (u64, Arc<Balancer>)>>,
 }
 
 impl std::fmt::Debug for Resolver {

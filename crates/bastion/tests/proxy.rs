@@ -209,7 +209,7 @@ async fn empty_backend_path_redirects_with_a_slash_for_get_and_head_only() {
     assert_eq!(code, StatusCode::MOVED_PERMANENTLY);
     assert_eq!(headers["location"], format!("{SVC}/web/proxy/?a=1&b=2"));
     let raw = env
-        .raw(&format!("HEAD /api/v1/nodes/node-1/proxy HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nConnection: close\r\n\r\n"))
+        .raw("HEAD /api/v1/nodes/node-1/proxy HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nConnection: close\r\n\r\n")
         .await;
     assert!(raw.starts_with("HTTP/1.1 301"), "{raw}");
     // Not for other methods: POST goes to "/".

@@ -125,17 +125,26 @@ fn proxy_path_description(kind: &str) -> &'static str {
     }
 }
 
-/// One operation of type `string`, the shape of every connect operation.
-fn op(
-    info: &ResourceInfo,
-    op_id: String,
-    action: &str,
-    kind: &str,
+/// What differs between the connect operations.
+struct Op<'a> {
+    id: String,
+    action: &'a str,
+    kind: &'a str,
     description: String,
-    params: &[&Param],
-    produces: &[&str],
-    flavor: Flavor,
-) -> Value {
+    params: &'a [&'a Param],
+    produces: &'a [&'a str],
+}
+
+/// One operation of type `string`, the shape of every connect operation.
+fn op(info: &ResourceInfo, o: Op<'_>, flavor: Flavor) -> Value {
+    let Op {
+        id: op_id,
+        action,
+        kind,
+        description,
+        params,
+        produces,
+    } = o;
     let mut m = Map::new();
     m.insert("tags".into(), json!([tag(info)]));
     m.insert("description".into(), json!(description));
@@ -225,15 +234,17 @@ pub(super) fn connect_paths(info: &ResourceInfo, flavor: Flavor, paths: &mut Map
                     method.into(),
                     op(
                         info,
-                        format!("connect{gv}{camel}{ns_word}{kind}{suffix}"),
-                        "connect",
-                        &options,
-                        format!(
-                            "connect {} requests to proxy of {kind}",
-                            camel.to_uppercase()
-                        ),
-                        &[],
-                        &["*/*"],
+                        Op {
+                            id: format!("connect{gv}{camel}{ns_word}{kind}{suffix}"),
+                            action: "connect",
+                            kind: &options,
+                            description: format!(
+                                "connect {} requests to proxy of {kind}",
+                                camel.to_uppercase()
+                            ),
+                            params: &[],
+                            produces: &["*/*"],
+                        },
                         flavor,
                     ),
                 );
@@ -267,12 +278,17 @@ pub(super) fn connect_paths(info: &ResourceInfo, flavor: Flavor, paths: &mut Map
                 method.into(),
                 op(
                     info,
-                    format!("connect{gv}{m}{ns_word}{kind}{camel}"),
-                    "connect",
-                    options,
-                    format!("connect {} requests to {sub} of {kind}", m.to_uppercase()),
-                    &refs,
-                    &["*/*"],
+                    Op {
+                        id: format!("connect{gv}{m}{ns_word}{kind}{camel}"),
+                        action: "connect",
+                        kind: options,
+                        description: format!(
+                            "connect {} requests to {sub} of {kind}",
+                            m.to_uppercase()
+                        ),
+                        params: &refs,
+                        produces: &["*/*"],
+                    },
                     flavor,
                 ),
             );
@@ -287,17 +303,19 @@ pub(super) fn connect_paths(info: &ResourceInfo, flavor: Flavor, paths: &mut Map
             "get".into(),
             op(
                 info,
-                format!("read{gv}{ns_word}{kind}Log"),
-                "get",
-                kind,
-                format!("read log of the specified {kind}"),
-                &refs,
-                &[
-                    "text/plain",
-                    "application/json",
-                    "application/yaml",
-                    "application/vnd.kubernetes.protobuf",
-                ],
+                Op {
+                    id: format!("read{gv}{ns_word}{kind}Log"),
+                    action: "get",
+                    kind,
+                    description: format!("read log of the specified {kind}"),
+                    params: &refs,
+                    produces: &[
+                        "text/plain",
+                        "application/json",
+                        "application/yaml",
+                        "application/vnd.kubernetes.protobuf",
+                    ],
+                },
                 flavor,
             ),
         );

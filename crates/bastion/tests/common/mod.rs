@@ -302,12 +302,15 @@ async fn test_authn(mut req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// Changes the cluster objects before the bastion sees them.
+pub type EditObjects = Box<dyn FnOnce(&mut Vec<Value>) + Send>;
+
 /// Knobs of [`start`].
 pub struct Options {
     pub authorizer: Option<Arc<dyn Authorizer>>,
     pub resolver: Option<Arc<dyn Resolve>>,
     pub allowed: Vec<&'static str>,
-    pub edit: Box<dyn FnOnce(&mut Vec<Value>) + Send>,
+    pub edit: EditObjects,
     pub balance: proxylab_core::balance::Algorithm,
 }
 
