@@ -286,28 +286,22 @@ mod tests {
     /// Applies a plan's writes to the objects, as the apiserver would (finalizers, status).
     fn apply(objs: &mut [Value], plan: &Plan) {
         for a in &plan.actions {
-            let (key, f): (&ServiceKey, Box<dyn Fn(&mut Value)>) = match a {
+            let (key, pointer, value) = match a {
                 Action::SetFinalizers {
                     key, finalizers, ..
-                } => {
-                    let f = finalizers.clone();
-                    (
-                        key,
-                        Box::new(move |o| o["metadata"]["finalizers"] = json!(f)),
-                    )
-                }
-                Action::SetStatus { key, ingress } => {
-                    let i = ingress.clone();
-                    (
-                        key,
-                        Box::new(move |o| o["status"] = json!({"loadBalancer": {"ingress": i}})),
-                    )
-                }
+                } => (key, "/metadata", ("finalizers", json!(finalizers))),
+                Action::SetStatus { key, ingress } => (
+                    key,
+                    "",
+                    ("status", json!({"loadBalancer": {"ingress": ingress}})),
+                ),
                 Action::Event(_) => continue,
             };
             for o in objs.iter_mut() {
-                if o["metadata"]["name"] == key.name {
-                    f(o);
+                if o["metadata"]["name"] == key.name
+                    && let Some(target) = o.pointer_mut(pointer)
+                {
+                    target[value.0] = value.1.clone();
                 }
             }
         }
@@ -315,7 +309,7 @@ mod tests {
 
     /// Runs passes until nothing is left to do; returns the plans.
     fn converge(
-        objs: &mut Vec<Value>,
+        objs: &mut [Value],
         allocs: &mut Allocations,
         failures: &mut BTreeMap<ServiceKey, String>,
     ) -> Vec<Plan> {
