@@ -3,6 +3,8 @@
 //! Every component has an admin endpoint of its own (hops, metrics); this one is about the lab as a
 //! whole, served through `core::serve` like every other HTTP listener:
 //!
+//! - `GET /` — the live lab page: the topology and the paths of requests as they happen (see
+//!   [`super::page`], which also serves `/topology`, `/hops` and `/hops/stream`).
 //! - `GET /healthz` — `ok` while the lab process serves.
 //! - `GET /lab.json` — what `lab.json` says (404 until the lab is ready).
 //! - `GET /components` — the components that can be stopped and started, and whether they run.
@@ -27,6 +29,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::page::{Page, feed};
+
 /// What a stop or start returns: `Err` with a message the caller sees.
 pub type ControlFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
@@ -38,10 +42,22 @@ pub trait ComponentControl: Send + Sync + 'static {
 }
 
 /// The endpoint's state: the lab description and the registered components.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct LabAdmin {
     info: Arc<RwLock<Option<Value>>>,
     components: Arc<RwLock<BTreeMap<String, Arc<dyn ComponentControl>>>>,
+    page: Page,
+}
+
+impl Default for LabAdmin {
+    fn default() -> Self {
+        let info = Arc::new(RwLock::new(None));
+        Self {
+            page: Page::new(info.clone()),
+            info,
+            components: Default::default(),
+        }
+    }
 }
 
 impl LabAdmin {
@@ -49,9 +65,16 @@ impl LabAdmin {
         Self::default()
     }
 
-    /// Publishes the lab description (`GET /lab.json`).
+    /// Publishes the lab description (`GET /lab.json`); the page's hop feed polls every admin
+    /// endpoint it names.
     pub fn set_info(&self, info: Value) {
+        self.page.feed.set_sources(feed::sources_from_info(&info));
         *self.info.write().unwrap_or_else(|e| e.into_inner()) = Some(info);
+    }
+
+    /// The store the page reads pods and services from.
+    pub fn set_store(&self, store: Arc<dyn proxylab_store::Store>) {
+        self.page.set_store(store);
     }
 
     /// Makes `name` stoppable and startable through `/components/{name}/stop|start`.
@@ -91,6 +114,7 @@ impl LabAdmin {
             .route("/components", get(components))
             .route("/components/{name}/{action}", post(control))
             .with_state(self.clone())
+            .merge(self.page.router())
     }
 
     /// Binds `addr`; the error names the address and says whose it is.
@@ -106,8 +130,18 @@ impl LabAdmin {
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
         let options = proxylab_core::serve::ServeOptions::admin();
-        proxylab_core::serve::serve_http_with(listener, None, self.router(), shutdown, options)
-            .await
+        let feed = tokio::spawn(self.page.feed.clone().run(shutdown.clone()));
+        let streams = self.page.shutdown.clone();
+        let end_streams = shutdown.clone();
+        tokio::spawn(async move {
+            end_streams.cancelled().await;
+            streams.cancel();
+        });
+        let served =
+            proxylab_core::serve::serve_http_with(listener, None, self.router(), shutdown, options)
+                .await;
+        let _ = feed.await;
+        served
     }
 }
 

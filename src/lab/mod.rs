@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod bastion;
 pub mod kubeconfig;
+pub mod page;
 pub mod state;
 pub mod topology;
 
@@ -173,6 +174,7 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
         warn!("the store's last record was cut short by a crash and was dropped");
     }
     let store: Arc<dyn Store> = Arc::new(store);
+    admin.set_store(store.clone());
 
     // --- apiservers, controllers ----------------------------------------------------------------
     let p = |name: &str| path(&pki_dir.join(name));
