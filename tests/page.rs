@@ -213,7 +213,6 @@ async fn the_page_draws_the_lab_and_the_paths_of_requests_made_while_it_is_open(
         &tab.eval("[...document.querySelectorAll('[data-pod]')].map(e => e.dataset.pod)")
             .await,
     );
-    assert_eq!(pods.len(), 3, "{pods:?}");
     for p in ["default/web-1", "default/web-2", "default/web-3"] {
         assert!(pods.contains(&p.to_owned()), "{pods:?}");
     }

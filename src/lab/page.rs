@@ -75,7 +75,10 @@ impl Page {
 
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+            .route(
+                "/",
+                get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+            )
             .route(
                 "/page.js",
                 get(|| async { asset("text/javascript; charset=utf-8", PAGE_JS) }),
@@ -397,7 +400,7 @@ mod tests {
         let store = proxylab_store::MemoryStore::new(10);
         let v = view(Some(&info), Some(&store));
         assert!(!v.to_string().contains("secret-token"));
-        let summary: Vec<String> = v["proxies"]
+        let mut summary: Vec<String> = v["proxies"]
             .as_array()
             .unwrap()
             .iter()
@@ -410,11 +413,12 @@ mod tests {
                 )
             })
             .collect();
+        summary.sort();
         assert_eq!(
             summary,
             [
-                "bastion apiserver-2 127.0.10.2:6443",
                 "auth-proxy auth-proxy 127.0.0.1:8001",
+                "bastion apiserver-2 127.0.10.2:6443",
                 "forwarder node-1 -",
                 "ha-balancer ha-balancer 127.0.0.1:6443",
                 "some-new-proxy some-new-proxy -",

@@ -344,7 +344,11 @@ mod tests {
         assert!(backlog.is_empty(), "nothing polled yet");
         let first = rx.recv().await.unwrap();
         assert_eq!(first.id, 1);
-        assert!(first.data.contains("\"client\":\"127.0.0.1:1\""), "{}", first.data);
+        assert!(
+            first.data.contains("\"client\":\"127.0.0.1:1\""),
+            "{}",
+            first.data
+        );
         assert!(first.data.contains("\"source\":\"forwarders/node-1\""));
 
         admin.hops.record(hop(2));
