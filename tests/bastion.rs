@@ -116,6 +116,29 @@ fn service_pod_and_node_proxy_through_kubectl_and_the_auth_proxy() {
         "/api/v1/namespaces/default/pods/web-2:http/proxy/hostname",
     ]);
     assert_eq!(named, "web-2");
+    // The other id forms: the service's numeric port, the scheme spelled out, https to the service's
+    // TLS port by number and by name (the pod answers that it saw TLS), a numeric pod port.
+    for id in ["web:80", "http:web:80", "https:web:443", "https:web:https"] {
+        let got = lab.kubectl(&[
+            "get",
+            "--raw",
+            &format!("/api/v1/namespaces/default/services/{id}/proxy/echo"),
+        ]);
+        let echo: Value = serde_json::from_str(&got).unwrap_or_else(|e| panic!("{id}: {e}: {got}"));
+        assert!(
+            echo["pod"].as_str().is_some_and(|p| p.starts_with("web-")),
+            "{id}: {echo}"
+        );
+        assert_eq!(echo["tls"], id.starts_with("https:"), "{id}: {echo}");
+    }
+    assert_eq!(
+        lab.kubectl(&[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/pods/web-3:8080/proxy/hostname",
+        ]),
+        "web-3"
+    );
     assert_eq!(
         lab.kubectl(&["get", "--raw", "/api/v1/nodes/node-1/proxy/healthz"]),
         "ok"
@@ -142,6 +165,85 @@ fn service_pod_and_node_proxy_through_kubectl_and_the_auth_proxy() {
         err.contains(r#"no service port 81 found for service \"web\""#)
             || err.contains(r#"no service port 81 found for service "web""#),
         "{err}"
+    );
+
+    // Refusals through the auth-proxy, as curl shows them: kube-apiserver's codes and Status messages
+    // (`lonely` selects no pod, so it has no endpoints).
+    lab.kubectl(&["create", "service", "clusterip", "lonely", "--tcp=80"]);
+    for (path, code, message) in [
+        (
+            "services/nope/proxy/",
+            404,
+            r#"services \"nope\" not found"#,
+        ),
+        (
+            "services/lonely/proxy/",
+            503,
+            r#"no endpoints available for service \"lonely\""#,
+        ),
+        (
+            "services/web:81/proxy/",
+            503,
+            r#"no service port 81 found for service \"web\""#,
+        ),
+        (
+            "pods/ftp:web-1:8080/proxy/",
+            400,
+            r#"invalid pod request \"ftp:web-1:8080\""#,
+        ),
+        (
+            "pods/web-1:nope/proxy/",
+            400,
+            r#"pod \"web-1\" has no container port named \"nope\""#,
+        ),
+        (
+            "services/a:b:c:d/proxy/",
+            400,
+            r#"invalid service request \"a:b:c:d\""#,
+        ),
+    ] {
+        let (ok, out) = curl(&[
+            "-w",
+            "\n%{http_code}",
+            &format!("{auth_proxy}/api/v1/namespaces/default/{path}"),
+        ]);
+        assert!(ok, "{path}: {out}");
+        let (body, got) = out.rsplit_once('\n').unwrap();
+        assert_eq!(got, code.to_string(), "{path}: {body}");
+        assert!(body.contains(message), "{path}: {body}");
+    }
+    for (path, code, message) in [
+        ("nope/proxy/", 404, r#"nodes \"nope\" not found"#),
+        (
+            "ftp:node-1:10250/proxy/",
+            400,
+            r#"invalid node request \"ftp:node-1:10250\""#,
+        ),
+        (":10250/proxy/", 400, r#"invalid node request \":10250\""#),
+    ] {
+        let (ok, out) = curl(&[
+            "-w",
+            "\n%{http_code}",
+            &format!("{auth_proxy}/api/v1/nodes/{path}"),
+        ]);
+        assert!(ok, "{path}: {out}");
+        let (body, got) = out.rsplit_once('\n').unwrap();
+        assert_eq!(got, code.to_string(), "{path}: {body}");
+        assert!(body.contains(message), "{path}: {body}");
+    }
+    // GET without the backend path's slash: kube's 301 to the same path with it, query kept.
+    let (ok, out) = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+        &format!("{auth_proxy}/api/v1/namespaces/default/services/web/proxy?x=1"),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.starts_with("301 "), "{out}");
+    assert!(
+        out.ends_with("/api/v1/namespaces/default/services/web/proxy/?x=1"),
+        "{out}"
     );
 
     // The hop records: apiserver-1's bastion dialled from 127.N.10.1 to a pod.
@@ -327,4 +429,74 @@ fn kubectl_exec_it_under_a_pty() {
         text.contains(&format!("127.{}.30.", lab.octet)),
         "no pod IP: {text}"
     );
+}
+
+/// The official Python client's calls of the proxy subresources, against the lab (the client is
+/// generated from the OpenAPI the lab apiserver publishes): `connect_*_proxy_with_path` for services,
+/// pods and nodes with GET and POST, `read_namespaced_pod_log`, and the refusals as `ApiException`s.
+const PYTHON_PROXY_CALLS: &str = r#"
+import json, sys
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+config.load_kube_config(sys.argv[1])
+v1 = client.CoreV1Api()
+seen = set()
+for _ in range(60):
+    seen.add(v1.connect_get_namespaced_service_proxy_with_path("web:http", "default", "hostname"))
+    if len(seen) == 3:
+        break
+print("service", ",".join(sorted(seen)))
+print("pod", v1.connect_get_namespaced_pod_proxy_with_path("web-2:8080", "default", "hostname"))
+echo = v1.connect_post_namespaced_pod_proxy_with_path("web-1", "default", "a/b", _preload_content=False)
+e = json.loads(echo.data)
+print("post", e["method"], e["path"], e["pod"], "authorization" in e["headers"])
+print("node", v1.connect_get_node_proxy_with_path("node-1", "healthz"))
+print("log", "GET /hostname" in v1.read_namespaced_pod_log("web-2", "default", tail_lines=5))
+for name in ["web:81", "nope", "a:b:c:d"]:
+    try:
+        v1.connect_get_namespaced_service_proxy_with_path(name, "default", "x")
+        print("refused", name, "no")
+    except ApiException as ex:
+        print("refused", name, ex.status, json.loads(ex.body)["reason"])
+"#;
+
+#[test]
+fn the_python_clients_proxy_calls_against_the_lab() {
+    let available = std::process::Command::new("python3")
+        .args(["-c", "import kubernetes"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !proxylab_test_support::require(
+        "python3 with the kubernetes module (pip install kubernetes)",
+        available,
+    ) {
+        return;
+    }
+    let lab = Lab::start(BIN);
+    let out = Command::new("python3")
+        .args(["-c", PYTHON_PROXY_CALLS])
+        .arg(lab.kubeconfig())
+        .env("HOME", lab.dir.path())
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python failed:\n{stdout}\n{}\nlab log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        lab.log()
+    );
+    let want = [
+        "service web-1,web-2,web-3",
+        "pod web-2",
+        "post POST /a/b web-1 False",
+        "node ok",
+        "log True",
+        "refused web:81 503 ServiceUnavailable",
+        "refused nope 404 NotFound",
+        "refused a:b:c:d 400 BadRequest",
+    ];
+    let got: Vec<&str> = stdout.lines().collect();
+    assert_eq!(got, want, "{stdout}");
 }
