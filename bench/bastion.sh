@@ -31,7 +31,8 @@
 # process of the proxy, around each run): the efficiency figure that does not depend on how the
 # cores are shared — "req/s per core" is its inverse.
 #
-# Knobs: DURATION (10s) CONNS (32) THREADS (2, shared layout) ROUNDS (3) OCTET (77: own lab only).
+# Knobs: DURATION (10s) CONNS (32) THREADS (2, shared layout) ROUNDS (3) OCTET (77: own lab only),
+#        BIN_DIR (binaries already built there, e.g. target/debug for a smoke run: no build).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -64,7 +65,10 @@ done
 need_tools wrk nginx curl
 command -v kubectl >/dev/null || { echo "kubectl is required" >&2; exit 1; }
 
-cargo build -q --release -p proxylab --bin proxylab -p proxylab-bastion --bin bastion
+if [ -z "${BIN_DIR:-}" ]; then
+  cargo build -q --release -p proxylab --bin proxylab -p proxylab-bastion --bin bastion
+  BIN_DIR=target/release
+fi
 
 WORK=$(mktemp -d)
 trap 'cleanup; rm -rf "$WORK"' EXIT
@@ -84,7 +88,7 @@ start_lab() {
   STATE="$WORK/lab"
   sed "s/127\.0\./127.$OCTET./g" lab/topology.yaml >"$WORK/topology.yaml"
   # shellcheck disable=SC2086
-  RUST_LOG=warn $1 target/release/proxylab lab up --state-dir "$STATE" --topology "$WORK/topology.yaml" \
+  RUST_LOG=warn $1 "$BIN_DIR/proxylab" lab up --state-dir "$STATE" --topology "$WORK/topology.yaml" \
     >"$WORK/lab.out" 2>"$WORK/lab.err" &
   PIDS+=($!); LAB_PID=$!
   for _ in $(seq 1 600); do [ -s "$STATE/lab.json" ] && return; sleep 0.1; done
@@ -126,7 +130,7 @@ start_proxies() {
   NG="https://127.0.0.1:$NGINX_PORT"
   echo "bench-token,bench,1" >"$WORK/tokens.csv"
   # shellcheck disable=SC2086
-  $pin target/release/bastion --kubeconfig "$STATE/kubeconfig" --listen 127.0.0.1:0 \
+  $pin "$BIN_DIR/bastion" --kubeconfig "$STATE/kubeconfig" --listen 127.0.0.1:0 \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --token-auth-file "$WORK/tokens.csv" --allowed-networks "$PODCIDR" --admin-address "" \
     >"$WORK/bastion.out" 2>"$WORK/bastion.err" &
