@@ -125,6 +125,12 @@ fn subresource_kind_verbs(
         "exec" => own("PodExecOptions".to_string(), &["create", "get"]),
         "attach" => own("PodAttachOptions".to_string(), &["create", "get"]),
         "portforward" => own("PodPortForwardOptions".to_string(), &["create", "get"]),
+        "scale" => (
+            "autoscaling",
+            "v1",
+            "Scale".to_string(),
+            &["get", "patch", "update"],
+        ),
         "token" => (
             "authentication.k8s.io",
             "v1",
@@ -402,17 +408,35 @@ mod tests {
         );
         assert_eq!(l["resources"][3]["namespaced"], false);
         assert!(api_resource_list("", "v2").is_none());
-        assert!(api_resource_list("apps", "v1").is_none());
+        assert!(api_resource_list("batch", "v1").is_none());
+        let apps = api_resource_list("apps", "v1").expect("apps");
+        assert_eq!(
+            names(&apps),
+            [
+                "deployments",
+                "deployments/scale",
+                "deployments/status",
+                "replicasets",
+                "replicasets/scale",
+                "replicasets/status"
+            ]
+        );
+        assert_eq!(
+            apps["resources"][1],
+            json!({"name":"deployments/scale","singularName":"","namespaced":true,"group":"autoscaling",
+                "version":"v1","kind":"Scale","verbs":["get","patch","update"]})
+        );
     }
 
     #[test]
     fn groups() {
         let l = api_group_list();
         assert_eq!(l["kind"], "APIGroupList");
-        assert_eq!(l["groups"][0]["name"], "authentication.k8s.io");
-        assert_eq!(l["groups"][1]["name"], "coordination.k8s.io");
+        assert_eq!(l["groups"][0]["name"], "apps");
+        assert_eq!(l["groups"][1]["name"], "authentication.k8s.io");
+        assert_eq!(l["groups"][2]["name"], "coordination.k8s.io");
         assert_eq!(
-            l["groups"][2]["preferredVersion"],
+            l["groups"][3]["preferredVersion"],
             json!({"groupVersion":"discovery.k8s.io/v1","version":"v1"})
         );
         assert_eq!(
@@ -420,7 +444,7 @@ mod tests {
             "APIGroup"
         );
         assert!(api_group("").is_none());
-        assert!(api_group("apps").is_none());
+        assert!(api_group("batch").is_none());
         let es = api_resource_list("discovery.k8s.io", "v1").expect("es");
         assert_eq!(es["groupVersion"], "discovery.k8s.io/v1");
         assert_eq!(names(&es), ["endpointslices"]);
@@ -471,9 +495,9 @@ mod tests {
         );
         assert_eq!(sub("log")["verbs"], json!(["get"]));
         let apis = aggregated_discovery(false);
-        assert_eq!(apis["items"].as_array().map(Vec::len), Some(3));
+        assert_eq!(apis["items"].as_array().map(Vec::len), Some(4));
         assert_eq!(
-            apis["items"][2]["versions"][0]["resources"][0]["responseKind"]["group"],
+            apis["items"][3]["versions"][0]["resources"][0]["responseKind"]["group"],
             "discovery.k8s.io"
         );
         assert_eq!(

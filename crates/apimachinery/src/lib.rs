@@ -12,6 +12,7 @@
 //!
 //! - [`registry`] — the static table of served resources (group, version, kind, plural, scope, verbs,
 //!   short names, categories, subresources, field labels). Everything else is driven from it.
+//! - [`intstr`] — `IntOrString` values (`maxSurge: 25%`) and how Kubernetes rounds them.
 //! - [`meta`] — `metadata` getters/setters and `metav1.Time` formatting.
 //! - [`selector`] — label selector (`app=web,tier in (a,b)`) and field selector (`spec.nodeName=n1`)
 //!   parsing and matching.
@@ -77,6 +78,7 @@
 #![forbid(unsafe_code)]
 
 pub mod discovery;
+pub mod intstr;
 pub mod meta;
 pub mod openapi;
 pub mod patch;

@@ -284,6 +284,12 @@ pub fn list_strategy(kind: &str, path: &[&str]) -> ListStrategy {
         _ => {}
     }
     match (kind, path) {
+        // A workload's pod template merges exactly as a Pod does (`kubectl set image` sends
+        // `spec.template.spec.containers` keyed by name).
+        ("Deployment" | "ReplicaSet" | "Job", ["spec", "template", rest @ ..]) => {
+            list_strategy("Pod", rest)
+        }
+        ("Deployment" | "ReplicaSet" | "Job", ["status", "conditions"]) => MergeKey("type"),
         (
             "Pod",
             [
@@ -863,6 +869,28 @@ mod tests {
             json!([{"name":"http","port":80,"targetPort":"http","protocol":"TCP"},{"port":8000,"name":"alt"}])
         );
         assert_eq!(s["spec"]["type"], "NodePort");
+    }
+
+    #[test]
+    fn strategic_set_image_on_a_deployment_template() {
+        // What `kubectl set image deployment/web app=proxylab/echo-http:2` sends.
+        let mut d = json!({"kind":"Deployment","spec":{"replicas":2,"template":{"spec":{"containers":[
+            {"name":"app","image":"proxylab/echo-http:1","ports":[{"containerPort":8080}]},
+            {"name":"side","image":"proxylab/echo-tcp:1"}]}}}});
+        let deployments = crate::registry::lookup("apps", "v1", "deployments").expect("deploy");
+        strategic_merge_patch(
+            &mut d,
+            &json!({"spec":{"template":{"spec":{"containers":[{"name":"app","image":"proxylab/echo-http:2"}]}}}}),
+            deployments,
+        )
+        .expect("patch");
+        let containers = &d["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers[0]["image"], "proxylab/echo-http:2");
+        assert_eq!(containers[0]["ports"][0]["containerPort"], 8080);
+        assert_eq!(
+            containers[1]["name"], "side",
+            "merged by name, not replaced"
+        );
     }
 
     #[test]

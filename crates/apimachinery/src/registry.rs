@@ -259,6 +259,33 @@ static RESOURCES: &[ResourceInfo] = &[
         field_selectors: &["spec.clusterIP", "spec.type"],
     },
     ResourceInfo {
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        resource: "deployments",
+        singular: "deployment",
+        namespaced: true,
+        verbs: VERBS,
+        short_names: &["deploy"],
+        categories: &["all"],
+        // `scale` answers an `autoscaling/v1` Scale (`kubectl scale`); `status` is the controller's.
+        subresources: &["scale", "status"],
+        field_selectors: &[],
+    },
+    ResourceInfo {
+        group: "apps",
+        version: "v1",
+        kind: "ReplicaSet",
+        resource: "replicasets",
+        singular: "replicaset",
+        namespaced: true,
+        verbs: VERBS,
+        short_names: &["rs"],
+        categories: &["all"],
+        subresources: &["scale", "status"],
+        field_selectors: &[],
+    },
+    ResourceInfo {
         // Not stored: the apiserver answers `kubectl auth whoami` with the caller's identity.
         group: "authentication.k8s.io",
         version: "v1",
@@ -408,10 +435,15 @@ mod tests {
             Some("Lease")
         );
         assert!(lookup("", "v1", "deployments").is_none());
+        assert_eq!(
+            lookup("apps", "v1", "deployments").map(|r| r.store_resource()),
+            Some("deployments.apps".to_string())
+        );
         assert!(lookup_kind("v1", "EndpointSlice").is_none());
         assert_eq!(
             groups(),
             vec![
+                "apps",
                 "authentication.k8s.io",
                 "coordination.k8s.io",
                 "discovery.k8s.io"
@@ -430,7 +462,12 @@ mod tests {
         ] {
             assert_eq!(resolve(name).map(|r| r.kind), Some(kind), "{name}");
         }
-        assert!(resolve("deploy").is_none());
+        assert_eq!(resolve("deploy").map(|r| r.kind), Some("Deployment"));
+        assert_eq!(resolve("rs").map(|r| r.kind), Some("ReplicaSet"));
+        assert_eq!(
+            resolve("deployments.apps").map(|r| r.kind),
+            Some("Deployment")
+        );
         assert!(resolve("pods.apps").is_none());
     }
 
@@ -449,6 +486,8 @@ mod tests {
             ("discovery.k8s.io", "endpointslices", true),
             ("coordination.k8s.io", "leases", true),
             ("authentication.k8s.io", "selfsubjectreviews", false),
+            ("apps", "deployments", true),
+            ("apps", "replicasets", true),
         ];
         for (g, r, ns) in expect {
             let info = lookup(g, "v1", r).unwrap_or_else(|| panic!("{r} missing"));

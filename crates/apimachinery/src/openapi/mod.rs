@@ -719,6 +719,7 @@ mod tests {
             keys,
             [
                 "api/v1",
+                "apis/apps/v1",
                 "apis/authentication.k8s.io/v1",
                 "apis/coordination.k8s.io/v1",
                 "apis/discovery.k8s.io/v1"
@@ -788,7 +789,7 @@ mod tests {
             Some(1),
             "no item path"
         );
-        assert!(v3_document("apis/apps/v1").is_none());
+        assert!(v3_document("apis/batch/v1").is_none());
         assert!(v3_document("nonsense").is_none());
     }
 

@@ -13,12 +13,16 @@
 //! | [`write`] | create, update, patch (registry strategy, admission, validation) |
 //! | [`delete`] | delete, deletecollection, graceful pod deletion, finalizers |
 //! | [`subresources`] | `pods/binding`, `serviceaccounts/token` |
+//! | [`scale`] | `deployments/scale`, `replicasets/scale` (an `autoscaling/v1` Scale) |
+//! | [`defaults`] | the fields kube fills in on writes (pods, workloads) |
 //!
 //! Requests are parsed in [`crate::request`]; errors are `Status` objects from
 //! `proxylab-apimachinery` or [`crate::errors`].
 
+pub(crate) mod defaults;
 pub(crate) mod delete;
 pub(crate) mod read;
+pub(crate) mod scale;
 pub(crate) mod subresources;
 pub(crate) mod watch;
 pub(crate) mod write;
@@ -41,6 +45,24 @@ const PATCH_TYPES: &[&str] = &[
     "application/strategic-merge-patch+json",
     "application/apply-patch+yaml",
 ];
+
+/// The media type of a PATCH body, if it is one kube-apiserver accepts (else 415).
+fn patch_content_type(headers: &HeaderMap) -> Result<String, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    if PATCH_TYPES.contains(&ct.as_str()) {
+        Ok(ct)
+    } else {
+        Err(Status::unsupported_media_type(&ct).into())
+    }
+}
 
 /// Entry point for resource URLs.
 pub(crate) async fn handle(
@@ -65,7 +87,7 @@ pub(crate) async fn handle(
     if let Some(sub) = &target.subresource {
         // pods/binding is kube's scheduler API even where the registry does not list it.
         let core = info.group.is_empty();
-        let known = (info.has_subresource(sub) && sub == "status")
+        let known = (info.has_subresource(sub) && (sub == "status" || sub == "scale"))
             || (sub == "binding" && core && info.resource == "pods")
             || (sub == "token" && core && info.resource == "serviceaccounts");
         if !known {
@@ -103,6 +125,28 @@ pub(crate) async fn handle(
         (Method::GET, ref name, sub) if watch && (name.is_none() || sub.is_none()) => {
             verb_ok("watch")?;
             watch::watch(state, &target, q, headers).await
+        }
+        (Method::GET, Some(name), Some("scale")) => {
+            verb_ok("get")?;
+            Ok(response::object(
+                StatusCode::OK,
+                &scale::get(state, &target, &name)?,
+                fmt,
+            ))
+        }
+        (Method::PUT, Some(name), Some("scale")) => {
+            verb_ok("update")?;
+            let bytes = read_body(body).await?;
+            let obj = decode_body(headers, &bytes)?;
+            let (code, out) = scale::update(state, &target, &name, &obj, q.dry_run())?;
+            Ok(response::object(code, &out, fmt))
+        }
+        (Method::PATCH, Some(name), Some("scale")) => {
+            verb_ok("patch")?;
+            let ct = patch_content_type(headers)?;
+            let bytes = read_body(body).await?;
+            let (code, out) = scale::patch(state, &target, &name, &ct, &bytes, q.dry_run())?;
+            Ok(response::object(code, &out, fmt))
         }
         (Method::GET, None, _) => {
             verb_ok("list")?;
@@ -144,18 +188,7 @@ pub(crate) async fn handle(
         }
         (Method::PATCH, Some(name), sub) => {
             verb_ok("patch")?;
-            let ct = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_owned();
-            if !PATCH_TYPES.contains(&ct.as_str()) {
-                return Err(Status::unsupported_media_type(&ct).into());
-            }
+            let ct = patch_content_type(headers)?;
             let bytes = read_body(body).await?;
             let (code, out) =
                 write::patch_object(state, &target, &name, sub, &ct, &bytes, q.dry_run())?;

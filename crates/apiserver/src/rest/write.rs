@@ -27,6 +27,7 @@ use crate::allocator::{Allocated, ServiceAllocator};
 use crate::errors::store_err;
 use crate::request::{Target, decode_as};
 use crate::response::ApiError;
+use crate::rest::defaults;
 use crate::rest::delete::finalize_if_done;
 use crate::state::AppState;
 
@@ -106,47 +107,7 @@ fn normalize(info: &ResourceInfo, obj: &mut Value) {
 fn defaults_on_create(info: &ResourceInfo, obj: &mut Value) {
     match (info.group, info.resource) {
         ("", "pods") => {
-            let spec = &mut obj["spec"];
-            if spec.is_object() {
-                if let Some(m) = spec.as_object_mut() {
-                    m.entry("restartPolicy").or_insert(json!("Always"));
-                    m.entry("terminationGracePeriodSeconds")
-                        .or_insert(json!(30));
-                    m.entry("dnsPolicy").or_insert(json!("ClusterFirst"));
-                    m.entry("schedulerName")
-                        .or_insert(json!("default-scheduler"));
-                    m.entry("serviceAccountName").or_insert(json!("default"));
-                    m.entry("securityContext").or_insert(json!({}));
-                    m.entry("enableServiceLinks").or_insert(json!(true));
-                    m.entry("priority").or_insert(json!(0));
-                }
-                for c in obj["spec"]["containers"]
-                    .as_array_mut()
-                    .into_iter()
-                    .flatten()
-                {
-                    let Some(c) = c.as_object_mut() else { continue };
-                    let image = c.get("image").and_then(Value::as_str).unwrap_or("");
-                    let tag_latest = !image.rsplit('/').next().unwrap_or("").contains(':')
-                        || image.ends_with(":latest");
-                    let policy = if tag_latest { "Always" } else { "IfNotPresent" };
-                    c.entry("imagePullPolicy").or_insert(json!(policy));
-                    c.entry("terminationMessagePath")
-                        .or_insert(json!("/dev/termination-log"));
-                    c.entry("terminationMessagePolicy").or_insert(json!("File"));
-                    c.entry("resources").or_insert(json!({}));
-                    for p in c
-                        .get_mut("ports")
-                        .and_then(Value::as_array_mut)
-                        .into_iter()
-                        .flatten()
-                    {
-                        if let Some(p) = p.as_object_mut() {
-                            p.entry("protocol").or_insert(json!("TCP"));
-                        }
-                    }
-                }
-            }
+            defaults::pod_spec(&mut obj["spec"]);
             // The apiserver owns a new pod's status: Pending until a node reports otherwise.
             obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
         }
@@ -167,6 +128,11 @@ fn defaults_on_create(info: &ResourceInfo, obj: &mut Value) {
         }
         ("", "nodes") if !obj["spec"].is_object() => {
             obj["spec"] = json!({});
+        }
+        ("apps", "deployments" | "replicasets") => {
+            defaults::workload(info.resource, obj);
+            // The controllers own a workload's status.
+            obj["status"] = json!({});
         }
         _ => {}
     }
@@ -293,7 +259,7 @@ impl Drop for Reserved<'_> {
 #[allow(clippy::too_many_arguments)]
 /// The shared tail of update and patch: merge with the stored object per the strategy, validate,
 /// admit, store with `precondition`.
-fn finish_update(
+pub(crate) fn finish_update(
     state: &AppState,
     target: &Target,
     name: &str,
@@ -358,6 +324,10 @@ fn finish_update(
         }
         new
     };
+    if info.group == "apps" && sub.is_none() {
+        // kube defaults every object it decodes, so a PUT without `strategy` keeps the default one.
+        defaults::workload(info.resource, &mut obj);
+    }
     // Fields the server owns.
     for k in [
         "uid",

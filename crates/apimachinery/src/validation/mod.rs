@@ -7,7 +7,7 @@
 //! - object names: DNS-1123 subdomain for most kinds, DNS-1123 label for namespaces, DNS-1035 label
 //!   (starts with a letter) for services; namespace set exactly for namespaced kinds;
 //! - label keys/values and annotation keys syntax, annotation total size;
-//! - per kind: pod containers (name, image, unique names, ports 1–65535, protocols, env names), service
+//! - per kind ([`workloads`] for Deployments and ReplicaSets): pod containers (name, image, unique names, ports 1–65535, protocols, env names), service
 //!   type/ports/targetPorts/nodePorts/clusterIP/ExternalName, secret and configmap keys and base64 data,
 //!   endpoints and endpointslice addresses and ports, lease durations, event involvedObject.
 //!
@@ -18,6 +18,8 @@
 //!
 //! Not modelled: defaulting (the apiserver fills defaults before validating), resource quantities,
 //! probes, volumes beyond their names, security contexts.
+
+mod workloads;
 
 use std::net::IpAddr;
 
@@ -245,8 +247,8 @@ fn validate_protocol(v: &mut V, port: &Value, path: &str) {
     }
 }
 
-fn validate_containers(v: &mut V, spec: &Value, key: &str, required: bool) {
-    let path = format!("spec.{key}");
+fn validate_containers(v: &mut V, spec: &Value, spec_path: &str, key: &str, required: bool) {
+    let path = format!("{spec_path}.{key}");
     let Some(containers) = array_field(v, spec, key, &path) else {
         if required {
             v.push(Cause::required(path));
@@ -335,12 +337,21 @@ fn validate_pod(v: &mut V, obj: &Value) {
         v.push(Cause::required("spec"));
         return;
     };
-    validate_containers(v, spec, "containers", true);
-    validate_containers(v, spec, "initContainers", false);
+    validate_pod_spec(v, spec, "spec");
+}
+
+/// A PodSpec at `spec_path` (`spec` of a Pod, `spec.template.spec` of a workload).
+fn validate_pod_spec(v: &mut V, spec: &Value, spec_path: &str) {
+    validate_containers(v, spec, spec_path, "containers", true);
+    validate_containers(v, spec, spec_path, "initContainers", false);
     if let Some(rp) = spec.get("restartPolicy").filter(|x| !x.is_null()) {
         const POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
         if !rp.as_str().is_some_and(|s| POLICIES.contains(&s)) {
-            v.push(Cause::not_supported("spec.restartPolicy", rp, POLICIES));
+            v.push(Cause::not_supported(
+                format!("{spec_path}.restartPolicy"),
+                rp,
+                POLICIES,
+            ));
         }
     }
     if let Some(g) = spec
@@ -349,7 +360,7 @@ fn validate_pod(v: &mut V, obj: &Value) {
         && g.as_i64().is_none_or(|n| n < 0)
     {
         v.push(Cause::invalid(
-            "spec.terminationGracePeriodSeconds",
+            format!("{spec_path}.terminationGracePeriodSeconds"),
             g,
             "must be greater than or equal to 0",
         ));
@@ -361,7 +372,7 @@ fn validate_pod(v: &mut V, obj: &Value) {
         && !is_dns1123_subdomain(n)
     {
         v.push(Cause::invalid(
-            "spec.nodeName",
+            format!("{spec_path}.nodeName"),
             &Value::from(n),
             DNS1123_SUBDOMAIN_MSG,
         ));
@@ -874,6 +885,8 @@ pub fn validate(info: &ResourceInfo, obj: &Value) -> Vec<Cause> {
         "Lease" => validate_lease(&mut v, obj),
         "Event" => validate_event(&mut v, obj),
         "Node" => validate_node(&mut v, obj),
+        "Deployment" => workloads::validate_deployment(&mut v, obj),
+        "ReplicaSet" => workloads::validate_replicaset(&mut v, obj),
         _ => {}
     }
     v.causes
@@ -977,6 +990,7 @@ pub fn validate_update(info: &ResourceInfo, old: &Value, new: &Value) -> Vec<Cau
                 }
             }
         }
+        "Deployment" | "ReplicaSet" => workloads::validate_selector_unchanged(&mut v, old, new),
         "EndpointSlice" if old.get("addressType") != new.get("addressType") => {
             v.push(Cause::invalid(
                 "addressType",

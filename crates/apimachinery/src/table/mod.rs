@@ -12,6 +12,9 @@
 //! `Terminating`, …), ages use kubectl's `HumanDuration`, lists are cut at three entries
 //! (`a,b,c + 2 more...`).
 
+mod apps;
+pub use apps::format_label_selector;
+
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
 
@@ -137,6 +140,9 @@ const AGE: Column = col(
 );
 
 fn columns(kind: &str) -> Vec<Column> {
+    if let Some(c) = apps::columns(kind) {
+        return c;
+    }
     match kind {
         "Pod" => vec![
             NAME,
@@ -827,6 +833,9 @@ fn event_cells(ev: &Value, now: Timestamp) -> Vec<Value> {
 }
 
 fn cells(kind: &str, obj: &Value, now: Timestamp) -> Vec<Value> {
+    if let Some(c) = apps::cells(kind, obj, now) {
+        return c;
+    }
     match kind {
         "Pod" => pod_cells(obj, now),
         "Service" => service_cells(obj, now),
@@ -1005,6 +1014,17 @@ mod tests {
         assert_eq!(h("leases", "coordination.k8s.io", false), "NAME HOLDER AGE");
         assert_eq!(h("configmaps", "", false), "NAME DATA AGE");
         assert_eq!(h("endpoints", "", false), "NAME ENDPOINTS AGE");
+        let apps =
+            |r: &str, wide: bool| header(lookup("apps", "v1", r).expect("r"), wide).join(" ");
+        assert_eq!(
+            apps("deployments", false),
+            "NAME READY UP-TO-DATE AVAILABLE AGE"
+        );
+        assert_eq!(
+            apps("deployments", true),
+            "NAME READY UP-TO-DATE AVAILABLE AGE CONTAINERS IMAGES SELECTOR"
+        );
+        assert_eq!(apps("replicasets", false), "NAME DESIRED CURRENT READY AGE");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! The body is the 4 magic bytes `k8s\0` followed by a `runtime.Unknown` message
 //! `{typeMeta{apiVersion=1, kind=2}=1, raw=2, contentEncoding=3, contentType=4}` whose `raw` is the object
 //! encoded as its Go-generated message (`k8s.io.api.core.v1.Service`, …). Typed client-go clients — and
-//! so the `kubectl create namespace|configmap|secret|serviceaccount|service` subcommands — send that
+//! so the `kubectl create namespace|configmap|secret|serviceaccount|service|deployment` subcommands — send that
 //! (`Content-Type: application/vnd.kubernetes.protobuf`) while accepting JSON back; so does
 //! `kubectl create token` (an `authentication.k8s.io/v1` TokenRequest).
 //!
@@ -14,6 +14,8 @@
 //! gogo-protobuf writes non-pointer scalar fields even when they are empty, empty strings, zero numbers
 //! and `false` are dropped (as JSON `omitempty` would), except for fields that are pointers in Go.
 //! Responses are always JSON, which every client-go client accepts.
+
+mod workloads;
 
 use base64::Engine;
 use proxylab_apimachinery::status::Status;
@@ -25,6 +27,8 @@ const MAGIC: &[u8] = b"k8s\0";
 enum Ty {
     Str,
     Int,
+    /// A `*int32`/`*int64` in Go (`replicas`): written only when set, so `0` is meaningful.
+    OptInt,
     Bool,
     /// A `*bool` in Go: written only when set, so `false` is meaningful.
     OptBool,
@@ -195,8 +199,10 @@ const TOKEN_REQUEST: &[F] = &[
 ];
 
 fn schema(api_version: &str, kind: &str) -> Option<&'static [F]> {
-    if api_version == "authentication.k8s.io/v1" && kind == "TokenRequest" {
-        return Some(TOKEN_REQUEST);
+    match (api_version, kind) {
+        ("authentication.k8s.io/v1", "TokenRequest") => return Some(TOKEN_REQUEST),
+        ("apps/v1", "Deployment") => return Some(workloads::DEPLOYMENT),
+        _ => {}
     }
     if api_version != "v1" {
         return None;
@@ -299,6 +305,7 @@ fn decode_value(ty: Ty, raw: Raw<'_>, depth: usize) -> Result<Option<Value>, Sta
         (Ty::Str, Raw::Bytes(b)) => Some(Value::String(str_of(b)?)).filter(|s| s != ""),
         // int32 fields carry negative numbers sign-extended to 64 bits.
         (Ty::Int, Raw::Varint(v)) => Some(json!(v as i64)).filter(|n| n != &json!(0)),
+        (Ty::OptInt, Raw::Varint(v)) => Some(json!(v as i64)),
         (Ty::Bool, Raw::Varint(v)) => (v != 0).then_some(Value::Bool(true)),
         (Ty::OptBool, Raw::Varint(v)) => Some(Value::Bool(v != 0)),
         (Ty::Msg(fields), Raw::Bytes(b)) => Some(decode_message(fields, b, depth + 1)?),
@@ -406,7 +413,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<Value, Status> {
     }
     let fields = schema(&api_version, &kind).ok_or_else(|| {
         Status::unsupported_media_type(&format!(
-            "application/vnd.kubernetes.protobuf (the lab decodes protobuf only for v1 Namespace, ConfigMap, Secret, ServiceAccount, Service and TokenRequest; got {api_version} {kind}; send JSON)"
+            "application/vnd.kubernetes.protobuf (the lab decodes protobuf only for v1 Namespace, ConfigMap, Secret, ServiceAccount, Service, TokenRequest and apps/v1 Deployment; got {api_version} {kind}; send JSON)"
         ))
     })?;
     let mut obj = decode_message(fields, raw.unwrap_or(&[]), 0)?;
@@ -416,7 +423,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<Value, Status> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn varint(mut v: u64, out: &mut Vec<u8>) {
@@ -430,16 +437,16 @@ mod tests {
             out.push(b | 0x80);
         }
     }
-    fn bytes_field(num: u64, b: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn bytes_field(num: u64, b: &[u8], out: &mut Vec<u8>) {
         varint(num << 3 | 2, out);
         varint(b.len() as u64, out);
         out.extend_from_slice(b);
     }
-    fn int_field(num: u64, v: u64, out: &mut Vec<u8>) {
+    pub(crate) fn int_field(num: u64, v: u64, out: &mut Vec<u8>) {
         varint(num << 3, out);
         varint(v, out);
     }
-    fn entry(k: &str, v: &[u8]) -> Vec<u8> {
+    pub(crate) fn entry(k: &str, v: &[u8]) -> Vec<u8> {
         let mut e = Vec::new();
         bytes_field(1, k.as_bytes(), &mut e);
         bytes_field(2, v, &mut e);
@@ -447,8 +454,12 @@ mod tests {
     }
 
     fn envelope(kind: &str, raw: &[u8]) -> Vec<u8> {
+        envelope_as("v1", kind, raw)
+    }
+
+    pub(crate) fn envelope_as(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
         let mut tm = Vec::new();
-        bytes_field(1, b"v1", &mut tm);
+        bytes_field(1, api_version.as_bytes(), &mut tm);
         bytes_field(2, kind.as_bytes(), &mut tm);
         let mut body = MAGIC.to_vec();
         bytes_field(1, &tm, &mut body);
