@@ -8,16 +8,30 @@ use std::net::SocketAddr;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
 
 /// A TCP server on `addr` (port 0 for any) that writes `name\n` (unless `name` is empty), echoes
 /// until EOF, then closes its side (so half-close travels through a relay). Returns the bound address.
 pub async fn tcp_echo(addr: &str, name: &'static str) -> SocketAddr {
+    tcp_echo_until(addr, name, CancellationToken::new()).await
+}
+
+/// [`tcp_echo`] whose listener closes when `stop` is cancelled, while the connections it accepted
+/// run on: a backend that stops accepting (a crash of the listener, a health check that starts
+/// failing) with its established streams still alive. Bind the same address again to bring it
+/// back.
+pub async fn tcp_echo_until(addr: &str, name: &'static str, stop: CancellationToken) -> SocketAddr {
     let listener = TcpListener::bind(addr)
         .await
         .unwrap_or_else(|e| panic!("tcp echo on {addr}: {e}"));
     let bound = listener.local_addr().expect("local address");
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => return,
+                a = listener.accept() => a,
+            };
+            let Ok((mut s, _)) = accepted else { return };
             tokio::spawn(async move {
                 if !name.is_empty() && s.write_all(format!("{name}\n").as_bytes()).await.is_err() {
                     return;

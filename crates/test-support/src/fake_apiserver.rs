@@ -1,5 +1,5 @@
 //! A fake apiserver: HTTPS on `127.0.0.1:0` with its own CA, recording every request it receives,
-//! answering the few paths a proxy test needs (`/version`, discovery, a pod list, a watch whose second
+//! answering the few paths a proxy test needs (`/version`, `/readyz` and its kin, discovery, a pod list, a watch whose second
 //! event the test releases, `/api/v1/cut` whose body fails after its first chunk once released,
 //! `/echo`, redirects) and upgrades (`?mode=ok|ws|403|302`).
 //!
@@ -404,6 +404,11 @@ async fn handle(
             });
             Response::new(Body::new(StreamBody::new(tokio_stream_from(rx))))
         }
+        // What a balancer's health checks ask (kube-apiserver answers them to anyone).
+        "/readyz" | "/livez" | "/healthz" => Response::builder()
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(Body::from("ok"))
+            .unwrap(),
         "/redirect" => Response::builder()
             .status(StatusCode::FOUND)
             .header("location", "http://127.0.0.1:9/elsewhere")

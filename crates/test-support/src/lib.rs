@@ -9,7 +9,8 @@
 //!   when `CI` is set, where it fails (CI must install what the tests use).
 //! - [`eventually`], [`eventually_async`], [`wait_until`]: poll a condition with a generous deadline.
 //!   The deadline only turns a hang into a failure with a message; it is never a timing assertion.
-//! - [`echo`]: named TCP and UDP echo servers (the forwarder's and the L4 relays' backends).
+//! - [`echo`]: named TCP and UDP echo servers (the forwarder's and the L4 relays' backends), the TCP one
+//!   also with a listener that can be closed under its live connections ([`echo::tcp_echo_until`]).
 //! - [`PROXY_ENV_VARS`] / [`without_proxy_env`]: a child process whose proxy environment cannot change
 //!   what a test exercises.
 //! - [`expect_one_line_exit_2`]: the contract of every binary for a bad flag or file.

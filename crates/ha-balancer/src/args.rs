@@ -1,0 +1,151 @@
+//! Command-line flags: the quick form (`--listen`, repeated `--backend`, `--health-check
+//! https:/readyz`) or `--config FILE` (see [`crate::config`]), not both.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use proxylab_core::balance::Algorithm;
+use proxylab_core::telemetry::LogFormat;
+
+use crate::config::{self, BackendConfig, CheckKind, Config};
+
+/// An address flag an empty value turns off (an alias, so clap takes the whole `Option` from the
+/// value parser instead of treating the flag as optional).
+pub type OptionalAddr = Option<SocketAddr>;
+
+const QUICK: &[&str] = &[
+    "listen",
+    "backends",
+    "health_check",
+    "ca_file",
+    "insecure_skip_tls_verify",
+    "balance",
+    "admin_address",
+    "check_interval",
+    "rise",
+    "fall",
+    "connect_timeout",
+    "drain_timeout",
+    "idle_timeout",
+];
+
+/// The balancer's flags. The lab builds a [`Config`] directly.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HaBalancerArgs {
+    /// A YAML configuration file (listeners, backends, checks, algorithm, timeouts), reloaded on
+    /// change and on SIGHUP. Excludes the quick-form flags below.
+    #[arg(long, value_name = "FILE", conflicts_with_all = QUICK)]
+    pub config: Option<PathBuf>,
+
+    /// Where clients connect.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6443", value_parser = config::parse_addr)]
+    pub listen: SocketAddr,
+
+    /// An apiserver: ADDRESS or NAME=ADDRESS (repeat, or comma-separate).
+    #[arg(long = "backend", value_name = "[NAME=]ADDR", value_delimiter = ',', value_parser = config::parse_backend)]
+    pub backends: Vec<BackendConfig>,
+
+    /// The active check: https:/PATH (GET PATH over verified TLS, 200 passes), tcp, or none.
+    #[arg(long, value_name = "CHECK", default_value = "https:/readyz", value_parser = config::parse_check)]
+    pub health_check: CheckKind,
+
+    /// The CA that signed the apiservers' serving certificates (for https checks).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Do not verify the apiservers' certificates in checks (HAProxy's `verify none`).
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
+
+    /// round-robin, least-conn, random, random-two or source-hash.
+    #[arg(long, value_name = "ALGORITHM", default_value = "round-robin")]
+    pub balance: Algorithm,
+
+    /// The admin endpoint (/stats, /metrics, /debug/hops, /healthz, /readyz); empty turns it off.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8404", value_parser = config::parse_opt_addr)]
+    pub admin_address: OptionalAddr,
+
+    /// Time between checks of a backend (a Go duration).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = positive_duration)]
+    pub check_interval: Duration,
+
+    /// Consecutive passed checks that bring a down backend up.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rise: u32,
+
+    /// Consecutive failures that take an up backend down.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub fall: u32,
+
+    /// One connect attempt to a backend.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = positive_duration)]
+    pub connect_timeout: Duration,
+
+    /// How long established connections may run on after SIGTERM.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = proxylab_core::duration::parse_std)]
+    pub drain_timeout: Duration,
+
+    /// Close connections idle this long (0: never, the default; below 30s is warned about).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = proxylab_core::duration::parse_std)]
+    pub idle_timeout: Duration,
+
+    /// Log format: text or json.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match proxylab_core::duration::parse_std(s) {
+        Ok(d) if d.is_zero() => Err("must be more than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl HaBalancerArgs {
+    /// The configuration these flags describe (read from `--config` when given), and the file to
+    /// follow for reloads.
+    pub fn to_config(&self) -> Result<(Config, Option<PathBuf>), crate::Error> {
+        if let Some(path) = &self.config {
+            return Ok((config::load(path)?, Some(path.clone())));
+        }
+        if let Some(ca) = &self.ca_file
+            && !ca.is_file()
+        {
+            return Err(crate::Error::Config(format!(
+                "--ca-file {}: not a readable file",
+                ca.display()
+            )));
+        }
+        let mut c = Config {
+            listen: self.listen,
+            admin: self.admin_address,
+            algorithm: self.balance,
+            backends: self.backends.clone(),
+            ..Config::default()
+        };
+        c.check.kind = self.health_check.clone();
+        c.check.ca_file = self.ca_file.clone();
+        c.check.insecure_skip_verify = self.insecure_skip_tls_verify;
+        c.check.interval = self.check_interval;
+        c.check.rise_fall.rise = self.rise;
+        c.check.rise_fall.fall = self.fall;
+        c.timeouts.connect = self.connect_timeout;
+        c.timeouts.drain = self.drain_timeout;
+        c.timeouts.idle = (!self.idle_timeout.is_zero()).then_some(self.idle_timeout);
+        c.validate().map_err(|e| {
+            crate::Error::Config(
+                e.replace(
+                    "no backends: give at least one",
+                    "no backends: give --backend (repeat it) or --config",
+                )
+                .replace(
+                    "give caFile (--ca-file), or insecureSkipVerify: true",
+                    "give --ca-file, or --insecure-skip-tls-verify",
+                ),
+            )
+        })?;
+        Ok((c, None))
+    }
+}

@@ -1,0 +1,316 @@
+//! # proxylab-ha-balancer — proxy type 4: the balancer in front of several apiservers
+//!
+//! An HA control plane runs several apiservers; every client (kubectl, kubelets, controllers) is
+//! given one address, and a balancer behind it spreads connections over the apiservers that are
+//! alive. The kubeadm recipe puts HAProxy there (`mode tcp`, `option httpchk GET /healthz`, inter
+//! 2 s, fall 3, rise 2); k3s, RKE2 and Talos embed their own. This crate is that balancer, and it
+//! fixes what their users complain about:
+//!
+//! - **TLS passes through** (`tcp` mode): the balancer never sees the traffic, so client
+//!   certificates, bearer tokens and the apiservers' own TLS work exactly as without it.
+//! - **Health** ([`pool`], [`check`]): active checks (`GET /readyz` over verified TLS, or a TCP
+//!   connect) every `interval` plus passive detection (a failed connect, a reset by the backend),
+//!   judged with rise/fall (`proxylab_core::balance::health`). Each verdict depends only on that
+//!   backend's own recent results, so outages in turn never leave the state machine stuck
+//!   (k3s#11349). Every change is logged, counted and shown on `/stats`.
+//! - **A backend going down has its connections closed at once** (HAProxy's
+//!   `on-marked-down shutdown-sessions`, which the recipe does not set): watches and `logs -f`
+//!   reconnect to a live apiserver instead of hanging until their own timeouts.
+//! - **A failed connect is retried on another backend** — never once bytes have been sent, since
+//!   nothing is read from the client before the backend's connect succeeds.
+//! - **No idle timer cuts a live stream**: no idle limit by default; TCP keepalive and
+//!   `TCP_USER_TIMEOUT` on both legs find dead peers instead (and an idle limit below client-go's
+//!   30 s ping is warned about).
+//! - **Operations**: reload on SIGHUP or file change (a bad file keeps the running configuration
+//!   and says why; established connections are untouched), SIGTERM drains up to a bound, the admin
+//!   endpoint serves `/stats` (HTML and `?format=json`), `/metrics` and `/debug/hops`.
+//!
+//! Layout: [`config`] (the YAML file, flags, the recipe's defaults), [`pool`] (backends and their
+//! verdicts), [`check`] (active checks), `tcp` (the data path), `stats` (the admin endpoint),
+//! [`args`] (flags). [`HaBalancer::bind`] checks the configuration and binds (errors are the
+//! user's to fix: exit 2); [`HaBalancer::serve`] runs until the token is cancelled, then drains.
+
+pub mod args;
+pub mod check;
+pub mod config;
+pub mod pool;
+mod stats;
+mod tcp;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use proxylab_core::runtime::{ListenOptions, bind_tcp};
+use proxylab_core::telemetry::AdminState;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use args::HaBalancerArgs;
+pub use config::{BackendConfig, CheckConfig, CheckKind, Config, ConfigError, Mode, Timeouts};
+pub use pool::BackendStats;
+pub use stats::Stats;
+
+/// Why the balancer could not start. [`Error::is_config`] errors are the user's to fix (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    File(#[from] ConfigError),
+    #[error("{0}")]
+    Config(String),
+    #[error("{what}: {source}")]
+    Bind {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A bad flag or file (as opposed to a runtime failure such as a taken port).
+    pub fn is_config(&self) -> bool {
+        matches!(self, Error::File(_) | Error::Config(_))
+    }
+}
+
+/// What the data path, the checks and the admin endpoint share.
+pub(crate) struct Shared {
+    pub(crate) config: ArcSwap<Config>,
+    pub(crate) pool: Arc<pool::Pool>,
+    pub(crate) admin: AdminState,
+    pub(crate) tracker: TaskTracker,
+    /// Cancelled when the drain runs out: every relay still open ends.
+    pub(crate) cut: CancellationToken,
+    pub(crate) next_conn: AtomicU64,
+    pub(crate) listen: SocketAddr,
+    /// The running checkers; cancelled and replaced on reload.
+    checks: Mutex<CancellationToken>,
+}
+
+/// A bound balancer, ready to [`serve`](HaBalancer::serve).
+pub struct HaBalancer {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    config_file: Option<PathBuf>,
+    checker: check::Checker,
+}
+
+/// A cheap handle to observe and steer a running balancer (tests, the lab).
+#[derive(Clone)]
+pub struct HaBalancerHandle {
+    shared: Arc<Shared>,
+}
+
+impl HaBalancer {
+    /// Checks `config` and binds the listener and the admin endpoint. `config_file` (where the
+    /// configuration came from) is followed for reloads; `admin` shares a hop log and metrics
+    /// registry (the lab's), else a fresh one is made.
+    pub async fn bind(
+        config: Config,
+        config_file: Option<PathBuf>,
+        admin: Option<AdminState>,
+    ) -> Result<Self, Error> {
+        config.validate().map_err(Error::Config)?;
+        let checker =
+            check::Checker::new(&config.check).map_err(|e| Error::Config(e.to_string()))?;
+        for w in config.warnings() {
+            tracing::warn!("{w}");
+        }
+        let listener = bind_tcp(
+            config.listen,
+            ListenOptions {
+                nodelay: true,
+                keepalive: Some(config.timeouts.keepalive),
+                user_timeout: Some(config.timeouts.user_timeout),
+                ..Default::default()
+            },
+        )
+        .map_err(|source| Error::Bind {
+            what: "listen address",
+            source,
+        })?;
+        let admin_listener = match config.admin {
+            Some(a) => {
+                Some(
+                    bind_tcp(a, ListenOptions::default()).map_err(|source| Error::Bind {
+                        what: "admin address",
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let admin = admin.unwrap_or_default();
+        let listen = listener.local_addr().unwrap_or(config.listen);
+        let pool = pool::Pool::new(&config, &admin.metrics, admin.ready.clone());
+        let shared = Arc::new(Shared {
+            config: ArcSwap::from_pointee(config),
+            pool,
+            admin,
+            tracker: TaskTracker::new(),
+            cut: CancellationToken::new(),
+            next_conn: AtomicU64::new(0),
+            listen,
+            checks: Mutex::new(CancellationToken::new()),
+        });
+        Ok(Self {
+            shared,
+            listener,
+            admin: admin_listener,
+            config_file,
+            checker,
+        })
+    }
+
+    /// The balancer's address and its admin endpoint's.
+    pub fn local_addrs(&self) -> (SocketAddr, Option<SocketAddr>) {
+        (
+            self.shared.listen,
+            self.admin.as_ref().and_then(|l| l.local_addr().ok()),
+        )
+    }
+
+    pub fn handle(&self) -> HaBalancerHandle {
+        HaBalancerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` is cancelled: checks, reloads, accepts and relays. Then stops
+    /// accepting (the listener closes at once), lets established connections run for up to
+    /// `timeouts.drain`, ends the rest and returns.
+    pub async fn serve(self, shutdown: CancellationToken) {
+        let HaBalancer {
+            shared,
+            listener,
+            admin,
+            config_file,
+            checker,
+        } = self;
+        let admin_stop = CancellationToken::new();
+        if let Some(l) = admin {
+            let router = stats::router(shared.admin.clone(), shared.clone());
+            let stop = admin_stop.clone();
+            tokio::spawn(async move {
+                let options = proxylab_core::serve::ServeOptions::admin();
+                let served = proxylab_core::serve::serve_http_with(l, None, router, stop, options);
+                if let Err(e) = served.await {
+                    tracing::warn!(error = %e, "admin endpoint failed");
+                }
+            });
+        }
+        start_checks(&shared, checker);
+        if let Some(path) = config_file {
+            tokio::spawn(follow(shared.clone(), path, shutdown.clone()));
+        }
+        tracing::info!(listen = %shared.listen, backends = shared.pool.backends().len(), "ha-balancer serving");
+        tcp::accept_loop(shared.clone(), listener, shutdown.clone()).await;
+        // The listener is closed (dropped by the loop): new clients are refused at once and go
+        // to another balancer; established ones finish.
+        let drain = shared.config.load().timeouts.drain;
+        let open = shared.tracker.len();
+        shared.tracker.close();
+        if open > 0 {
+            tracing::info!(connections = open, drain = %proxylab_core::duration::format(drain), "draining");
+        }
+        if tokio::time::timeout(drain, shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                connections = shared.tracker.len(),
+                "drain time is up; closing what is left"
+            );
+            shared.cut.cancel();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), shared.tracker.wait())
+                .await;
+        }
+        shared.checks.lock().cancel();
+        admin_stop.cancel();
+    }
+}
+
+fn start_checks(shared: &Arc<Shared>, checker: check::Checker) {
+    let token = CancellationToken::new();
+    let old = std::mem::replace(&mut *shared.checks.lock(), token.clone());
+    old.cancel();
+    for b in shared.pool.backends().iter() {
+        tokio::spawn(
+            checker
+                .clone()
+                .run(shared.pool.clone(), b.clone(), token.clone()),
+        );
+    }
+}
+
+/// Follows the configuration file: on a change or SIGHUP, a good file replaces the running
+/// configuration (backends, checks, algorithm, timeouts for new connections; established
+/// connections are untouched), a bad one is refused with its reason and the old one kept.
+async fn follow(shared: Arc<Shared>, path: PathBuf, stop: CancellationToken) {
+    let mut follower = proxylab_core::reload::FileFollower::new(&path);
+    loop {
+        let trigger = tokio::select! {
+            _ = stop.cancelled() => return,
+            t = follower.next() => t,
+        };
+        tracing::info!(file = %path.display(), ?trigger, "reloading the configuration");
+        match reload(&shared, &path) {
+            Ok(()) => shared.pool.metrics.reload(true),
+            Err(e) => {
+                shared.pool.metrics.reload(false);
+                tracing::error!("configuration refused, the running one is kept: {e}");
+            }
+        }
+    }
+}
+
+fn reload(shared: &Arc<Shared>, path: &std::path::Path) -> Result<(), Error> {
+    let mut next = config::load(path)?;
+    let checker = check::Checker::new(&next.check).map_err(|e| Error::Config(e.to_string()))?;
+    let cur = shared.config.load_full();
+    if next.listen != cur.listen || next.admin != cur.admin || next.mode != cur.mode {
+        tracing::warn!(
+            "listen, admin and mode changes take effect at the next start; the running ones are kept"
+        );
+        next.listen = cur.listen;
+        next.admin = cur.admin;
+        next.mode = cur.mode;
+    }
+    for w in next.warnings() {
+        tracing::warn!("{w}");
+    }
+    shared.pool.apply(&next);
+    shared.config.store(Arc::new(next));
+    start_checks(shared, checker);
+    tracing::info!(
+        backends = shared.pool.backends().len(),
+        "configuration reloaded"
+    );
+    Ok(())
+}
+
+impl HaBalancerHandle {
+    /// What `/stats?format=json` shows.
+    pub fn stats(&self) -> Stats {
+        stats::collect(&self.shared)
+    }
+
+    /// The running configuration.
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.config.load_full()
+    }
+
+    /// The hop log and metrics.
+    pub fn admin(&self) -> AdminState {
+        self.shared.admin.clone()
+    }
+
+    /// Connections open through the balancer now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.tracker.len()
+    }
+}

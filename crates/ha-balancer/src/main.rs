@@ -1,0 +1,72 @@
+//! `ha-balancer`: proxy type 4, the balancer in front of several apiservers. See the crate docs
+//! and docs/ha-balancer.md.
+
+use clap::Parser;
+use proxylab_ha_balancer::{HaBalancer, HaBalancerArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "ha-balancer",
+    version,
+    about = "The balancer in front of several apiservers (proxy type 4): TLS passthrough, health checks, failover that loses nothing"
+)]
+struct Cli {
+    #[command(flatten)]
+    args: HaBalancerArgs,
+}
+
+fn main() {
+    // A flag mistake is one line and exit 2, as every proxylab binary reports it (clap's own
+    // output adds a usage hint on further lines); --help and --version print as usual.
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("ha-balancer: {}", first.trim_start_matches("error: "));
+            std::process::exit(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ha-balancer: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    rt.block_on(run(cli));
+}
+
+async fn run(cli: Cli) {
+    proxylab_core::tls::install_crypto_provider();
+    proxylab_core::telemetry::init_tracing(cli.args.log_format);
+    // Two descriptors per relayed connection.
+    if let Err(e) = proxylab_core::runtime::raise_nofile_limit(1 << 20) {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
+    let (config, file) = match cli.args.to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ha-balancer: {e}");
+            std::process::exit(2);
+        }
+    };
+    let balancer = match HaBalancer::bind(config, file, None).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ha-balancer: {e}");
+            std::process::exit(if e.is_config() { 2 } else { 1 });
+        }
+    };
+    let (listen, admin) = balancer.local_addrs();
+    if admin.is_none() {
+        balancer.handle().admin().hops.set_retain(false);
+    }
+    tracing::info!(%listen, admin = ?admin, "ha-balancer started");
+    let shutdown = proxylab_core::runtime::shutdown_token();
+    balancer.serve(shutdown).await;
+}

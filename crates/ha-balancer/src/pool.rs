@@ -1,0 +1,585 @@
+//! The backends and what the balancer knows of each: health verdict, check results, the
+//! connections open to it. Every change of verdict goes through [`Pool::observe`], which logs
+//! it, counts it, updates the balancing set and — when a backend goes down — closes its
+//! connections at once, so clients reconnect to a live apiserver instead of waiting for their own
+//! timeouts on a dead one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use proxylab_core::balance::Balancer;
+use proxylab_core::balance::health::{Health, HealthState, RiseFall};
+use proxylab_core::l4::tcp::Interrupt;
+use proxylab_core::telemetry::Metrics;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::config::{BackendConfig, Config};
+
+/// Where a health result came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// An active check.
+    Check,
+    /// A client connection: a failed connect or a reset by the backend.
+    Passive,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Check => "check",
+            Source::Passive => "passive",
+        }
+    }
+}
+
+/// The last active check's outcome.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckResult {
+    pub time: jiff::Timestamp,
+    pub ok: bool,
+    /// `HTTP 200`, `connect: Connection refused`, `timed out after 2s`, …
+    pub detail: String,
+    pub duration_ms: f64,
+}
+
+/// An open client connection through the balancer to one backend.
+struct Conn {
+    started: Instant,
+    stop: oneshot::Sender<Interrupt>,
+}
+
+/// One backend and everything known of it.
+pub struct BackendState {
+    pub config: BackendConfig,
+    health: Mutex<HealthState>,
+    last_change: Mutex<(jiff::Timestamp, String)>,
+    last_check: Mutex<Option<CheckResult>>,
+    conns: Mutex<HashMap<u64, Conn>>,
+    pub checks_ok: AtomicU64,
+    pub checks_failed: AtomicU64,
+    pub total_connections: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub bytes_up: AtomicU64,
+    pub bytes_down: AtomicU64,
+    pub state_changes: AtomicU64,
+}
+
+impl BackendState {
+    fn new(config: BackendConfig) -> Self {
+        Self {
+            config,
+            health: Mutex::new(HealthState::starting()),
+            last_change: Mutex::new((jiff::Timestamp::now(), "started".into())),
+            last_check: Mutex::new(None),
+            conns: Mutex::new(HashMap::new()),
+            checks_ok: AtomicU64::new(0),
+            checks_failed: AtomicU64::new(0),
+            total_connections: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
+            bytes_up: AtomicU64::new(0),
+            bytes_down: AtomicU64::new(0),
+            state_changes: AtomicU64::new(0),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.config.address
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.lock().health()
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.health.lock().is_up()
+    }
+
+    /// Connections open to this backend now.
+    pub fn active(&self) -> usize {
+        self.conns.lock().len()
+    }
+
+    /// Registers an open connection; the receiver resolves when the balancer wants it closed.
+    pub fn open(&self, id: u64) -> oneshot::Receiver<Interrupt> {
+        let (tx, rx) = oneshot::channel();
+        self.conns.lock().insert(
+            id,
+            Conn {
+                started: Instant::now(),
+                stop: tx,
+            },
+        );
+        self.total_connections.fetch_add(1, Ordering::Relaxed);
+        rx
+    }
+
+    /// Forgets a finished connection and adds what it carried.
+    pub fn close(&self, id: u64, up: u64, down: u64) {
+        self.conns.lock().remove(&id);
+        self.bytes_up.fetch_add(up, Ordering::Relaxed);
+        self.bytes_down.fetch_add(down, Ordering::Relaxed);
+    }
+
+    /// Ends every open connection as `how` says; returns how many.
+    fn interrupt_all(&self, how: Interrupt) -> usize {
+        let conns: Vec<Conn> = self.conns.lock().drain().map(|(_, c)| c).collect();
+        let n = conns.len();
+        for c in conns {
+            let _ = c.stop.send(how);
+        }
+        n
+    }
+
+    /// Ends the `n` oldest connections as `how` says; returns how many were ended.
+    pub fn interrupt_oldest(&self, n: usize, how: Interrupt) -> usize {
+        let mut conns = self.conns.lock();
+        let mut ids: Vec<(Instant, u64)> = conns.iter().map(|(id, c)| (c.started, *id)).collect();
+        ids.sort();
+        let mut ended = 0;
+        for (_, id) in ids.into_iter().take(n) {
+            if let Some(c) = conns.remove(&id) {
+                let _ = c.stop.send(how);
+                ended += 1;
+            }
+        }
+        ended
+    }
+
+    pub fn last_check(&self) -> Option<CheckResult> {
+        self.last_check.lock().clone()
+    }
+
+    fn snapshot(&self) -> BackendStats {
+        let h = *self.health.lock();
+        let (since, why) = self.last_change.lock().clone();
+        BackendStats {
+            name: self.config.name.clone(),
+            address: self.config.address,
+            state: h.health().as_str(),
+            streak: h.streak(),
+            last_change: since,
+            last_change_reason: why,
+            last_check: self.last_check(),
+            checks_ok: self.checks_ok.load(Ordering::Relaxed),
+            checks_failed: self.checks_failed.load(Ordering::Relaxed),
+            active_connections: self.active(),
+            total_connections: self.total_connections.load(Ordering::Relaxed),
+            connect_failures: self.connect_failures.load(Ordering::Relaxed),
+            bytes_up: self.bytes_up.load(Ordering::Relaxed),
+            bytes_down: self.bytes_down.load(Ordering::Relaxed),
+            state_changes: self.state_changes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One backend as `/stats?format=json` shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendStats {
+    pub name: String,
+    pub address: SocketAddr,
+    /// `up` or `down`.
+    pub state: &'static str,
+    /// Consecutive results against the current state (how close it is to changing).
+    pub streak: u32,
+    pub last_change: jiff::Timestamp,
+    pub last_change_reason: String,
+    pub last_check: Option<CheckResult>,
+    pub checks_ok: u64,
+    pub checks_failed: u64,
+    pub active_connections: usize,
+    pub total_connections: u64,
+    pub connect_failures: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub state_changes: u64,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabel {
+    backend: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChangeLabels {
+    backend: String,
+    to: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    backend: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// The balancer's own metrics (hop counters come from the hop log).
+#[derive(Clone, Default)]
+pub(crate) struct PoolMetrics {
+    up: Family<BackendLabel, Gauge>,
+    changes: Family<ChangeLabels, Counter>,
+    checks: Family<CheckLabels, Counter>,
+    closed_on_down: Family<BackendLabel, Counter>,
+    rebalanced: Family<BackendLabel, Counter>,
+    reloads: Family<ResultLabel, Counter>,
+}
+
+impl PoolMetrics {
+    fn register(&self, m: &Metrics) {
+        m.register(
+            "ha_backend_up",
+            "1 when the HA balancer judges the backend up",
+            self.up.clone(),
+        );
+        m.register(
+            "ha_backend_state_changes",
+            "Backend verdict changes, by backend and new state",
+            self.changes.clone(),
+        );
+        m.register(
+            "ha_checks",
+            "Active health checks, by backend and result",
+            self.checks.clone(),
+        );
+        m.register(
+            "ha_connections_closed_on_down",
+            "Connections closed because their backend was marked down",
+            self.closed_on_down.clone(),
+        );
+        m.register(
+            "ha_connections_rebalanced",
+            "Connections closed to move load off a busier backend",
+            self.rebalanced.clone(),
+        );
+        m.register(
+            "ha_reloads",
+            "Configuration reloads, by result",
+            self.reloads.clone(),
+        );
+    }
+
+    pub(crate) fn reload(&self, ok: bool) {
+        self.reloads
+            .get_or_create(&ResultLabel {
+                result: if ok { "ok" } else { "refused" },
+            })
+            .inc();
+    }
+}
+
+/// The backends, their verdicts and the balancer over the ones that are up.
+pub struct Pool {
+    backends: ArcSwap<Vec<Arc<BackendState>>>,
+    balancer: ArcSwap<Balancer>,
+    rise_fall: Mutex<RiseFall>,
+    pub(crate) metrics: PoolMetrics,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Serialises changes of the balancing set.
+    update: Mutex<()>,
+}
+
+impl Pool {
+    pub(crate) fn new(
+        config: &Config,
+        metrics: &Metrics,
+        ready: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Arc<Self> {
+        let m = PoolMetrics::default();
+        m.register(metrics);
+        let pool = Arc::new(Self {
+            backends: ArcSwap::from_pointee(Vec::new()),
+            balancer: ArcSwap::from_pointee(Balancer::new(config.algorithm, None)),
+            rise_fall: Mutex::new(config.check.rise_fall),
+            metrics: m,
+            ready,
+            update: Mutex::new(()),
+        });
+        pool.apply(config);
+        pool
+    }
+
+    /// Takes on a (re)loaded configuration: backends that stay keep their verdicts, counters and
+    /// connections; new ones start on probation; removed ones leave the balancing set while
+    /// their established connections run on. A new algorithm gets a new balancer.
+    pub(crate) fn apply(&self, config: &Config) {
+        let _g = self.update.lock();
+        *self.rise_fall.lock() = config.check.rise_fall;
+        let cur = self.backends.load_full();
+        let next: Vec<Arc<BackendState>> = config
+            .backends
+            .iter()
+            .map(|b| match cur.iter().find(|s| s.config == *b) {
+                Some(s) => s.clone(),
+                None => {
+                    // Same address, other name or server name: keep what is known of it.
+                    match cur.iter().find(|s| s.config.address == b.address) {
+                        Some(old) => {
+                            let s = BackendState::new(b.clone());
+                            *s.health.lock() = *old.health.lock();
+                            Arc::new(s)
+                        }
+                        None => Arc::new(BackendState::new(b.clone())),
+                    }
+                }
+            })
+            .collect();
+        for b in &next {
+            self.metrics
+                .up
+                .get_or_create(&BackendLabel {
+                    backend: b.name().to_string(),
+                })
+                .set(i64::from(b.is_up()));
+        }
+        for old in cur.iter() {
+            if !next.iter().any(|n| n.config.name == old.config.name) {
+                self.metrics.up.remove(&BackendLabel {
+                    backend: old.name().to_string(),
+                });
+            }
+        }
+        self.backends.store(Arc::new(next));
+        if self.balancer.load().algorithm() != config.algorithm {
+            self.balancer
+                .store(Arc::new(Balancer::new(config.algorithm, None)));
+        }
+        self.refresh_locked();
+    }
+
+    pub fn backends(&self) -> Arc<Vec<Arc<BackendState>>> {
+        self.backends.load_full()
+    }
+
+    pub fn balancer(&self) -> Arc<Balancer> {
+        self.balancer.load_full()
+    }
+
+    /// The backend at `addr` in the current configuration.
+    pub fn by_addr(&self, addr: SocketAddr) -> Option<Arc<BackendState>> {
+        self.backends
+            .load()
+            .iter()
+            .find(|b| b.addr() == addr)
+            .cloned()
+    }
+
+    pub fn stats(&self) -> Vec<BackendStats> {
+        self.backends.load().iter().map(|b| b.snapshot()).collect()
+    }
+
+    /// Records an active check's result.
+    pub(crate) fn check_result(&self, b: &BackendState, result: CheckResult) {
+        let ok = result.ok;
+        let detail = result.detail.clone();
+        if ok {
+            b.checks_ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            b.checks_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.metrics
+            .checks
+            .get_or_create(&CheckLabels {
+                backend: b.name().to_string(),
+                result: if ok { "ok" } else { "failed" },
+            })
+            .inc();
+        *b.last_check.lock() = Some(result);
+        self.observe(b, ok, Source::Check, &detail);
+    }
+
+    /// Counts one result for `b` (see [`HealthState::observe`]); on a change of verdict: logs,
+    /// counts, updates the balancing set and, going down, closes the backend's connections.
+    pub(crate) fn observe(&self, b: &BackendState, ok: bool, source: Source, detail: &str) {
+        let limits = *self.rise_fall.lock();
+        let changed = b.health.lock().observe(ok, limits);
+        if let Some(to) = changed {
+            self.changed(b, to, &format!("{}: {detail}", source.as_str()));
+        }
+    }
+
+    fn changed(&self, b: &BackendState, to: Health, why: &str) {
+        *b.last_change.lock() = (jiff::Timestamp::now(), why.to_string());
+        b.state_changes.fetch_add(1, Ordering::Relaxed);
+        let label = BackendLabel {
+            backend: b.name().to_string(),
+        };
+        self.metrics
+            .changes
+            .get_or_create(&ChangeLabels {
+                backend: label.backend.clone(),
+                to: to.as_str(),
+            })
+            .inc();
+        self.metrics
+            .up
+            .get_or_create(&label)
+            .set(i64::from(to == Health::Up));
+        {
+            let _g = self.update.lock();
+            self.refresh_locked();
+        }
+        match to {
+            Health::Down => {
+                let closed = b.interrupt_all(Interrupt::Reset);
+                self.metrics
+                    .closed_on_down
+                    .get_or_create(&label)
+                    .inc_by(closed as u64);
+                tracing::warn!(backend = %b.name(), address = %b.addr(), reason = %why, closed_connections = closed, "backend is down");
+            }
+            Health::Up => {
+                tracing::info!(backend = %b.name(), address = %b.addr(), reason = %why, "backend is up");
+            }
+        }
+    }
+
+    /// The balancing set: the backends that are up — or, when none is, all of them. A balancer
+    /// that refuses everything because its checks fail is worse than one that tries: the checks
+    /// may be what is wrong (k3s#10240), and a connect to a dead backend fails fast and moves on.
+    fn refresh_locked(&self) {
+        let all = self.backends.load();
+        let up: Vec<SocketAddr> = all.iter().filter(|b| b.is_up()).map(|b| b.addr()).collect();
+        self.ready
+            .store(!up.is_empty(), std::sync::atomic::Ordering::SeqCst);
+        let set = if up.is_empty() {
+            all.iter().map(|b| b.addr()).collect()
+        } else {
+            up
+        };
+        self.balancer.load().update(&set);
+    }
+
+    /// True when no backend is up (the set is every backend, as a last resort).
+    pub fn all_down(&self) -> bool {
+        !self.backends.load().iter().any(|b| b.is_up())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(n: u8) -> Config {
+        Config {
+            backends: (1..=n)
+                .map(|i| BackendConfig {
+                    name: format!("apiserver-{i}"),
+                    address: SocketAddr::from(([127, 0, 10, i], 6443)),
+                    server_name: None,
+                })
+                .collect(),
+            ..Config::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backend_going_down_leaves_the_set_and_has_its_connections_reset() {
+        let metrics = Metrics::new();
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pool = Pool::new(&config(3), &metrics, ready.clone());
+        assert!(ready.load(Ordering::SeqCst));
+        let b = pool.backends()[1].clone();
+        let rx = b.open(7);
+        // A starting backend goes down at its first failure.
+        pool.observe(&b, false, Source::Check, "HTTP 500");
+        assert_eq!(rx.await.unwrap(), Interrupt::Reset);
+        assert_eq!(b.active(), 0);
+        assert!(!pool.balancer().endpoints().contains(&b.addr()));
+        // Back after rise (2) successes.
+        pool.observe(&b, true, Source::Check, "HTTP 200");
+        assert!(!b.is_up());
+        pool.observe(&b, true, Source::Check, "HTTP 200");
+        assert!(b.is_up());
+        assert!(pool.balancer().endpoints().contains(&b.addr()));
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "proxylab_ha_backend_state_changes_total{backend=\"apiserver-2\",to=\"down\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "proxylab_ha_connections_closed_on_down_total{backend=\"apiserver-2\"} 1"
+            ),
+            "{text}"
+        );
+        assert_eq!(pool.stats()[1].state_changes, 2);
+    }
+
+    #[test]
+    fn with_every_backend_down_all_are_tried_and_not_ready() {
+        let metrics = Metrics::new();
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pool = Pool::new(&config(2), &metrics, ready.clone());
+        for b in pool.backends().iter() {
+            pool.observe(b, false, Source::Passive, "connect refused");
+        }
+        assert!(pool.all_down());
+        assert!(!ready.load(Ordering::SeqCst));
+        assert_eq!(pool.balancer().endpoints().len(), 2);
+    }
+
+    #[test]
+    fn a_reload_keeps_known_backends_and_their_verdicts() {
+        let metrics = Metrics::new();
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pool = Pool::new(&config(2), &metrics, ready);
+        let first = pool.backends()[0].clone();
+        pool.observe(&first, false, Source::Check, "x");
+        let _rx = pool.backends()[1].open(1);
+        let mut next = config(3);
+        next.algorithm = proxylab_core::balance::Algorithm::LeastConn;
+        pool.apply(&next);
+        let now = pool.backends();
+        assert_eq!(now.len(), 3);
+        assert!(Arc::ptr_eq(&now[0], &first));
+        assert!(!now[0].is_up());
+        assert_eq!(now[1].active(), 1);
+        assert_eq!(
+            pool.balancer().algorithm(),
+            proxylab_core::balance::Algorithm::LeastConn
+        );
+        assert_eq!(pool.balancer().endpoints().len(), 2);
+    }
+
+    #[test]
+    fn oldest_connections_are_interrupted_first() {
+        let metrics = Metrics::new();
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pool = Pool::new(&config(1), &metrics, ready);
+        let b = pool.backends()[0].clone();
+        let mut rx: Vec<_> = (0..3)
+            .map(|i| {
+                let r = b.open(i);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                r
+            })
+            .collect();
+        assert_eq!(b.interrupt_oldest(2, Interrupt::Close), 2);
+        assert_eq!(rx[0].try_recv().unwrap(), Interrupt::Close);
+        assert_eq!(rx[1].try_recv().unwrap(), Interrupt::Close);
+        assert!(rx[2].try_recv().is_err());
+        assert_eq!(b.active(), 1);
+    }
+}
