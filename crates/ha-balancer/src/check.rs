@@ -10,7 +10,6 @@
 //! A check that does not finish in time fails. The first check runs at a random point within the
 //! first interval, so backends (and balancers started together) are not probed in lockstep.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -173,8 +172,6 @@ impl Checker {
 fn server_name(backend: &BackendConfig) -> Result<ServerName<'static>, String> {
     match &backend.server_name {
         Some(n) => ServerName::try_from(n.clone()).map_err(|e| format!("serverName {n:?}: {e}")),
-        None => Ok(ServerName::IpAddress(
-            IpAddr::from(backend.address.ip()).into(),
-        )),
+        None => Ok(ServerName::IpAddress(backend.address.ip().into())),
     }
 }
