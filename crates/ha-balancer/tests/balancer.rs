@@ -344,17 +344,19 @@ async fn reload_applies_good_files_keeps_connections_and_refuses_bad_ones() {
         std::fs::rename(&tmp, &file).unwrap();
     };
     let head = "listen: 127.0.0.1:0\nadmin: \"\"\nhealthCheck: {type: tcp, interval: 100ms}\n";
-    write(format!("{head}backends: [a={a}]\n"));
+    // least-conn from the start: a balancer built anew (an algorithm change) does not know the
+    // connections the old one placed until they end.
+    write(format!("{head}algorithm: least-conn\nbackends: [a={a}]\n"));
     let config = proxylab_ha_balancer::config::load(&file).unwrap();
     let lb = start(config, Some(file.clone())).await;
     let (name, mut open) = who(lb.addr).await;
     assert_eq!(name, "a");
     write(format!(
-        "{head}algorithm: least-conn\nbackends: [a={a}, b={b}]\n"
+        "{head}algorithm: least-conn\nbackends: [a={a}, b={b}]\ntimeouts: {{connect: 2s}}\n"
     ));
     let h = lb.handle.clone();
     eventually("two backends", || h.stats().backends.len() == 2).await;
-    assert_eq!(h.config().algorithm.to_string(), "least-conn");
+    assert_eq!(h.config().timeouts.connect, Duration::from_secs(2));
     // least-conn: the open connection is on a, so the next goes to b.
     assert_eq!(who(lb.addr).await.0, "b");
     open.write_all(b"still here").await.unwrap();
