@@ -124,7 +124,7 @@ pub async fn demo() -> anyhow::Result<Vec<HopRecord>> {
         );
     }
     // A hop is recorded when its relay has ended, a moment after the client read its answer.
-    for _ in 0..200 {
+    for _ in 0..2000 {
         if hops.recent(64).len() == 6 {
             break;
         }

@@ -21,6 +21,36 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let story = demo().await?;
+    println!(
+        "POST service: {}; admission allocated clusterIP {}",
+        story.created, story.cluster_ip
+    );
+    println!(
+        "POST invalid service: {} {:?}",
+        story.invalid, story.invalid_message
+    );
+    for (name, service, endpoints) in &story.slices {
+        println!("EndpointSlice {name} for service {service} with {endpoints} endpoints");
+    }
+    Ok(())
+}
+
+/// What the control plane answered.
+#[derive(Debug)]
+pub struct Story {
+    /// The status of the valid Service's POST, and the ClusterIP admission gave it.
+    pub created: u16,
+    pub cluster_ip: String,
+    /// The status and message of the invalid Service's POST.
+    pub invalid: u16,
+    pub invalid_message: String,
+    /// The EndpointSlices of `default`: name, service (label), number of endpoints.
+    pub slices: Vec<(String, String, usize)>,
+}
+
+/// Starts the control plane, makes the calls, stops it.
+pub async fn demo() -> anyhow::Result<Story> {
     proxylab_core::tls::install_crypto_provider();
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new(10_000));
 
@@ -81,10 +111,11 @@ async fn main() -> anyhow::Result<()> {
         })),
     )
     .await?;
-    println!(
-        "POST service: {status}; admission allocated clusterIP {}",
-        svc["spec"]["clusterIP"]
-    );
+    let created = status.as_u16();
+    let cluster_ip = svc["spec"]["clusterIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
 
     let (status, bad) = call(
         "POST",
@@ -95,22 +126,48 @@ async fn main() -> anyhow::Result<()> {
         })),
     )
     .await?;
-    println!("POST invalid service: {status} {}", bad["message"]);
+    let invalid = status.as_u16();
+    let invalid_message = bad["message"].as_str().unwrap_or_default().to_owned();
 
-    let (_, list) = call(
-        "GET",
-        "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
-        None,
-    )
-    .await?;
-    for slice in list["items"].as_array().into_iter().flatten() {
-        println!(
-            "EndpointSlice {} for service {} with {} endpoints",
-            slice["metadata"]["name"],
-            slice["metadata"]["labels"]["kubernetes.io/service-name"],
-            slice["endpoints"].as_array().map_or(0, Vec::len)
-        );
+    // The EndpointSlice controller reacts to the new Service on its own schedule: ask until its
+    // slice is there (it has no endpoints: no pod matches the selector).
+    let mut slices = Vec::new();
+    for _ in 0..2000 {
+        let (_, list) = call(
+            "GET",
+            "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
+            None,
+        )
+        .await?;
+        slices = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|slice| {
+                (
+                    slice["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    slice["metadata"]["labels"]["kubernetes.io/service-name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    slice["endpoints"].as_array().map_or(0, Vec::len),
+                )
+            })
+            .collect();
+        if slices.iter().any(|(_, service, _)| service == "web") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     shutdown.cancel();
-    Ok(())
+    Ok(Story {
+        created,
+        cluster_ip,
+        invalid,
+        invalid_message,
+        slices,
+    })
 }

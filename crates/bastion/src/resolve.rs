@@ -291,8 +291,16 @@ impl Resolver {
         let pick = balancer.pick(client, &[]).ok_or_else(no_endpoints)?;
         let addr = pick.addr;
         self.check_ip(addr.ip())?;
+        // The pod behind the chosen address, for the hop record: the endpoint with that IP in a
+        // slice whose port of this name is the chosen port (pods sharing an IP, as on a test
+        // host's loopback, differ by port).
         let pod = snap
             .slices_for(&key)
+            .filter(|s| {
+                s.ports
+                    .iter()
+                    .any(|p| p.name == port.name && p.port == addr.port())
+            })
             .flat_map(|s| s.endpoints.iter())
             .find(|e| e.addresses.first() == Some(&addr.ip()))
             .and_then(|e| e.target_ref.as_ref())
