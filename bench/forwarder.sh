@@ -4,6 +4,19 @@
 #
 #   bench/forwarder.sh                      # ROUNDS=3 SECS=5 IDLE=10000 by default
 #   ROUNDS=5 SECS=10 bench/forwarder.sh
+#   bench/forwarder.sh --apart              # force the apart layouts (machines with ≥ 7 usable CPUs)
+#   bench/forwarder.sh --layouts "apart1"   # any list of the layouts below
+#
+# Layouts, chosen by the CPU count unless --layouts/--apart/--small (or LAYOUTS=…) say otherwise:
+#   on fewer than 8 CPUs, "shared": every process wherever the scheduler puts it (load generator,
+#           backends and proxies compete for the same cores; CPU per connection is the fair figure);
+#   on 8 CPUs or more, "apart1 apart2": load generator, backends and proxy on disjoint cores —
+#   apart1  the clients (iperf3 -c, l4bench) on 4 cores, the backends (iperf3 -s, echo) on a 5th,
+#           the proxies under test (forwarder, HAProxy, socat) on a 6th: each proxy's capacity on one
+#           core (the forwarder sizes its serving threads and HAProxy its nbthread by the affinity mask);
+#   apart2  the same with the proxies on two cores (the 6th and a 7th): how each proxy scales.
+# Each layout is a whole run of its own (servers restarted under the new pinning), results under
+# $OUT/<layout>/.
 #
 # Measures, interleaved (every round runs every target, in rotating order, so drift and noise from
 # other work on the machine hit all targets alike): iperf3 throughput with 1 and 4 streams, added
@@ -19,6 +32,41 @@ ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-5}
 IDLE=${IDLE:-10000}
 OUT=${OUT:-$ROOT/target/bench-forwarder}
+
+LAYOUTS=${LAYOUTS:-$(default_layouts shared "apart1 apart2")}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --apart) LAYOUTS="apart1 apart2" ;;
+    --small) LAYOUTS=shared ;;
+    --layouts) LAYOUTS=${2:?--layouts needs a list, e.g. \"apart1 apart2\"}; shift ;;
+    --layouts=*) LAYOUTS=${1#--layouts=} ;;
+    *) echo "unknown argument $1 (--apart, --small, --layouts LIST)" >&2; exit 2 ;;
+  esac
+  shift
+done
+for layout in $LAYOUTS; do
+  case "$layout" in
+    shared) ;;
+    apart1|apart2) apart_cpus || exit 2 ;;
+    *) echo "unknown layout $layout (shared, apart1, apart2)" >&2; exit 2 ;;
+  esac
+done
+# Several layouts: one whole run per layout, each in a child of this script.
+if [ "$(wc -w <<<"$LAYOUTS")" -gt 1 ]; then
+  for layout in $LAYOUTS; do
+    echo "== layout $layout" >&2
+    OUT="$OUT/$layout" LAYOUTS=$layout bash "$0"
+  done
+  exit 0
+fi
+LAYOUT=$LAYOUTS
+# Command prefixes that pin each role (empty in the shared layout).
+LOAD="" UP="" PX=""
+case "$LAYOUT" in
+  apart1) LOAD="taskset -c $LOAD_CPUS" UP="taskset -c $UP_CPUS" PX="taskset -c $PROXY1_CPUS" ;;
+  apart2) LOAD="taskset -c $LOAD_CPUS" UP="taskset -c $UP_CPUS" PX="taskset -c $PROXY2_CPUS" ;;
+esac
+echo "layout $LAYOUT${LOAD:+ (clients on $LOAD_CPUS, backends on $UP_CPUS, proxies on ${PX#taskset -c })}" >&2
 mkdir -p "$OUT"
 RES="$OUT/results.tsv"
 : >"$RES"
@@ -51,22 +99,22 @@ wait_port() { # host port
 }
 
 # --- servers --------------------------------------------------------------------------------------
-iperf3 -s -B "$EP" -p 5201 >/dev/null 2>&1 & PIDS+=($!)
-"$B" echo-tcp "$EP:7000" & PIDS+=($!)
-"$B" echo-udp "$EP:7001" & PIDS+=($!)
+$UP iperf3 -s -B "$EP" -p 5201 >/dev/null 2>&1 & PIDS+=($!)
+$UP "$B" echo-tcp "$EP:7000" & PIDS+=($!)
+$UP "$B" echo-udp "$EP:7001" & PIDS+=($!)
 
 sed "s/@EP@/$EP/g; s/@FW@/$FW/g" "$ROOT/bench/forwarder/cluster.yaml" >"$OUT/cluster.yaml"
 # Hop records are still kept (ring buffer, metrics) but not printed per connection, as HAProxy here
 # logs only errors.
-RUST_LOG=${RUST_LOG:-info,hop=warn} "$FWD" --config "$OUT/cluster.yaml" --healthz-bind-address "" --admin-address "" --udp-timeout 60s \
+RUST_LOG=${RUST_LOG:-info,hop=warn} $PX "$FWD" --config "$OUT/cluster.yaml" --healthz-bind-address "" --admin-address "" --udp-timeout 60s \
   >"$OUT/forwarder.log" 2>&1 & FWD_PID=$!; PIDS+=($FWD_PID)
 
 sed "s/@EP@/$EP/g; s/@HA@/$HA/g; s/@MAXCONN@/$MAXCONN/g" "$ROOT/bench/forwarder/haproxy.cfg" >"$OUT/haproxy.cfg"
-haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy.log" 2>&1 & HA_PID=$!; PIDS+=($HA_PID)
+$PX haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy.log" 2>&1 & HA_PID=$!; PIDS+=($HA_PID)
 
-socat TCP-LISTEN:5201,bind=$SO,fork,reuseaddr TCP:$EP:5201 & PIDS+=($!)
-socat TCP-LISTEN:7000,bind=$SO,fork,reuseaddr,nodelay,backlog=4096 TCP:$EP:7000,nodelay & PIDS+=($!)
-socat -T 10 UDP4-LISTEN:7001,bind=$SO,fork,reuseaddr UDP4:$EP:7001 & PIDS+=($!)
+$PX socat TCP-LISTEN:5201,bind=$SO,fork,reuseaddr TCP:$EP:5201 & PIDS+=($!)
+$PX socat TCP-LISTEN:7000,bind=$SO,fork,reuseaddr,nodelay,backlog=4096 TCP:$EP:7000,nodelay & PIDS+=($!)
+$PX socat -T 10 UDP4-LISTEN:7001,bind=$SO,fork,reuseaddr UDP4:$EP:7001 & PIDS+=($!)
 
 for h in $EP $FW $HA $SO; do wait_port "$h" 5201; wait_port "$h" 7000; done
 
@@ -79,7 +127,7 @@ rotate() { # round list...: prints the list rotated by round
   local r=$1; shift; local a=("$@") n=$#; for i in $(seq 0 $((n - 1))); do echo "${a[$(((i + r) % n))]}"; done
 }
 iperf_bps() { # addr streams
-  iperf3 -c "$1" -p 5201 -t "$SECS" -P "$2" -J 2>/dev/null |
+  $LOAD iperf3 -c "$1" -p 5201 -t "$SECS" -P "$2" -J 2>/dev/null |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])'
 }
 kv() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
@@ -97,16 +145,16 @@ for r in $(seq 1 "$ROUNDS"); do
     rec tput1_gbps "$t" "$(python3 -c "print($(iperf_bps "$a" 1)/1e9)")"
     [ -n "$(proxy_pid "$t")" ] && rec tput1_cores "$t" "$(python3 -c "print(($(cpu_s "$t") - $c0) / $SECS)")"
     rec tput4_gbps "$t" "$(python3 -c "print($(iperf_bps "$a" 4)/1e9)")"
-    lat=$("$B" latency "$a:7000" 20000 64)
+    lat=$($LOAD "$B" latency "$a:7000" 20000 64)
     rec p50_us "$t" "$(echo "$lat" | kv p50_us)"
     rec p99_us "$t" "$(echo "$lat" | kv p99_us)"
     c0=$(cpu_s "$t")
-    cps=$("$B" connrate "$a:7000" "$SECS" 32 | kv conn_per_s)
+    cps=$($LOAD "$B" connrate "$a:7000" "$SECS" 32 | kv conn_per_s)
     rec conn_per_s "$t" "$cps"
     [ -n "$(proxy_pid "$t")" ] && rec conn_cpu_us "$t" "$(python3 -c "print(($(cpu_s "$t") - $c0) * 1e6 / ($cps * $SECS))")"
   done
   for t in $(rotate "$r" "${UDP_TARGETS[@]}"); do
-    rec udp_pps "$t" "$("$B" udp-pps "${ADDR[$t]}:7001" "$SECS" 16 | kv udp_pps)"
+    rec udp_pps "$t" "$($LOAD "$B" udp-pps "${ADDR[$t]}:7001" "$SECS" 16 | kv udp_pps)"
   done
 done
 
@@ -117,7 +165,7 @@ for t in forwarder haproxy; do
   before=$(rss_kib "$pid")
   # Children of a -db haproxy: the worker is the process itself in -db mode.
   fifo="$OUT/idle.$t.fifo"; rm -f "$fifo"; mkfifo "$fifo"
-  "$B" idle "${ADDR[$t]}:7000" "$IDLE" <"$fifo" >"$OUT/idle.$t.out" & idle_pid=$!; PIDS+=($idle_pid)
+  $LOAD "$B" idle "${ADDR[$t]}:7000" "$IDLE" <"$fifo" >"$OUT/idle.$t.out" & idle_pid=$!; PIDS+=($idle_pid)
   exec 9>"$fifo"
   for _ in $(seq 1 600); do grep -q idle_connections "$OUT/idle.$t.out" 2>/dev/null && break; sleep 0.2; done
   after=$(rss_kib "$pid")
@@ -127,4 +175,5 @@ for t in forwarder haproxy; do
   rec rss_idle_mib "$t" "$(python3 -c "print($after/1024)")"
 done
 
+echo "layout: $LAYOUT" >&2
 python3 "$ROOT/bench/forwarder/summary.py" "$RES" "$IDLE"

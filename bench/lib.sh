@@ -37,11 +37,23 @@ allowed_cpus() {
 # apart_cpus: core sets for the "apart" layouts, all disjoint, from the CPUs this shell may use:
 # LOAD_CPUS (4, the load generator), UP_CPUS (1, the upstream/backend), PROXY1_CPUS (1) and
 # PROXY2_CPUS (2: PROXY1's core and the next one). Needs 7 CPUs; fails with a message otherwise.
+# APART_CPUS="a b c d e f g" picks the seven CPUs instead (e.g. one NUMA node's, or to keep the first
+# cores for the system); it is checked against the CPUs this shell may use.
 apart_cpus() {
-  local cpus
-  mapfile -t cpus < <(allowed_cpus)
+  local cpus c allowed
+  if [ -n "${APART_CPUS:-}" ]; then
+    allowed=" $(allowed_cpus | paste -sd' ') "
+    read -ra cpus <<<"${APART_CPUS//,/ }"
+    for c in "${cpus[@]}"; do
+      [[ $allowed == *" $c "* ]] || { echo "APART_CPUS: CPU $c is not one this shell may use:$allowed" >&2; return 1; }
+    done
+  else
+    mapfile -t cpus < <(allowed_cpus)
+  fi
   if ((${#cpus[@]} < 7)); then
-    echo "the apart layouts need 7 CPUs (4 load, 1 upstream, 2 proxy); this shell may use ${#cpus[@]}" >&2
+    local from="this shell may use"
+    [ -n "${APART_CPUS:-}" ] && from="APART_CPUS names"
+    echo "the apart layouts need 7 CPUs (4 load, 1 upstream, 2 proxy); $from ${#cpus[@]}" >&2
     return 1
   fi
   LOAD_CPUS="${cpus[0]},${cpus[1]},${cpus[2]},${cpus[3]}"
