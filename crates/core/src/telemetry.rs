@@ -11,6 +11,8 @@
 //! - a bounded ring buffer served as JSON at the admin endpoint's `/debug/hops`,
 //! - Prometheus counters (`proxylab_hops_total`, `proxylab_hop_bytes_total`) and a duration histogram.
 //!
+//! Records from several proxies are joined into paths by [`stitch`].
+//!
 //! Every binary serves [`admin_router`] on its `--admin-address` (loopback by default):
 //! `/healthz`, `/readyz`, `/metrics`, `/debug/hops`.
 //!
@@ -19,6 +21,7 @@
 //! path no `write(2)`.
 
 mod log;
+pub mod stitch;
 
 pub use log::{AccessEntry, AccessLog, HopSink, LogWriter, init_logging};
 
