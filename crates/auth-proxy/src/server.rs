@@ -31,6 +31,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use http::header::{self, HeaderValue};
 use http::{StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpInfo;
 use proxylab_core::http::{Forward, Meter, PendingHop, ProxyError, forward, meter_request};
 use proxylab_core::route::{Decision, Filter, canonicalize};
 use proxylab_core::runtime::ServingThreads;
@@ -421,6 +422,13 @@ async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
     let (resp, outcome) = route(&st, req, &raw_path, &host, forwarded_for, &meter).await;
 
     hop.upstream = st.upstream_addr;
+    // The pooled connection that carried this request, as the connector saw it: its local
+    // address is the next hop's client address, so `proxylab trace` and the lab page join this
+    // hop to the apiserver's (or a balancer's) exactly instead of by request line and time.
+    if let Some(info) = resp.extensions().get::<HttpInfo>() {
+        hop.upstream_local = Some(info.local_addr());
+        hop.upstream.get_or_insert(info.remote_addr());
+    }
     hop.endpoint = Some(st.endpoint.clone());
     hop.target = Some(raw_path.clone());
     hop.outcome = outcome.into();

@@ -49,11 +49,18 @@ async fn forwards_with_kubeconfig_credentials_over_h2() {
     assert_eq!(s.version, http::Version::HTTP_2);
 
     let hops = proxy.hops.recent(10);
-    assert!(hops.iter().any(|h| {
-        h.http
-            .as_ref()
-            .is_some_and(|x| x.path == "/version" && x.status == Some(200))
-    }));
+    let hop = hops
+        .iter()
+        .find(|h| {
+            h.http
+                .as_ref()
+                .is_some_and(|x| x.path == "/version" && x.status == Some(200))
+        })
+        .expect("a hop for /version");
+    // The pooled connection's local address is recorded: the apiserver saw the request come from
+    // it, so the next hop's record joins this one exactly (`proxylab trace`).
+    assert_eq!(hop.upstream_local, Some(s.peer));
+    assert_eq!(hop.upstream, Some(api.addr));
 }
 
 #[tokio::test]

@@ -41,6 +41,8 @@ pub struct Seen {
     /// The client certificate the connection presented (only asked for with
     /// [`FakeApiserverOptions::client_ca_pem`]).
     pub client_cert: Option<CertificateDer<'static>>,
+    /// The address the connection came from (a proxy's upstream local address).
+    pub peer: SocketAddr,
 }
 
 /// The fake apiserver.
@@ -171,7 +173,7 @@ pub async fn start_apiserver_with(options: FakeApiserverOptions) -> FakeApiserve
     let (o, s) = (open.clone(), stop.clone());
     tokio::spawn(async move {
         loop {
-            let (tcp, _) = tokio::select! {
+            let (tcp, peer) = tokio::select! {
                 _ = s.cancelled() => return,
                 r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
             };
@@ -184,7 +186,7 @@ pub async fn start_apiserver_with(options: FakeApiserverOptions) -> FakeApiserve
                     let svc = hyper::service::service_fn(move |req| {
                         let ctx = ctx.clone();
                         let client_cert = client_cert.clone();
-                        async move { Ok::<_, Infallible>(handle(ctx, req, client_cert).await) }
+                        async move { Ok::<_, Infallible>(handle(ctx, req, client_cert, peer).await) }
                     });
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(io, svc)
@@ -241,6 +243,7 @@ async fn handle(
     ctx: Arc<Ctx>,
     mut req: Request<Incoming>,
     client_cert: Option<CertificateDer<'static>>,
+    peer: SocketAddr,
 ) -> Response<Body> {
     let pq = req
         .uri()
@@ -253,6 +256,7 @@ async fn handle(
         version: req.version(),
         headers: req.headers().clone(),
         client_cert,
+        peer,
     });
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
