@@ -250,19 +250,27 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
+/// The TLS client configuration a kubeconfig's cluster and user ask for (the CA, or
+/// insecure-skip-tls-verify; the client certificate), for a caller that opens its own connections
+/// (`proxylab trace`). Errors name the kubeconfig field.
+pub fn tls_client_config(cluster: &ClusterConfig) -> Result<rustls::ClientConfig, KubeconfigError> {
+    proxylab_core::tls::install_crypto_provider();
+    cluster.config.rustls_client_config().map_err(|e| {
+        let msg = proxylab_core::http::error_chain(&e);
+        if msg.contains("identity") || msg.contains("private key") {
+            cluster.user_error("client-certificate", msg)
+        } else {
+            cluster.cluster_error("certificate-authority", msg)
+        }
+    })
+}
+
 impl Upstream {
     /// Builds the stack; every kubeconfig problem found here names its file and field.
     pub fn new(cluster: &ClusterConfig, opts: &UpstreamOptions) -> Result<Self, KubeconfigError> {
         proxylab_core::tls::install_crypto_provider();
         let cfg = &cluster.config;
-        let tls = cfg.rustls_client_config().map_err(|e| {
-            let msg = proxylab_core::http::error_chain(&e);
-            if msg.contains("identity") || msg.contains("private key") {
-                cluster.user_error("client-certificate", msg)
-            } else {
-                cluster.cluster_error("certificate-authority", msg)
-            }
-        })?;
+        let tls = tls_client_config(cluster)?;
         let proxy = cfg
             .proxy_url
             .as_ref()
