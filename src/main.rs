@@ -3,6 +3,7 @@
 
 mod lab;
 mod pki_cmd;
+mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,9 @@ enum Cmd {
     Node(proxylab_node::NodeArgs),
     /// Write a kubeadm-style PKI (cluster CA, apiserver, admin, kubelets, front proxy, SA key).
     Pki(pki_cmd::PkiArgs),
+    /// Send one request through the running lab and show every proxy it crossed (and, if it
+    /// failed, which hop refused and why). Exit 0 ok, 1 the request failed, 2 bad input.
+    Trace(trace::TraceArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +180,7 @@ async fn run(cmd: Cmd) -> ExitCode {
             report(result)
         }
         Cmd::Pki(args) => report(pki_cmd::run(&args)),
+        Cmd::Trace(args) => trace::run(args).await,
     }
 }
 

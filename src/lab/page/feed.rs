@@ -216,9 +216,12 @@ impl HopFeed {
             for s in sources {
                 let client = client.clone();
                 polls.spawn(async move {
-                    let got = tokio::time::timeout(Duration::from_secs(2), fetch(&client, s.addr))
-                        .await
-                        .unwrap_or_else(|_| Err("timed out".into()));
+                    let got = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        fetch(&client, s.addr, POLL_LIMIT),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err("timed out".into()));
                     (s, got)
                 });
             }
@@ -259,11 +262,14 @@ impl HopFeed {
     }
 }
 
-async fn fetch(
+/// One admin endpoint's last `limit` hop records (`/debug/hops`), as JSON values. `proxylab trace`
+/// reads the proxies the same way.
+pub(crate) async fn fetch(
     client: &Client<HttpConnector, Empty<Bytes>>,
     addr: SocketAddr,
+    limit: usize,
 ) -> Result<Vec<Value>, String> {
-    let uri = format!("http://{addr}/debug/hops?limit={POLL_LIMIT}");
+    let uri = format!("http://{addr}/debug/hops?limit={limit}");
     let resp = client
         .get(uri.parse().map_err(|e| format!("{uri}: {e}"))?)
         .await
