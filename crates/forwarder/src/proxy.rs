@@ -692,77 +692,15 @@ impl Shared {
     }
 }
 
-/// Follows a manifest file: reload when it changes (the directory is watched, since editors replace
-/// files) and on SIGHUP. A bad edit is logged and the previous model kept.
+/// Follows a manifest file: reload when it changes and on SIGHUP (core's `FileFollower` decides
+/// when; see `proxylab_core::reload`). A bad edit is logged and the previous model kept.
 pub(crate) async fn follow_file(path: PathBuf, view: ClusterView, stop: CancellationToken) {
-    use notify::{RecursiveMode, Watcher};
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-    let file_name = path.file_name().map(|n| n.to_os_string());
-    let watched = path.clone();
-    let mut watcher = match notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        // Only changes count: reading the file ourselves raises access events, which must not
-        // trigger another reload.
-        if let Ok(ev) = ev
-            && matches!(
-                ev.kind,
-                notify::EventKind::Create(_)
-                    | notify::EventKind::Modify(_)
-                    | notify::EventKind::Remove(_)
-            )
-            && ev
-                .paths
-                .iter()
-                .any(|p| p.file_name().map(|n| n.to_os_string()) == file_name)
-        {
-            let _ = tx.try_send(());
-        }
-    }) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP");
-            None
-        }
-    };
-    if let Some(w) = watcher.as_mut() {
-        let dir = watched
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        if let Err(e) = w.watch(dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP");
-        }
-    }
-    let mut last = std::fs::read(&path).ok();
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut follower = proxylab_core::reload::FileFollower::new(&path);
     loop {
-        #[cfg(unix)]
-        let hup_fut = async {
-            match hup.as_mut() {
-                Some(h) => {
-                    h.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hup_fut = std::future::pending::<()>();
-        let forced = tokio::select! {
+        tokio::select! {
             _ = stop.cancelled() => break,
-            _ = rx.recv() => {
-                // Let a burst of events (write, chmod, rename) settle before reading.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                while rx.try_recv().is_ok() {}
-                false
-            }
-            _ = hup_fut => true,
-        };
-        // An editor's save raises several events; an unchanged file is not a change (SIGHUP forces).
-        let text = std::fs::read(&path).ok();
-        if !forced && text.is_some() && text == last {
-            continue;
+            _ = follower.next() => {}
         }
-        last = text;
         match crate::manifests::load(&path) {
             Ok(snap) => {
                 tracing::info!(file = %path.display(), services = snap.services.len(), "configuration reloaded");
