@@ -88,6 +88,7 @@ impl ForwarderArgs {
             udp: UdpConfig {
                 idle_timeout: self.udp_timeout,
                 max_sessions: self.udp_max_sessions,
+                ..UdpConfig::default()
             },
             healthz_address: self.healthz_bind_address,
             admin_address: self.admin_address,

@@ -5,17 +5,21 @@
 //! *sessions*: a client `ip:port` gets its own upstream socket, so replies find their way back, and the
 //! session ends after an idle timeout.
 //!
-//! - [`tcp`]: dialling with kube-proxy's retry schedule, and [`tcp::relay`], which keeps half-close
-//!   (one side's FIN is passed on as a FIN; the other direction keeps flowing). On Linux the bytes move
-//!   with `splice(2)` through a pipe and never enter user space ([`splice`]); elsewhere a copy loop
-//!   with large buffers is used.
-//! - [`udp`]: the session table: per client, its own connected upstream socket, an idle timeout,
-//!   bounded size with least-recently-used eviction, and sessions dropped *at once* when their endpoint
-//!   leaves the service — the fix for the stale-conntrack black hole users hit with kube-proxy.
+//! - [`dial`]: dialling with kube-proxy's retry schedule, from a chosen source address when the
+//!   caller has one ([`dial::connect_from`]: in the lab each role dials from its own address, so hop
+//!   records show the path).
+//! - [`tcp`]: [`tcp::relay`], which keeps half-close (one side's FIN is passed on as a FIN; the other
+//!   direction keeps flowing). On Linux the bytes move with `splice(2)` through a pipe and never
+//!   enter user space ([`splice`]); elsewhere a copy loop with large buffers is used.
+//! - [`udp`]: the session table: per client, its own connected upstream socket (bound to the
+//!   configured source address, if any), an idle timeout, bounded size with least-recently-used
+//!   eviction, and sessions dropped *at once* when their endpoint leaves the service — the fix for
+//!   the stale-conntrack black hole users hit with kube-proxy.
 //!
 //! Nothing here knows about Services: callers pass in a pick function, so the cloud load balancer
 //! reuses this module as the forwarder does.
 
+pub mod dial;
 #[cfg(target_os = "linux")]
 pub mod splice;
 pub mod tcp;

@@ -1,20 +1,16 @@
-//! TCP: dialling an endpoint with retries, and relaying a connection pair both ways.
+//! TCP: relaying a connection pair both ways. Dialling lives in [`super::dial`] and is re-exported
+//! here, so `l4::tcp::{dial, connect, connect_from}` name it where callers always found it.
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
 use socket2::SockRef;
 use tokio::net::TcpStream;
 
-/// kube-proxy's dial schedule: one attempt per timeout, the next endpoint each time (≤ 3.75 s in all).
-pub const KUBE_PROXY_DIAL_TIMEOUTS: [Duration; 4] = [
-    Duration::from_millis(250),
-    Duration::from_millis(500),
-    Duration::from_secs(1),
-    Duration::from_secs(2),
-];
+pub use super::dial::{
+    DialError, DialFailure, KUBE_PROXY_DIAL_TIMEOUTS, connect, connect_from, dial, dial_from,
+};
 
 /// How [`relay`] moves bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,96 +32,6 @@ pub struct RelayStats {
     pub client_to_upstream: u64,
     /// Bytes from the upstream to the client.
     pub upstream_to_client: u64,
-}
-
-/// One failed dial attempt.
-#[derive(Debug)]
-pub struct DialFailure {
-    pub addr: SocketAddr,
-    pub error: io::Error,
-}
-
-/// No endpoint could be reached.
-#[derive(Debug, thiserror::Error)]
-pub enum DialError {
-    #[error("no endpoint to dial")]
-    NoEndpoint,
-    #[error("all {} dial attempts failed (last: {})", .0.len(), .0.last().map(|f| format!("{}: {}", f.addr, f.error)).unwrap_or_default())]
-    Exhausted(Vec<DialFailure>),
-}
-
-/// Dials with a schedule of timeouts, one attempt per entry. Before each attempt `pick` is asked for an
-/// endpoint, given those that failed so far (so it can choose another and bypass affinity). `pick`
-/// returns the address and any value the caller wants back with the winning stream (e.g. a balancer
-/// pick that counts as an active connection). Returns the stream, the value and the failures.
-pub async fn dial<T>(
-    schedule: &[Duration],
-    mut pick: impl FnMut(&[SocketAddr]) -> Option<(SocketAddr, T)>,
-) -> Result<(TcpStream, T, Vec<DialFailure>), DialError> {
-    let mut failures: Vec<DialFailure> = Vec::new();
-    let mut tried: Vec<SocketAddr> = Vec::new();
-    for timeout in schedule {
-        let Some((addr, value)) = pick(&tried) else {
-            break;
-        };
-        let result = match tokio::time::timeout(*timeout, connect(addr)).await {
-            Ok(r) => r,
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connect timed out after {timeout:?}"),
-            )),
-        };
-        match result {
-            Ok(stream) => return Ok((stream, value, failures)),
-            Err(error) => {
-                tried.push(addr);
-                failures.push(DialFailure { addr, error });
-            }
-        }
-    }
-    if failures.is_empty() {
-        Err(DialError::NoEndpoint)
-    } else {
-        Err(DialError::Exhausted(failures))
-    }
-}
-
-/// Connects to `addr`: tokio's `TcpStream::connect` without its `getsockopt(SO_ERROR)`.
-///
-/// A non-blocking connect is finished when epoll reports the socket writable. tokio then asks the
-/// socket for its error every time; but a failed connect is always reported with `EPOLLERR` (and
-/// `EPOLLHUP`), so when the event says only "writable" the connect succeeded and there is nothing to
-/// ask. The question is asked only when the event carries an error: one syscall fewer on every
-/// successful dial, as HAProxy and nginx save it.
-#[cfg(target_os = "linux")]
-pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    use tokio::io::Interest;
-
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking(),
-        Some(Protocol::TCP),
-    )?;
-    match socket.connect(&addr.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    let stream = TcpStream::from_std(socket.into())?;
-    let ready = stream.ready(Interest::WRITABLE | Interest::ERROR).await?;
-    if (ready.is_error() || ready.is_write_closed())
-        && let Some(e) = stream.take_error()?
-    {
-        return Err(e);
-    }
-    Ok(stream)
-}
-
-/// Connects to `addr` (tokio's connect; the Linux version saves a syscall).
-#[cfg(not(target_os = "linux"))]
-pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    TcpStream::connect(addr).await
 }
 
 /// How [`relay`] runs.
@@ -874,34 +780,5 @@ mod tests {
                 "{end:?}"
             );
         }
-    }
-
-    #[tokio::test]
-    async fn dial_moves_to_the_next_endpoint() {
-        let live = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let live_addr = live.local_addr().unwrap();
-        // a port that was just free: connecting is refused
-        let dead_addr = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let order = [dead_addr, live_addr];
-        let (_s, picked, failures) = dial(&KUBE_PROXY_DIAL_TIMEOUTS, |tried| {
-            order.iter().find(|a| !tried.contains(a)).map(|a| (*a, *a))
-        })
-        .await
-        .unwrap();
-        assert_eq!(picked, live_addr);
-        assert_eq!(failures.len(), 1);
-        assert_eq!(failures[0].addr, dead_addr);
-        // The refusal is reported as such (the Linux connect reads the error only when epoll
-        // flags one).
-        assert_eq!(
-            failures[0].error.kind(),
-            io::ErrorKind::ConnectionRefused,
-            "{}",
-            failures[0].error
-        );
     }
 }

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,6 +36,10 @@ const MAX_DATAGRAM: usize = 65_536;
 pub struct UdpConfig {
     pub idle_timeout: Duration,
     pub max_sessions: usize,
+    /// The address every session's upstream socket is bound to (any free port), so endpoints and
+    /// hop records see the proxy's own address (a node's, in the lab) rather than the kernel's
+    /// choice. `None`: the kernel's choice. Must be of the endpoints' family and of this host.
+    pub source: Option<IpAddr>,
 }
 
 impl Default for UdpConfig {
@@ -43,6 +47,7 @@ impl Default for UdpConfig {
         Self {
             idle_timeout: Duration::from_millis(250),
             max_sessions: 65_536,
+            source: None,
         }
     }
 }
@@ -259,7 +264,7 @@ impl UdpProxy {
         pick: &impl Fn(SocketAddr) -> Option<UdpTarget>,
     ) -> Option<Arc<Session>> {
         let target = pick(client)?;
-        let socket = match connect_upstream(target.addr) {
+        let socket = match connect_upstream(self.config.source, target.addr) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 tracing::debug!(upstream = %target.addr, error = %e, "udp upstream socket failed");
@@ -384,14 +389,19 @@ impl std::fmt::Debug for UdpProxy {
     }
 }
 
-fn connect_upstream(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let bind: SocketAddr = if addr.is_ipv4() {
-        "0.0.0.0:0".parse()
-    } else {
-        "[::]:0".parse()
-    }
-    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e}")))?;
-    let std = std::net::UdpSocket::bind(bind)?;
+/// A socket connected to `addr`, bound to `source` (any port) or to the kernel's choice: connected,
+/// so the kernel delivers only that endpoint's replies to it.
+fn connect_upstream(source: Option<IpAddr>, addr: SocketAddr) -> io::Result<UdpSocket> {
+    let ip = match source {
+        Some(ip) => {
+            crate::l4::dial::check_family(ip, addr)?;
+            ip
+        }
+        None if addr.is_ipv4() => IpAddr::from([0u8; 4]),
+        None => IpAddr::from([0u16; 8]),
+    };
+    let std = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot send to {addr} from {ip}: {e}")))?;
     std.connect(addr)?;
     std.set_nonblocking(true)?;
     UdpSocket::from_std(std)
@@ -414,6 +424,7 @@ mod tests {
             UdpConfig {
                 idle_timeout: Duration::from_secs(60),
                 max_sessions: 16,
+                source: None,
             },
             move |s| ends2.lock().push(s),
         )
@@ -460,5 +471,53 @@ mod tests {
                 && s.end == SessionEnd::EndpointRemoved
                 && s.bytes_up == 3)
         );
+    }
+
+    /// With a source address, the endpoint sees datagrams from it, its reply still reaches the
+    /// client (from the listener's address), and the session's summary names the source.
+    #[tokio::test]
+    async fn sessions_leave_from_the_configured_source() {
+        let endpoint = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let endpoint_addr = endpoint.local_addr().unwrap();
+        let ends = Arc::new(Mutex::new(Vec::new()));
+        let ends2 = ends.clone();
+        let proxy = UdpProxy::new(
+            UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            UdpConfig {
+                idle_timeout: Duration::from_secs(60),
+                source: Some("127.0.20.7".parse().unwrap()),
+                ..UdpConfig::default()
+            },
+            move |s| ends2.lock().push(s),
+        )
+        .unwrap();
+        let front = proxy.local_addr();
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(proxy.clone().run(
+            move |_| {
+                Some(UdpTarget {
+                    addr: endpoint_addr,
+                    reason: "test".into(),
+                    guard: None,
+                })
+            },
+            stop.clone(),
+        ));
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.connect(front).await.unwrap();
+        client.send(b"ping").await.unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = endpoint.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        assert_eq!(from.ip().to_string(), "127.0.20.7");
+        endpoint.send_to(b"pong", from).await.unwrap();
+        let n = client.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"pong");
+        stop.cancel();
+        run.await.unwrap();
+        while ends.lock().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(ends.lock()[0].upstream_local, Some(from));
     }
 }
