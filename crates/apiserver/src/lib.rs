@@ -80,8 +80,10 @@ mod routes;
 mod server;
 pub mod serviceaccount;
 mod state;
+pub mod switch;
 
 pub use auth::{AuthMethod, UserInfo};
 pub use config::{ApiServerArgs, ApiServerConfig, ConfigError, ServingCert};
 pub use discovery::GIT_VERSION;
 pub use server::{ApiServer, BoundApiServer, ServerError};
+pub use switch::{ListenerSwitch, SwitchError};

@@ -22,13 +22,14 @@ use proxylab_core::tls::{ClientAuth, ServerTls};
 use proxylab_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::allocator::ServiceAllocator;
 use crate::auth::Authenticator;
 use crate::bootstrap::{bootstrap, reconcile_endpoints};
 use crate::config::ApiServerConfig;
 use crate::state::AppState;
+use crate::switch::ListenerSwitch;
 
 /// Errors of binding and serving.
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +57,12 @@ pub struct ApiServer;
 
 /// A bound server: every listener is open; nothing is served until [`BoundApiServer::serve`].
 pub struct BoundApiServer {
-    listeners: Vec<TcpListener>,
+    /// One per listen address, each stoppable on its own (see [`crate::switch`]).
+    switches: Vec<ListenerSwitch>,
+    /// Cancelled when [`BoundApiServer::serve`]'s shutdown is: every listener drains.
+    serving: CancellationToken,
     addrs: Vec<SocketAddr>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: bool,
     router: Router,
     state: Arc<AppState>,
     /// Addresses published in the `kubernetes` endpoints (withdrawn on shutdown), and their port.
@@ -71,7 +75,7 @@ impl std::fmt::Debug for BoundApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BoundApiServer")
             .field("addrs", &self.addrs)
-            .field("tls", &self.tls.is_some())
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -158,10 +162,19 @@ impl ApiServer {
             None => proxy.router(),
         };
         let router = build_router(state.clone(), Some(extra));
+        let serving = CancellationToken::new();
+        let switches = listeners
+            .into_iter()
+            .zip(addrs.iter().copied())
+            .map(|(l, addr)| {
+                ListenerSwitch::new(l, addr, tls.clone(), router.clone(), serving.clone())
+            })
+            .collect();
         Ok(BoundApiServer {
-            listeners,
+            switches,
+            serving,
             addrs,
-            tls,
+            tls: tls.is_some(),
             router,
             state,
             published,
@@ -180,6 +193,12 @@ impl BoundApiServer {
     /// The apiserver proxy: its instances (one per listen address) carry the hop records.
     pub fn proxy(&self) -> &proxylab_bastion::Bastion {
         &self.proxy.bastion
+    }
+
+    /// One switch per listen address (in `local_addrs` order): stop one to see the apiserver on
+    /// that address crash, start it to see it come back. Valid once [`BoundApiServer::serve`] runs.
+    pub fn switches(&self) -> Vec<ListenerSwitch> {
+        self.switches.clone()
     }
 
     /// The full router (authentication included), for serving it elsewhere or testing in-process.
@@ -203,25 +222,20 @@ impl BoundApiServer {
             watcher.cancelled().await;
             state.shutdown.cancel();
         });
-        let mut tasks = tokio::task::JoinSet::new();
-        for (l, addr) in self.listeners.into_iter().zip(self.addrs.iter().copied()) {
-            info!(%addr, tls = self.tls.is_some(), "apiserver listening");
-            let tls = self.tls.clone();
-            let router = self.router.clone();
-            let token = shutdown.clone();
-            tasks.spawn(async move {
-                proxylab_core::serve::serve_http(l, tls, router, token)
-                    .await
-                    .map_err(|source| ServerError::Serve { addr, source })
-            });
+        for s in &self.switches {
+            s.begin().await;
         }
+        // Listeners come and go with their switches until the server's shutdown; then every one
+        // that serves drains.
+        shutdown.cancelled().await;
+        self.serving.cancel();
         let mut result = Ok(());
         let proxy = self.proxy.bastion.clone();
-        while let Some(r) = tasks.join_next().await {
-            match r {
-                Ok(Err(e)) if result.is_ok() => result = Err(e),
-                Err(e) => warn!(error = %e, "listener task failed"),
-                _ => {}
+        for s in &self.switches {
+            if let Err(e) = s.finish().await
+                && result.is_ok()
+            {
+                result = Err(e);
             }
         }
         // Graceful shutdown: stop advertising ourselves, so clients of the `kubernetes` Service (and

@@ -139,3 +139,82 @@ async fn a_front_end_withdraws_from_the_kubernetes_endpoints_on_shutdown() {
         .json();
     assert_eq!(slice["endpoints"].as_array().unwrap().len(), 1);
 }
+
+/// The lab's failure drill: one listen address of a server stopped as a crash would stop it (its
+/// listener closes, its watches are cut without a graceful end) while the other serves on, then
+/// started again on the same address.
+#[tokio::test]
+async fn a_switch_stops_one_listener_like_a_crash_and_starts_it_again() {
+    use proxylab_apiserver::SwitchError;
+    use proxylab_test_support::http::{raw_exchange, read_head};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let store = Arc::new(MemoryStore::new(1000));
+    let mut cfg = config();
+    cfg.listen = vec![
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.4:0".parse().unwrap(),
+    ];
+    let bound = ApiServer::bind(cfg, store).await.unwrap();
+    let addrs = bound.local_addrs();
+    let switches = bound.switches();
+    assert_eq!(
+        switches.iter().map(|s| s.addr()).collect::<Vec<_>>(),
+        addrs
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let served = tokio::spawn(bound.serve(stop.clone()));
+    let readyz = |addr| async move {
+        raw_exchange(
+            addr,
+            "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+    };
+    proxylab_test_support::eventually_async("both listeners answer", || async {
+        switches.iter().all(|s| s.is_running())
+    })
+    .await;
+    assert!(readyz(addrs[1]).await.starts_with("HTTP/1.1 200"));
+
+    // A watch on the second address, streaming (bookmarks every 50 ms).
+    let mut watch = tokio::net::TcpStream::connect(addrs[1]).await.unwrap();
+    watch
+        .write_all(
+            format!(
+                "GET /api/v1/namespaces/default/configmaps?watch=true&allowWatchBookmarks=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert!(read_head(&mut watch).await.starts_with("HTTP/1.1 200"));
+
+    switches[1].stop().await.unwrap();
+    assert!(!switches[1].is_running());
+    // The watch ends without the chunked body's last chunk: cut, not finished.
+    let mut rest = Vec::new();
+    let _ = watch.read_to_end(&mut rest).await;
+    assert!(!rest.ends_with(b"0\r\n\r\n"), "the watch was ended gracefully");
+    assert!(tokio::net::TcpStream::connect(addrs[1]).await.is_err());
+    assert!(readyz(addrs[0]).await.starts_with("HTTP/1.1 200"));
+    assert!(matches!(
+        switches[1].stop().await,
+        Err(SwitchError::NotRunning(_))
+    ));
+
+    switches[1].start().await.unwrap();
+    assert!(switches[1].is_running());
+    assert!(readyz(addrs[1]).await.starts_with("HTTP/1.1 200"));
+    assert!(matches!(
+        switches[1].start().await,
+        Err(SwitchError::AlreadyRunning(_))
+    ));
+
+    stop.cancel();
+    served.await.unwrap().unwrap();
+    assert!(matches!(
+        switches[0].start().await,
+        Err(SwitchError::ShuttingDown)
+    ));
+}

@@ -32,6 +32,11 @@
 //!      socket, so an upgraded connection still counts until its tunnel closes.
 //! 4. **Shutdown**: on cancellation the listener closes at once; established connections finish
 //!    their in-flight requests (HTTP/2: GOAWAY) for up to `drain_timeout`, then are cut.
+//!    [`serve_http_abortable`] adds the other ending, a crash's: when its `abort` token is
+//!    cancelled the listener closes and every connection is dropped at once — no GOAWAY, no
+//!    drain, in-flight responses (watches included) end mid-stream. The lab's failure drills
+//!    (`proxylab lab stop apiserver-2`) stop one apiserver this way, so the proxies in front
+//!    see what they would see if kube-apiserver were killed.
 //!
 //! HTTP/1.1 and HTTP/2 are both served (ALPN decides under TLS; the preface decides in clear text),
 //! with HTTP/1.1 upgrades (WebSocket, SPDY).
@@ -172,20 +177,29 @@ pub async fn serve_http_with(
     shutdown: CancellationToken,
     options: ServeOptions,
 ) -> std::io::Result<()> {
+    let never = CancellationToken::new();
+    serve_http_abortable(listener, tls, router, shutdown, never, options).await
+}
+
+/// [`serve_http_with`] that can also end as a crash would: cancelling `abort` closes the
+/// listener and drops every connection at once (the peers see their connections close
+/// mid-request), where cancelling `shutdown` drains. Upgraded connections (exec, port-forward)
+/// have left this loop and are not dropped.
+pub async fn serve_http_abortable(
+    listener: impl Into<Listener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    router: Router,
+    shutdown: CancellationToken,
+    abort: CancellationToken,
+    options: ServeOptions,
+) -> std::io::Result<()> {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     match listener.into() {
         Listener::Tcp(l) => {
             let local = l.local_addr()?;
             let name = local.to_string();
-            accept_loop(
-                TcpAccept(l, local),
-                name,
-                acceptor,
-                router,
-                shutdown,
-                options,
-            )
-            .await
+            let ends = Ends { shutdown, abort };
+            accept_loop(TcpAccept(l, local), name, acceptor, router, ends, options).await
         }
         Listener::Unix(l) => {
             let name = l
@@ -194,7 +208,8 @@ pub async fn serve_http_with(
                 .and_then(|a| a.as_pathname().map(PathBuf::from))
                 .map(|p| format!("unix:{}", p.display()))
                 .unwrap_or_else(|| "unix socket".to_owned());
-            accept_loop(UnixAccept(l), name, acceptor, router, shutdown, options).await
+            let ends = Ends { shutdown, abort };
+            accept_loop(UnixAccept(l), name, acceptor, router, ends, options).await
         }
     }
 }
@@ -249,18 +264,41 @@ impl Accept for UnixAccept {
     }
 }
 
+/// How an accept loop may end: drained (`shutdown`) or dropped at once (`abort`).
+struct Ends {
+    shutdown: CancellationToken,
+    abort: CancellationToken,
+}
+
 async fn accept_loop<A: Accept>(
     listener: A,
     name: String,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
-    shutdown: CancellationToken,
+    ends: Ends,
     options: ServeOptions,
 ) -> std::io::Result<()> {
+    let Ends { shutdown, abort } = ends;
     let tracker = TaskTracker::new();
-    // Connections get their own token so that the drain deadline can cut them without touching the
-    // caller's token.
+    // Connections get their own token so that the drain deadline (or an abort) can cut them
+    // without touching the caller's token.
     let conns_stop = CancellationToken::new();
+    // Either ending stops the accepting; only the abort skips the drain.
+    let stop_accepting = CancellationToken::new();
+    {
+        let (s, a, stop) = (shutdown.clone(), abort.clone(), stop_accepting.clone());
+        let cut = conns_stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = s.cancelled() => {}
+                _ = a.cancelled() => cut.cancel(),
+                _ = stop.cancelled() => {}
+            }
+            stop.cancel();
+        });
+    }
+    let shutdown_all = shutdown;
+    let shutdown = stop_accepting.clone();
     let options = Arc::new(options);
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let process_cap = process_connection_limit();
@@ -327,13 +365,20 @@ async fn accept_loop<A: Accept>(
         let acceptor = acceptor.clone();
         let options = options.clone();
         let stop = conns_stop.clone();
-        let drain = shutdown.clone();
+        // Connections drain on the caller's shutdown only: an abort drops them without a GOAWAY.
+        let drain = shutdown_all.clone();
         tracker.spawn(async move {
             serve_connection(io, addrs, acceptor, router, &options, drain, stop).await;
         });
     }
     drop(listener);
+    stop_accepting.cancel();
     tracker.close();
+    if abort.is_cancelled() {
+        conns_stop.cancel();
+        tracker.wait().await;
+        return Ok(());
+    }
     if tokio::time::timeout(options.drain_timeout, tracker.wait())
         .await
         .is_err()
@@ -653,6 +698,9 @@ async fn run_http<I>(
     let mut closing = false;
     loop {
         tokio::select! {
+            // A cut (drain deadline, abort) wins over everything else that is ready.
+            biased;
+            _ = stop.cancelled() => return,
             res = conn.as_mut() => {
                 if let Err(err) = res {
                     debug!(%remote, error = %err, "connection ended with an error");
@@ -664,7 +712,6 @@ async fn run_http<I>(
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = stop.cancelled() => return,
             _ = &mut timer => {
                 let now = activity.now_ms();
                 let next = if activity.active.load(Ordering::Relaxed) > 0 {
@@ -738,6 +785,59 @@ mod tests {
         token.cancel();
         server.await.unwrap().unwrap();
         assert!(TcpStream::connect(addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_abort_drops_streaming_responses_at_once_without_a_drain() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, abort) = (CancellationToken::new(), CancellationToken::new());
+        // A response that never ends, like a watch.
+        let app = Router::new().route(
+            "/watch",
+            get(|| async {
+                let stream = futures_util::stream::pending::<Result<Bytes, Infallible>>();
+                axum::body::Body::from_stream(stream)
+            }),
+        );
+        // A drain this long would hold the test for an hour: returning at all shows none ran.
+        let options = ServeOptions {
+            drain_timeout: Duration::from_secs(3600),
+            ..ServeOptions::default()
+        };
+        let server = tokio::spawn(serve_http_abortable(
+            listener,
+            None,
+            app,
+            shutdown.clone(),
+            abort.clone(),
+            options,
+        ));
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /watch HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the head");
+            head.extend_from_slice(&buf[..n]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 200"));
+
+        abort.cancel();
+        let served = tokio::time::timeout(Duration::from_secs(60), server)
+            .await
+            .expect("the abort did not end the server");
+        served.unwrap().unwrap();
+        // The watch's connection is gone: the rest of the stream never comes (the chunked body
+        // has no terminating chunk), and the listener is closed.
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+        assert!(!rest.ends_with(b"0\r\n\r\n"), "{rest:?}");
+        assert!(TcpStream::connect(addr).await.is_err());
+        assert!(!shutdown.is_cancelled());
     }
 
     #[test]
