@@ -57,12 +57,26 @@ enum LabCmd {
         #[arg(long, default_value = ".lab")]
         state_dir: PathBuf,
     },
+    /// Stop one component of the running lab (a failure drill): `apiserver-2` closes its listener
+    /// and drops its connections, as a crash would. Exit 0 done, 1 refused, 3 no lab running.
+    Stop(LabComponentArgs),
+    /// Start a stopped component of the running lab again. Exit 0 done, 1 refused, 3 no lab.
+    Start(LabComponentArgs),
     /// Parse and check a topology file; exit 2 with one line naming file, line and field.
     Check {
         /// The topology file (default: the built-in one).
         #[arg(long)]
         topology: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct LabComponentArgs {
+    /// The component, e.g. `apiserver-2` (`curl ADMIN/components` lists them).
+    component: String,
+    /// The state dir of `lab up`.
+    #[arg(long, default_value = ".lab")]
+    state_dir: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -143,6 +157,12 @@ async fn run(cmd: Cmd) -> ExitCode {
             }
         },
         Cmd::Lab {
+            cmd: LabCmd::Stop(args),
+        } => lab_control(args, lab::control::Action::Stop).await,
+        Cmd::Lab {
+            cmd: LabCmd::Start(args),
+        } => lab_control(args, lab::control::Action::Start).await,
+        Cmd::Lab {
             cmd: LabCmd::Up(args),
         } => match lab::up(args, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -181,6 +201,22 @@ async fn run(cmd: Cmd) -> ExitCode {
         }
         Cmd::Pki(args) => report(pki_cmd::run(&args)),
         Cmd::Trace(args) => trace::run(args).await,
+    }
+}
+
+async fn lab_control(args: LabComponentArgs, action: lab::control::Action) -> ExitCode {
+    match lab::control::run(&args.state_dir, &args.component, action).await {
+        Ok(answer) => {
+            println!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("proxylab lab {}: {e}", action.as_str());
+            ExitCode::from(match e {
+                lab::control::ControlError::NoLab(_) => 3,
+                lab::control::ControlError::Failed(_) => 1,
+            })
+        }
     }
 }
 

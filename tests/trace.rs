@@ -78,8 +78,9 @@ fn trace_follows_every_lab_path_and_names_the_hop_that_refused() {
     let o = lab.octet;
     let info = lab.info.clone();
 
-    // kubectl proxy → apiserver proxy (bastion) → pod. The auth-proxy records the local address of
-    // the pooled connection it used, so the bastion's hop joins it exactly.
+    // kubectl proxy → HA balancer → apiserver proxy (bastion) → pod. The auth-proxy records the
+    // local address of the pooled connection it used; that connection through the balancer is
+    // still open (shown as `open`), and the bastion's hop joins the balancer's exactly.
     let v = trace_json(
         &lab,
         &format!("http://127.{o}.0.1:8001/api/v1/namespaces/default/services/web/proxy/hostname"),
@@ -91,29 +92,44 @@ fn trace_follows_every_lab_path_and_names_the_hop_that_refused() {
         "{v:#}"
     );
     let h = hops(&v);
-    assert_eq!(h.len(), 2, "{v:#}");
+    assert_eq!(h.len(), 3, "{v:#}");
     assert_eq!(h[0]["proxy"], "auth-proxy");
     assert_eq!(h[0]["type"], "kubectl proxy");
     assert_eq!(h[0]["from"], v["request"]["from"]);
     assert_eq!(h[0]["join"], "start");
-    assert_eq!(h[1]["proxy"], "bastion");
-    assert_eq!(h[1]["type"], "apiserver proxy");
+    assert_eq!(h[0]["to"], format!("127.{o}.0.1:6443"));
+    assert_eq!(h[1]["proxy"], "ha-balancer");
+    assert_eq!(h[1]["type"], "apiserver balancer");
     assert_eq!(h[1]["join"], "exact");
     assert_eq!(h[1]["from"], h[0]["upstreamLocal"]);
+    // Still held by the auth-proxy's pool (or, if the pool let it go, finished).
+    assert!(
+        ["open", "ok"].contains(&h[1]["outcome"].as_str().unwrap()),
+        "{v:#}"
+    );
+    assert!(
+        h[1]["toName"].as_str().unwrap().starts_with("apiserver-"),
+        "{v:#}"
+    );
+    assert_eq!(h[2]["proxy"], "bastion");
+    assert_eq!(h[2]["type"], "apiserver proxy");
+    assert_eq!(h[2]["join"], "exact");
+    assert_eq!(h[2]["from"], h[1]["upstreamLocal"]);
+    assert_eq!(h[2]["instance"], h[1]["endpoint"]);
     assert_eq!(
-        h[1]["source"].as_str().unwrap().split('/').next(),
+        h[2]["source"].as_str().unwrap().split('/').next(),
         Some("apiservers")
     );
-    assert!(is_pod(&h[1]["to"], o), "{v:#}");
+    assert!(is_pod(&h[2]["to"], o), "{v:#}");
     assert!(
-        h[1]["toName"].as_str().unwrap().starts_with("pod on node-"),
+        h[2]["toName"].as_str().unwrap().starts_with("pod on node-"),
         "{v:#}"
     );
     assert!(
-        h[1]["endpoint"].is_string() && h[1]["reason"].is_string(),
+        h[2]["endpoint"].is_string() && h[2]["reason"].is_string(),
         "{v:#}"
     );
-    assert!(h[0]["micros"].as_u64().unwrap() >= h[1]["micros"].as_u64().unwrap());
+    assert!(h[0]["micros"].as_u64().unwrap() >= h[2]["micros"].as_u64().unwrap());
     assert_eq!(v["failedHop"], Value::Null);
 
     // The same path as a table.
@@ -128,10 +144,11 @@ fn trace_follows_every_lab_path_and_names_the_hop_that_refused() {
         "TYPE",
         "ENDPOINT (WHY)",
         "kubectl proxy",
+        "apiserver balancer",
         "apiserver proxy",
         "pod on node-",
         "HTTP/1.1 200",
-        "ok: 2 hop(s)",
+        "ok: 3 hop(s)",
     ] {
         assert!(table.contains(want), "{want:?} missing:\n{table}");
     }
@@ -229,8 +246,8 @@ fn trace_follows_every_lab_path_and_names_the_hop_that_refused() {
         "{table}"
     );
 
-    // The same service through kubectl proxy: the auth-proxy passes the apiserver's 503 on; the
-    // bastion is the hop that refused.
+    // The same service through kubectl proxy (and the HA balancer): the auth-proxy passes the
+    // apiserver's 503 on; the bastion is the hop that refused.
     let v = trace_json(
         &lab,
         &format!("http://127.{o}.0.1:8001/api/v1/namespaces/default/services/empty/proxy/"),
@@ -238,9 +255,9 @@ fn trace_follows_every_lab_path_and_names_the_hop_that_refused() {
     assert_eq!(v["ok"], false, "{v:#}");
     assert_eq!(v["request"]["status"], 503, "{v:#}");
     let f = &v["failedHop"];
-    assert_eq!(f["hop"], 2, "{v:#}");
+    assert_eq!(f["hop"], 3, "{v:#}");
     assert_eq!(f["outcome"], "no-endpoints");
-    assert_eq!(hops(&v)[1]["proxy"], "bastion");
+    assert_eq!(hops(&v)[2]["proxy"], "bastion");
     assert!(
         f["why"].as_str().unwrap().contains("no ready endpoints"),
         "{v:#}"

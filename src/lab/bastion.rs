@@ -44,7 +44,8 @@ pub fn name_instances(lab: &LabSpec, config: &mut ApiServerConfig) {
     config.proxy.instance_names = names(lab).map(|(name, addr)| (addr.ip(), name)).collect();
 }
 
-fn names(lab: &LabSpec) -> impl Iterator<Item = (String, SocketAddr)> + '_ {
+/// The apiservers' names in the lab, in address order: `apiserver-1`, …
+pub(super) fn names(lab: &LabSpec) -> impl Iterator<Item = (String, SocketAddr)> + '_ {
     lab.apiservers
         .iter()
         .enumerate()

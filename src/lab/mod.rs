@@ -16,6 +16,8 @@
 
 pub mod admin;
 pub mod bastion;
+pub mod control;
+pub mod ha;
 pub mod kubeconfig;
 pub mod page;
 pub mod state;
@@ -131,6 +133,8 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
     let pki_dir = state.pki_dir();
     let mut apiserver_ips: Vec<_> = lab.apiservers.iter().map(|a| a.ip()).collect();
     apiserver_ips.push(lab.auth_proxy.ip());
+    // TLS passes through the HA balancer: the apiservers' certificate must name its address too.
+    apiserver_ips.push(lab.ha_balancer.ip());
     let (pki, pki_reused) = state.pki(&PkiSpec {
         apiserver_ips,
         apiserver_dns: vec![],
@@ -142,7 +146,9 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
     })?;
     let token = state.token()?;
     let tokens_csv = state.tokens_csv();
-    let server_url = format!("https://{}", lab.apiservers[0]);
+    // Every client of the lab, its own components included, reaches the apiservers through the
+    // HA balancer, as in a kubeadm HA cluster (the "control-plane endpoint").
+    let server_url = format!("https://{}", lab.ha_balancer);
     let kubeconfig_path = state.kubeconfig();
     state::write_private(
         &kubeconfig_path,
@@ -221,6 +227,7 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
         .await
         .context("starting the apiservers")?;
     let apiserver_addrs = apiserver.local_addrs();
+    ha::register_apiservers(&admin, lab, apiserver.switches());
     bastion::serve_admin(&apiserver, &mut tasks, &shutdown)?;
     {
         let token = shutdown.clone();
@@ -248,6 +255,10 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
         });
     }
 
+    // --- the HA balancer in front of them (proxy type 4) -----------------------------------------
+    let ha_flags = ha::flags(lab, &pki_dir.join("ca.crt"));
+    ha::start(&ha_flags, &mut tasks, &shutdown).await?;
+
     let client = client::ApiClient::new(&kubeconfig_path)
         .await
         .context("lab API client")?;
@@ -257,8 +268,10 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
         .context("apiserver readiness")?;
 
     // --- nodes -------------------------------------------------------------------------------
-    let mut printed: Vec<String> =
-        vec![format!("proxylab apiserver {}", apiserver_flags.join(" "))];
+    let mut printed: Vec<String> = vec![
+        format!("proxylab apiserver {}", apiserver_flags.join(" ")),
+        format!("ha-balancer {}", ha_flags.join(" ")),
+    ];
     // Each node talks to the apiserver as itself (`system:node:<name>`), not as the admin, so the
     // apiserver's request log says which node made each call.
     let mut node_kubeconfigs = std::collections::BTreeMap::new();
@@ -721,8 +734,8 @@ fn lab_info(
         "kubeconfig": path(kubeconfig),
         "token": token,
         "authProxy": format!("http://{}", topo.lab.auth_proxy),
-        // The HA balancer (proxy type 4) is a later issue; until then the lab has none.
-        "haBalancer": Value::Null,
+        // The HA balancer (proxy type 4): the address every kubeconfig names.
+        "haBalancer": format!("https://{}", topo.lab.ha_balancer),
         "apiservers": apiservers.iter().map(|a| format!("https://{a}")).collect::<Vec<_>>(),
         "nodes": topo.lab.nodes.iter().map(|n| json!({
             "name": n.name, "address": n.address.to_string(), "podCIDR": n.pod_cidr.to_string()
@@ -732,6 +745,7 @@ fn lab_info(
         "admin": {
             "lab": format!("http://{}", topo.lab.admin),
             "authProxy": format!("http://{}", topo.lab.auth_proxy_admin()),
+            "haBalancer": format!("http://{}", topo.lab.ha_balancer_admin()),
             "forwarders": topo.lab.nodes.iter().map(|n| (n.name.clone(), Value::String(format!("http://{}:10249", n.address)))).collect::<serde_json::Map<String, Value>>(),
             "apiservers": bastion::admin_urls(&topo.lab),
         },
@@ -758,6 +772,11 @@ fn print_summary(state: &Path, info: &Value, ready_in: Duration, commands: &[Str
             })
             .unwrap_or_default(),
     );
+    out.push_str(&format!(
+        "\n  ha-balancer: {} in front of them, the kubeconfig's server (stats {}/stats)",
+        info["haBalancer"].as_str().unwrap_or_default(),
+        info["admin"]["haBalancer"].as_str().unwrap_or_default(),
+    ));
     out.push_str(&format!(
         "\n  auth-proxy: {} (admin {})\n  lab admin: {}\n",
         info["authProxy"].as_str().unwrap_or_default(),
@@ -796,8 +815,13 @@ fn print_summary(state: &Path, info: &Value, ready_in: Duration, commands: &[Str
         }
     }
     out.push_str(&format!(
-        "\nTry:\n  export KUBECONFIG={kubeconfig}\n  kubectl get pods -o wide\n  curl -s {}/api/\n\n",
+        "\nTry:\n  export KUBECONFIG={kubeconfig}\n  kubectl get pods -o wide\n  curl -s {}/api/\n",
         info["authProxy"].as_str().unwrap_or_default()
+    ));
+    out.push_str(&format!(
+        "  kubectl get pods -w    # then, from another terminal, a failure drill:\n  \
+         proxylab lab stop apiserver-2 --state-dir {dir}   # and: proxylab lab start apiserver-2 --state-dir {dir}\n\n",
+        dir = state.display()
     ));
     out.push_str("The same components as separate processes:\n");
     for c in commands {

@@ -74,6 +74,9 @@ pub struct LabSpec {
     pub auth_proxy: SocketAddr,
     /// The lab's own admin endpoint (`spec.admin`, default `127.0.0.1:8400`).
     pub admin: SocketAddr,
+    /// The HA balancer in front of the apiservers (`spec.haBalancer`, default `127.0.0.1:6443`):
+    /// the address every kubeconfig of the lab names.
+    pub ha_balancer: SocketAddr,
     pub service_cluster_ip_range: IpNet,
     pub service_node_port_range: (u16, u16),
     pub load_balancer_ip_range: IpNet,
@@ -85,10 +88,18 @@ impl LabSpec {
     pub fn auth_proxy_admin(&self) -> SocketAddr {
         SocketAddr::new(self.auth_proxy.ip(), AUTH_PROXY_ADMIN_PORT)
     }
+
+    /// The HA balancer's admin endpoint (`/stats`, hops, metrics): port 8404 next to it, HAProxy's
+    /// customary stats port.
+    pub fn ha_balancer_admin(&self) -> SocketAddr {
+        SocketAddr::new(self.ha_balancer.ip(), HA_BALANCER_ADMIN_PORT)
+    }
 }
 
 /// Port of the auth-proxy's admin endpoint, on the auth-proxy's address.
 pub const AUTH_PROXY_ADMIN_PORT: u16 = 8002;
+/// Port of the HA balancer's admin endpoint, on the balancer's address.
+pub const HA_BALANCER_ADMIN_PORT: u16 = 8404;
 /// Ports every node address serves: the kubelet API, the forwarder's healthz and admin.
 pub const KUBELET_PORT: u16 = 10250;
 pub const FORWARDER_HEALTHZ_PORT: u16 = 10256;
@@ -399,6 +410,7 @@ fn parse_lab(ctx: &Ctx<'_>) -> Result<LabSpec, TopologyError> {
         &[
             "apiservers",
             "authProxy",
+            "haBalancer",
             "admin",
             "serviceClusterIPRange",
             "serviceNodePortRange",
@@ -442,6 +454,16 @@ fn parse_lab(ctx: &Ctx<'_>) -> Result<LabSpec, TopologyError> {
         SocketAddr::new(auth_proxy.ip(), AUTH_PROXY_ADMIN_PORT),
         "spec.authProxy",
         "the auth-proxy's admin endpoint",
+    )?;
+    let ha_balancer = match ctx.get("spec.haBalancer") {
+        None => SocketAddr::from(([127, 0, 0, 1], 6443)),
+        Some(_) => ctx.socket_at("spec.haBalancer")?,
+    };
+    claim(ha_balancer, "spec.haBalancer", "the HA balancer")?;
+    claim(
+        SocketAddr::new(ha_balancer.ip(), HA_BALANCER_ADMIN_PORT),
+        "spec.haBalancer",
+        "the HA balancer's admin endpoint",
     )?;
     let admin = match ctx.get("spec.admin") {
         None => SocketAddr::from(([127, 0, 0, 1], 8400)),
@@ -545,6 +567,7 @@ fn parse_lab(ctx: &Ctx<'_>) -> Result<LabSpec, TopologyError> {
         apiservers,
         auth_proxy,
         admin,
+        ha_balancer,
         service_cluster_ip_range,
         service_node_port_range,
         load_balancer_ip_range,
@@ -703,6 +726,19 @@ spec:
         let t = parse("t.yaml", LAB).unwrap();
         assert_eq!(t.lab.nodes[1].name, "node-2");
         assert_eq!(t.lab.auth_proxy_admin(), "127.0.0.1:8002".parse().unwrap());
+        assert_eq!(t.lab.ha_balancer, "127.0.0.1:6443".parse().unwrap());
+        assert_eq!(t.lab.ha_balancer_admin(), "127.0.0.1:8404".parse().unwrap());
+        let moved = LAB.replace("spec:\n", "spec:\n  haBalancer: 127.0.0.5:7443\n");
+        let t = parse("t.yaml", &moved).unwrap();
+        assert_eq!(t.lab.ha_balancer_admin(), "127.0.0.5:8404".parse().unwrap());
+        let clash = LAB.replace("spec:\n", "spec:\n  haBalancer: 127.0.10.1:6443\n");
+        assert!(
+            err(&clash).contains(
+                "spec.haBalancer: the HA balancer 127.0.10.1:6443 is already taken by apiserver-1"
+            ),
+            "{}",
+            err(&clash)
+        );
     }
 
     #[test]

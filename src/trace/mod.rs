@@ -218,9 +218,12 @@ async fn read_all(
     sources: &[Source],
 ) -> (Vec<(String, HopRecord)>, Vec<(String, String)>) {
     let reads = sources.iter().map(|s| async move {
-        let got = tokio::time::timeout(Duration::from_secs(2), fetch(client, s.addr, READ_LIMIT))
-            .await
-            .unwrap_or_else(|_| Err("timed out".into()));
+        let got = tokio::time::timeout(
+            Duration::from_secs(2),
+            fetch(client, s.addr, READ_LIMIT, true),
+        )
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()));
         (s.name.clone(), got)
     });
     let mut records = Vec::new();
@@ -256,16 +259,11 @@ fn follow(
     else {
         return Vec::new();
     };
-    let parents = stitch::parents(&plain);
-    stitch::path_from(&plain, &parents, root)
+    stitch::request_path(&plain, root)
         .into_iter()
-        .map(|(i, _)| Hop {
+        .map(|(i, join)| Hop {
             source: records[i].0.clone(),
-            join: if i == root {
-                None
-            } else {
-                parents[i].map(|p| p.join)
-            },
+            join,
             record: plain[i].clone(),
         })
         .collect()

@@ -32,9 +32,10 @@ pub struct Failure {
     pub why: String,
 }
 
-/// Outcomes that mean the hop did its job. A UDP session has no close: it ends when idle.
+/// Outcomes that mean the hop did its job. A UDP session has no close: it ends when idle. An
+/// `open` connection (a pooled one the request rode on, still held) carried the request.
 pub fn succeeded(outcome: &str) -> bool {
-    matches!(outcome, "ok" | "upgraded" | "idle-timeout")
+    matches!(outcome, "ok" | "upgraded" | "idle-timeout" | "open")
 }
 
 /// The Kubernetes docs' name for each kind of proxy (a kind added later shows as itself).
@@ -180,15 +181,25 @@ impl Report {
         }
     }
 
-    /// Time spent in hop `i` itself: its duration less the next hop's.
-    fn own_micros(&self, i: usize) -> u64 {
+    /// Whether hop `i` is a connection that carried this request among others — an L4 hop under
+    /// an HTTP one (kubectl proxy's pooled connection through the HA balancer): its duration is
+    /// the connection's, not this request's.
+    fn shared(&self, i: usize) -> bool {
+        i > 0 && self.hops[i].record.http.is_none() && self.hops[i - 1].record.http.is_some()
+    }
+
+    /// Time spent in hop `i` itself: its duration less the next hop's (a shared connection's
+    /// is not this request's: it is skipped, and has none of its own).
+    fn own_micros(&self, i: usize) -> Option<u64> {
+        if self.shared(i) {
+            return None;
+        }
         let total = micros(self.hops[i].record.duration_ms);
-        let next = self
-            .hops
-            .get(i + 1)
-            .map(|h| micros(h.record.duration_ms))
+        let next = (i + 1..self.hops.len())
+            .find(|&j| !self.shared(j))
+            .map(|j| micros(self.hops[j].record.duration_ms))
             .unwrap_or(0);
-        total.saturating_sub(next)
+        Some(total.saturating_sub(next))
     }
 
     pub fn to_json(&self) -> Value {
@@ -339,8 +350,12 @@ impl Report {
                 to,
                 endpoint,
                 format!("{}/{}", r.bytes_up, r.bytes_down),
-                ms(micros(r.duration_ms)),
-                ms(self.own_micros(i)),
+                if self.shared(i) {
+                    "-".to_owned()
+                } else {
+                    ms(micros(r.duration_ms))
+                },
+                self.own_micros(i).map_or_else(|| "-".to_owned(), ms),
                 outcome,
             ]);
         }

@@ -107,9 +107,11 @@ impl ListenerSwitch {
         info!(%addr, tls = tls.is_some(), "apiserver listening");
         let task = tokio::spawn(async move {
             let options = proxylab_core::serve::ServeOptions::default();
-            proxylab_core::serve::serve_http_abortable(listener, tls, router, shutdown, cut, options)
-                .await
-                .map_err(|source| ServerError::Serve { addr, source })
+            proxylab_core::serve::serve_http_abortable(
+                listener, tls, router, shutdown, cut, options,
+            )
+            .await
+            .map_err(|source| ServerError::Serve { addr, source })
         });
         self.0
             .running

@@ -158,10 +158,7 @@ async fn a_switch_stops_one_listener_like_a_crash_and_starts_it_again() {
     let bound = ApiServer::bind(cfg, store).await.unwrap();
     let addrs = bound.local_addrs();
     let switches = bound.switches();
-    assert_eq!(
-        switches.iter().map(|s| s.addr()).collect::<Vec<_>>(),
-        addrs
-    );
+    assert_eq!(switches.iter().map(|s| s.addr()).collect::<Vec<_>>(), addrs);
     let stop = tokio_util::sync::CancellationToken::new();
     let served = tokio::spawn(bound.serve(stop.clone()));
     let readyz = |addr| async move {
@@ -195,7 +192,10 @@ async fn a_switch_stops_one_listener_like_a_crash_and_starts_it_again() {
     // The watch ends without the chunked body's last chunk: cut, not finished.
     let mut rest = Vec::new();
     let _ = watch.read_to_end(&mut rest).await;
-    assert!(!rest.ends_with(b"0\r\n\r\n"), "the watch was ended gracefully");
+    assert!(
+        !rest.ends_with(b"0\r\n\r\n"),
+        "the watch was ended gracefully"
+    );
     assert!(tokio::net::TcpStream::connect(addrs[1]).await.is_err());
     assert!(readyz(addrs[0]).await.starts_with("HTTP/1.1 200"));
     assert!(matches!(

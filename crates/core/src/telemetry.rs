@@ -13,6 +13,12 @@
 //!
 //! Records from several proxies are joined into paths by [`stitch`].
 //!
+//! An L4 hop is recorded when its connection ends, which may be hours later for a pooled
+//! connection or a watch. A proxy can also show the connections it holds now ([`HopLog::open`]):
+//! `/debug/hops?open=true` adds them after the finished records, with outcome `open` and the
+//! bytes and duration so far unknown (0) — HAProxy's `show sess`. So a path through an open
+//! connection (kubectl proxy's pooled connection through the HA balancer) can be stitched now.
+//!
 //! Every binary serves [`admin_router`] on its `--admin-address` (loopback by default):
 //! `/healthz`, `/readyz`, `/metrics`, `/debug/hops`.
 //!
@@ -228,6 +234,9 @@ pub struct HopLog {
     /// `has_probes` spares every record the lock.
     probe_clients: Mutex<Vec<IpAddr>>,
     has_probes: AtomicBool,
+    /// Connections open now (see [`HopLog::open`]), by a number of their own.
+    open: Mutex<std::collections::HashMap<u64, (std::time::Instant, HopRecord)>>,
+    next_open: std::sync::atomic::AtomicU64,
     hops: Family<HopLabels, Counter>,
     bytes: Family<ByteLabels, Counter>,
     duration: Family<ProxyLabel, Histogram>,
@@ -242,6 +251,8 @@ impl HopLog {
             retain: AtomicBool::new(true),
             probe_clients: Mutex::new(Vec::new()),
             has_probes: AtomicBool::new(false),
+            open: Mutex::new(std::collections::HashMap::new()),
+            next_open: std::sync::atomic::AtomicU64::new(0),
             hops: Family::default(),
             bytes: Family::default(),
             duration: Family::new_with_constructor(|| {
@@ -350,11 +361,63 @@ impl HopLog {
         ring.push_back(hop);
     }
 
+    /// Shows `hop` (a connection just established, its fields known so far) as open until the
+    /// returned guard is dropped — when the proxy records the finished hop. Nothing is kept when
+    /// the ring is off ([`set_retain`](Self::set_retain)).
+    pub fn open(self: &Arc<Self>, mut hop: HopRecord) -> OpenHop {
+        if !self.retain.load(Ordering::Relaxed) {
+            return OpenHop { log: None, id: 0 };
+        }
+        if self.has_probes.load(Ordering::Relaxed)
+            && self.probe_clients.lock().contains(&hop.client.ip())
+        {
+            hop.probe = true;
+        }
+        hop.outcome = Cow::Borrowed("open");
+        let id = self.next_open.fetch_add(1, Ordering::Relaxed);
+        self.open
+            .lock()
+            .insert(id, (std::time::Instant::now(), hop));
+        OpenHop {
+            log: Some(self.clone()),
+            id,
+        }
+    }
+
+    /// The connections open now, oldest first, their duration so far filled in.
+    pub fn open_now(&self) -> Vec<HopRecord> {
+        let mut open: Vec<(std::time::Instant, HopRecord)> =
+            self.open.lock().values().cloned().collect();
+        open.sort_by_key(|(since, _)| *since);
+        open.into_iter()
+            .map(|(since, mut h)| {
+                h.duration_ms = since.elapsed().as_secs_f64() * 1000.0;
+                h
+            })
+            .collect()
+    }
+
     /// The most recent records, oldest first, at most `limit`.
     pub fn recent(&self, limit: usize) -> Vec<HopRecord> {
         let ring = self.ring.lock();
         let skip = ring.len().saturating_sub(limit);
         ring.iter().skip(skip).cloned().collect()
+    }
+}
+
+/// A connection shown as open by [`HopLog::open`]; dropping it takes it off the list.
+#[derive(Debug)]
+#[must_use = "the hop is shown as open only while this guard lives"]
+pub struct OpenHop {
+    log: Option<Arc<HopLog>>,
+    id: u64,
+}
+
+impl Drop for OpenHop {
+    fn drop(&mut self) {
+        if let Some(log) = &self.log {
+            log.open.lock().remove(&self.id);
+        }
     }
 }
 
@@ -398,9 +461,13 @@ struct HopQuery {
     /// Include the hops of health probes (left out by default).
     #[serde(default)]
     probes: bool,
+    /// Add the connections open now, after the finished hops (see [`HopLog::open`]).
+    #[serde(default)]
+    open: bool,
 }
 
-/// `/healthz`, `/readyz`, `/metrics`, `/debug/hops[?limit=N&proxy=KIND&client=ADDR&probes=true]`.
+/// `/healthz`, `/readyz`, `/metrics`,
+/// `/debug/hops[?limit=N&proxy=KIND&client=ADDR&probes=true&open=true]`.
 pub fn admin_router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -431,9 +498,11 @@ pub fn admin_router(state: AdminState) -> Router {
             get(
                 |State(s): State<AdminState>, Query(q): Query<HopQuery>| async move {
                     let limit = q.limit.unwrap_or(1024);
-                    let hops: Vec<HopRecord> = s
-                        .hops
-                        .recent(usize::MAX)
+                    let mut all = s.hops.recent(usize::MAX);
+                    if q.open {
+                        all.extend(s.hops.open_now());
+                    }
+                    let hops: Vec<HopRecord> = all
                         .into_iter()
                         .filter(|h| q.probes || !h.probe)
                         .filter(|h| q.proxy.as_ref().is_none_or(|p| &h.proxy == p))
@@ -554,6 +623,48 @@ mod tests {
         assert!(state.metrics.encode().contains(
             "proxylab_hops_total{proxy=\"forwarder\",protocol=\"tcp\",outcome=\"ok\"} 2"
         ));
+    }
+
+    /// An open connection is listed only when asked for, after the finished hops, as `open`,
+    /// and leaves the list when its guard is dropped.
+    #[tokio::test]
+    async fn open_connections_are_shown_when_asked_until_they_end() {
+        use tower::ServiceExt;
+        let state = AdminState::new();
+        state.hops.record(hop(1));
+        let guard = state.hops.open(hop(2));
+        let get = |uri: &'static str| {
+            let router = admin_router(state.clone());
+            async move {
+                let resp = router
+                    .oneshot(
+                        axum::http::Request::get(uri)
+                            .body(axum::body::Body::empty())
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                serde_json::from_slice::<Vec<HopRecord>>(&body).unwrap()
+            }
+        };
+        assert_eq!(get("/debug/hops").await.len(), 1);
+        let with_open = get("/debug/hops?open=true").await;
+        assert_eq!(
+            with_open
+                .iter()
+                .map(|h| (h.client.port(), h.outcome.as_ref()))
+                .collect::<Vec<_>>(),
+            [(1, "ok"), (2, "open")]
+        );
+        drop(guard);
+        assert_eq!(get("/debug/hops?open=true").await.len(), 1);
+        // Not kept when nobody can read the ring.
+        state.hops.set_retain(false);
+        let _quiet = state.hops.open(hop(3));
+        assert!(state.hops.open_now().is_empty());
     }
 
     #[test]

@@ -121,6 +121,9 @@ async fn handle(shared: &Shared, client: TcpStream, peer: SocketAddr, listener: 
                 reason = format!("{reason}; {}", describe_failures(&failures));
             }
             hop.reason = Some(reason);
+            // Shown at `/debug/hops?open=true` while it lasts: a pooled connection or a watch
+            // may stay open for hours, and a path through it should be traceable meanwhile.
+            let open = shared.admin.hops.open(hop.clone());
             let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
             let rx = backend.as_ref().map(|b| b.open(id));
             // Who ended the relay, when someone did: the rebalancer or a mark-down (through the
@@ -165,6 +168,7 @@ async fn handle(shared: &Shared, client: TcpStream, peer: SocketAddr, listener: 
             if let Some(b) = &backend {
                 b.close(id, stats.client_to_upstream, stats.upstream_to_client);
             }
+            drop(open);
             hop.outcome = match end {
                 RelayEnd::Done => "ok".into(),
                 RelayEnd::Stopped(_) => why.get().copied().unwrap_or("idle-timeout").into(),

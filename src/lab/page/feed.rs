@@ -218,7 +218,7 @@ impl HopFeed {
                 polls.spawn(async move {
                     let got = tokio::time::timeout(
                         Duration::from_secs(2),
-                        fetch(&client, s.addr, POLL_LIMIT),
+                        fetch(&client, s.addr, POLL_LIMIT, false),
                     )
                     .await
                     .unwrap_or_else(|_| Err("timed out".into()));
@@ -262,14 +262,15 @@ impl HopFeed {
     }
 }
 
-/// One admin endpoint's last `limit` hop records (`/debug/hops`), as JSON values. `proxylab trace`
-/// reads the proxies the same way.
+/// One admin endpoint's last `limit` hop records (`/debug/hops`), as JSON values; with `open`,
+/// also the connections open now (outcome `open`). `proxylab trace` reads the proxies the same way.
 pub(crate) async fn fetch(
     client: &Client<HttpConnector, Empty<Bytes>>,
     addr: SocketAddr,
     limit: usize,
+    open: bool,
 ) -> Result<Vec<Value>, String> {
-    let uri = format!("http://{addr}/debug/hops?limit={limit}");
+    let uri = format!("http://{addr}/debug/hops?limit={limit}&open={open}");
     let resp = client
         .get(uri.parse().map_err(|e| format!("{uri}: {e}"))?)
         .await

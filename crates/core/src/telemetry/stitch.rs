@@ -18,8 +18,17 @@
 //! chosen is the latest that started no later than the child (clocks of one machine, with
 //! [`SLACK_MS`] of tolerance: a child's record may be stamped a hair before its parent's).
 //!
-//! `proxylab trace` follows one request from its own socket; the lab page draws the paths of all
-//! recent requests. Both use this module, so they always agree.
+//! One connection may carry many requests, and one request may ride a connection opened long
+//! before it: kubectl proxy's pooled connection through the HA balancer is one L4 hop (recorded
+//! when it closes, or shown `open` meanwhile) under every request sent over it. [`parents`] gives
+//! each record one parent, so such a connection hangs under the request that opened it.
+//! [`request_path`] follows one request instead: from its first hop, each next hop is one that
+//! was live *while that request was in flight* — an HTTP hop that started then, or a connection
+//! that was open then — so the path goes through the shared connection to this request's own hop
+//! behind it.
+//!
+//! `proxylab trace` follows one request from its own socket ([`request_path`]); the lab page draws
+//! the paths of all recent requests ([`parents`], [`path_from`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -110,6 +119,77 @@ fn inferred_parent(hops: &[HopRecord], ci: usize) -> Option<usize> {
                 .total_cmp(&(start_ms(b) - c_start).abs())
         })
         .map(|(pi, _)| pi)
+}
+
+/// The path of the one request whose first hop is `root`: `root`, then each hop that followed it,
+/// with how it was joined (`None` for `root`). See the module docs: a next hop is joined exactly
+/// (its client is this hop's upstream local address) when it was live while the request was in
+/// flight — an HTTP hop that started then, a connection hop that was open then — or else
+/// inferred by request line and time. The request's time window is its first hop's, narrowed to
+/// each HTTP hop's on the way.
+pub fn request_path(hops: &[HopRecord], root: usize) -> Vec<(usize, Option<Join>)> {
+    if root >= hops.len() {
+        return Vec::new();
+    }
+    let mut seen = vec![false; hops.len()];
+    seen[root] = true;
+    let mut out = vec![(root, None)];
+    let mut window = lifetime(&hops[root]);
+    let mut cur = root;
+    loop {
+        let next = next_exact(hops, cur, window, &seen)
+            .map(|i| (i, Join::Exact))
+            .or_else(|| {
+                (0..hops.len())
+                    .find(|&ci| !seen[ci] && inferred_parent(hops, ci) == Some(cur))
+                    .map(|i| (i, Join::Inferred))
+            });
+        let Some((i, join)) = next else {
+            return out;
+        };
+        seen[i] = true;
+        out.push((i, Some(join)));
+        if hops[i].http.is_some() {
+            window = lifetime(&hops[i]);
+        }
+        cur = i;
+    }
+}
+
+/// From a hop's start to its end, widened by [`SLACK_MS`] each side.
+fn lifetime(h: &HopRecord) -> (f64, f64) {
+    let start = start_ms(h);
+    (start - SLACK_MS, start + h.duration_ms + SLACK_MS)
+}
+
+fn next_exact(
+    hops: &[HopRecord],
+    cur: usize,
+    (from, to): (f64, f64),
+    seen: &[bool],
+) -> Option<usize> {
+    let up = hops[cur].upstream_local?;
+    let live = |h: &HopRecord| {
+        let start = start_ms(h);
+        if h.http.is_some() {
+            // A request hop of this request starts while the request is in flight.
+            from <= start && start <= to
+        } else {
+            // A connection that was open at some point while the request was in flight.
+            start <= to && from <= start + h.duration_ms + SLACK_MS
+        }
+    };
+    hops.iter()
+        .enumerate()
+        .filter(|&(i, h)| !seen[i] && h.client == up && live(h))
+        // Several: a source port reused within the window, or requests in parallel on one
+        // connection; the one that started nearest the request's start.
+        .min_by(|(_, a), (_, b)| {
+            (start_ms(a) - from)
+                .abs()
+                .total_cmp(&(start_ms(b) - from).abs())
+        })
+        .map(|(i, _)| i)
 }
 
 /// The path that starts at `root`: it, then the hops that followed it, depth first, each level in
@@ -239,6 +319,66 @@ mod tests {
         );
         assert_eq!(ps[2], None);
         assert_eq!(ps[3], None);
+    }
+
+    /// kubectl proxy's pooled connection through an L4 balancer carries two requests; each
+    /// request's path goes through that one connection to its own apiserver hop.
+    #[test]
+    fn a_request_path_crosses_a_shared_connection_to_its_own_hop() {
+        let http = |path: &str| {
+            Some(HttpHop {
+                method: "GET".into(),
+                path: path.into(),
+                host: None,
+                status: Some(200),
+            })
+        };
+        let request = |client: &str, at_ms: i64, path: &str| {
+            let mut h = hop("auth-proxy", client, "127.0.0.1:8001", at_ms);
+            h.upstream_local = Some(addr("127.0.0.1:40000"));
+            h.upstream = Some(addr("127.0.0.1:6443"));
+            h.duration_ms = 10.0;
+            h.http = http(path);
+            h
+        };
+        let first = request("127.0.0.1:5000", 0, "/a");
+        // The connection the first request opened, still open 1 s later (`open`, duration so far).
+        let mut conn = hop("ha-balancer", "127.0.0.1:40000", "127.0.0.1:6443", 2);
+        conn.upstream_local = Some(addr("127.0.0.1:41000"));
+        conn.upstream = Some(addr("127.0.10.2:6443"));
+        conn.duration_ms = 1000.0;
+        conn.outcome = "open".into();
+        let bastion = |at_ms: i64, path: &str| {
+            let mut h = hop("bastion", "127.0.0.1:41000", "127.0.10.2:6443", at_ms);
+            h.duration_ms = 5.0;
+            h.http = http(path);
+            h
+        };
+        let second = request("127.0.0.1:5001", 500, "/b");
+        let hops = vec![first, conn, bastion(3, "/a"), second, bastion(502, "/b")];
+        let path = |root| {
+            request_path(&hops, root)
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(path(0), [0, 1, 2]);
+        assert_eq!(path(3), [3, 1, 4]);
+        assert_eq!(request_path(&hops, 3)[1].1, Some(Join::Exact));
+        // The tree hangs the connection under the request that opened it.
+        assert_eq!(parents(&hops)[1].map(|p| p.index), Some(0));
+        // A request after the connection closed does not go through it.
+        let mut closed = hops.clone();
+        closed[1].duration_ms = 100.0;
+        closed[1].outcome = "ok".into();
+        assert_eq!(
+            request_path(&closed, 3)
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>(),
+            [3]
+        );
+        assert!(request_path(&hops, 99).is_empty());
     }
 
     #[test]
