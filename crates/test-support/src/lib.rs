@@ -15,6 +15,8 @@
 //!   what a test exercises.
 //! - [`expect_one_line_exit_2`]: the contract of every binary for a bad flag or file.
 //! - [`thread_names`]: this process's threads, for "the serving threads stop with the server".
+//! - [`workspace_binary`]: another package's binary for a test of this one (the `ha-balancer`
+//!   binary in front of `proxylab apiserver` processes), built when missing.
 //! - [`fake_apiserver`]: an HTTPS apiserver that records what it receives (for proxies in front of it).
 //! - [`http`]: raw and hyper HTTP/1.1 clients (`http_get`, `raw_exchange`, `get`).
 //! - [`lab`]: `proxylab lab up` as a real process on its own `127.N.x.x` addresses
@@ -166,6 +168,43 @@ pub fn thread_names() -> Vec<String> {
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
         .map(|n| n.trim().to_owned())
         .collect()
+}
+
+/// The binary `bin` of the workspace package `package`, beside `beside` (a binary of the package
+/// under test, `env!("CARGO_BIN_EXE_…")`): cargo gives a test only its own package's binaries, so
+/// another package's is found in the same target directory — and built there first (`cargo build
+/// -p PACKAGE --bin BIN`, same profile) when a partial build left it out.
+pub fn workspace_binary(beside: &str, package: &str, bin: &str) -> std::path::PathBuf {
+    let beside = std::path::Path::new(beside);
+    let path = beside.with_file_name(bin);
+    if path.is_file() {
+        return path;
+    }
+    let profile_dir = beside.parent().expect("a binary inside a target directory");
+    let target_dir = profile_dir
+        .parent()
+        .expect("a profile directory inside a target directory");
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        package,
+        "--bin",
+        bin,
+        "--target-dir",
+    ])
+    .arg(target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build -p {package} --bin {bin} failed"
+    );
+    assert!(path.is_file(), "{} missing after the build", path.display());
+    path
 }
 
 #[cfg(test)]
