@@ -1,7 +1,8 @@
 //! The HA balancer in the lab: every kubeconfig names it, it spreads over the three apiservers,
 //! and the failure drill (`proxylab lab stop|start apiserver-N`) shows failover — the stopped
 //! apiserver is marked down, kubectl keeps working, the lab's own watchers (forwarders, nodes)
-//! resume on the others, and the apiserver comes back up when started again.
+//! resume on the others, and the apiserver comes back up when started again and gets connections
+//! back.
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
@@ -161,6 +162,18 @@ fn kubectl_goes_through_the_balancer_and_survives_an_apiserver_stopped_and_start
     lab.eventually("apiserver-2 back up", || {
         state_of(admin, "apiserver-2") == "up"
     });
+    // The lab's long-lived connections (nodes' and forwarders' watches, the auth-proxy's pool) all
+    // went to apiserver-1 and -3; the balancer moves some back, oldest first.
+    lab.eventually("connections moved back to apiserver-2", || {
+        let r = http_get_blocking(admin, "/stats?format=json");
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        v["backends"][1]["activeConnections"].as_u64() > Some(0)
+    });
+    let metrics = http_get_blocking(admin, "/metrics").body;
+    assert!(
+        metrics.contains("proxylab_ha_connections_rebalanced_total{backend=\"apiserver-"),
+        "{metrics}"
+    );
     let components =
         http_get_blocking(format!("127.{o}.0.1:8400").parse().unwrap(), "/components").body;
     assert!(

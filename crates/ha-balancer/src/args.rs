@@ -28,6 +28,7 @@ const QUICK: &[&str] = &[
     "connect_timeout",
     "drain_timeout",
     "idle_timeout",
+    "rebalance_interval",
 ];
 
 /// The balancer's flags. The lab builds a [`Config`] directly.
@@ -90,6 +91,11 @@ pub struct HaBalancerArgs {
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = proxylab_core::duration::parse_std)]
     pub idle_timeout: Duration,
 
+    /// After a backend recovers, close one long-lived connection on the busiest backend per this
+    /// interval (jittered), oldest first, until connection counts are even (0: never).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = proxylab_core::duration::parse_std)]
+    pub rebalance_interval: Duration,
+
     /// Log format: text or json.
     #[arg(long, value_name = "FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -134,6 +140,10 @@ impl HaBalancerArgs {
         c.timeouts.connect = self.connect_timeout;
         c.timeouts.drain = self.drain_timeout;
         c.timeouts.idle = (!self.idle_timeout.is_zero()).then_some(self.idle_timeout);
+        c.rebalance.enabled = !self.rebalance_interval.is_zero();
+        if c.rebalance.enabled {
+            c.rebalance.interval = self.rebalance_interval;
+        }
         c.validate().map_err(|e| {
             crate::Error::Config(
                 e.replace(

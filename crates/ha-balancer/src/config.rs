@@ -35,6 +35,10 @@
 //!   idle: 0s                     # off
 //!   keepalive: 30s
 //!   userTimeout: 30s
+//! rebalance:                     # after a backend recovers, move connections back to it
+//!   enabled: true
+//!   interval: 1s                 # one step per interval, jittered over ±50%
+//!   batch: 1                     # connections closed per step at most
 //! ```
 
 use std::net::SocketAddr;
@@ -151,6 +155,27 @@ impl Default for Timeouts {
     }
 }
 
+/// Moving load back to a backend that recovered (see `crate::rebalance`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rebalance {
+    /// Off: connections stay where they are, as with HAProxy and every balancer in the reference.
+    pub enabled: bool,
+    /// Time between steps; each wait is drawn uniformly from ½ to 1½ of it.
+    pub interval: Duration,
+    /// The most connections closed in one step.
+    pub batch: u32,
+}
+
+impl Default for Rebalance {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(1),
+            batch: 1,
+        }
+    }
+}
+
 /// client-go pings HTTP/2 connections every 30 s (`ReadIdleTimeout`); an idle limit shorter than
 /// that cuts quiet watches between pings.
 pub const CLIENT_GO_PING: Duration = Duration::from_secs(30);
@@ -165,6 +190,7 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     pub check: CheckConfig,
     pub timeouts: Timeouts,
+    pub rebalance: Rebalance,
     /// Extra connect attempts on other backends after a failed one (`None`: every other backend).
     pub retries: Option<u32>,
     /// The instance name in hop records.
@@ -181,6 +207,7 @@ impl Default for Config {
             backends: Vec::new(),
             check: CheckConfig::default(),
             timeouts: Timeouts::default(),
+            rebalance: Rebalance::default(),
             retries: None,
             instance: "ha-balancer".into(),
         }
@@ -324,6 +351,7 @@ const TOP: &[&str] = &[
     "backends",
     "healthCheck",
     "timeouts",
+    "rebalance",
     "retries",
     "instance",
 ];
@@ -339,6 +367,7 @@ const CHECK: &[&str] = &[
 ];
 const TIMEOUTS: &[&str] = &["connect", "drain", "idle", "keepalive", "userTimeout"];
 const BACKEND: &[&str] = &["name", "address", "serverName"];
+const REBALANCE: &[&str] = &["enabled", "interval", "batch"];
 
 impl Reader<'_> {
     fn fail(&self, field: &str, message: impl Into<String>) -> ConfigError {
@@ -558,6 +587,19 @@ impl Reader<'_> {
         if let Some(d) = self.duration("timeouts.idle")? {
             c.timeouts.idle = (!d.is_zero()).then_some(d);
         }
+        self.known("rebalance", REBALANCE)?;
+        if let Some(b) = self.boolean("rebalance.enabled")? {
+            c.rebalance.enabled = b;
+        }
+        if let Some(d) = self.duration("rebalance.interval")? {
+            if d.is_zero() {
+                return Err(self.fail("rebalance.interval", "must be more than 0"));
+            }
+            c.rebalance.interval = d;
+        }
+        if let Some(n) = self.number("rebalance.batch", 1)? {
+            c.rebalance.batch = u32::try_from(n).unwrap_or(u32::MAX);
+        }
         if let Some(d) = self.duration("timeouts.keepalive")? {
             if d < Duration::from_secs(1) {
                 return Err(self.fail("timeouts.keepalive", "must be at least 1s"));
@@ -644,9 +686,18 @@ mod tests {
             "mode: tcp\nlisten: 127.0.0.1:7443\nadmin: \"\"\nalgorithm: leastconn\nretries: 1\n\
              backends:\n  - {name: a, address: 127.0.10.1:6443, serverName: apiserver}\n  - b=127.0.10.2:6443\n\
              healthCheck:\n  type: https\n  path: /livez\n  insecureSkipVerify: true\n  interval: 500ms\n  rise: 1\n  fall: 2\n\
-             timeouts: {connect: 1s, idle: 10m, keepalive: 15s}\n",
+             timeouts: {connect: 1s, idle: 10m, keepalive: 15s}\n\
+             rebalance: {enabled: false, interval: 250ms, batch: 4}\n",
         )
         .unwrap();
+        assert_eq!(
+            c.rebalance,
+            crate::config::Rebalance {
+                enabled: false,
+                interval: Duration::from_millis(250),
+                batch: 4
+            }
+        );
         assert_eq!(c.listen, "127.0.0.1:7443".parse().unwrap());
         assert_eq!(c.admin, None);
         assert_eq!(c.algorithm, Algorithm::LeastConn);
@@ -697,6 +748,10 @@ mod tests {
                 "healthCheck.fall: expected a whole number ≥ 1",
             ),
             ("mode: udp\n", "mode: unknown mode \"udp\""),
+            (
+                "backends: [127.0.10.1:6443]\nhealthCheck: {type: tcp}\nrebalance: {batch: 0}\n",
+                "/nonexistent/ha.yaml:3: rebalance.batch: expected a whole number ≥ 1",
+            ),
             ("backends: [\n", "yaml: invalid YAML"),
             ("", "file: empty"),
         ] {

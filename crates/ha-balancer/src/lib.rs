@@ -16,6 +16,9 @@
 //! - **A backend going down has its connections closed at once** (HAProxy's
 //!   `on-marked-down shutdown-sessions`, which the recipe does not set): watches and `logs -f`
 //!   reconnect to a live apiserver instead of hanging until their own timeouts.
+//! - **A backend coming back gets its share again** ([`rebalance`]): the busiest backends'
+//!   oldest connections are closed gradually (bounded rate, jittered) until connection counts are
+//!   even, so watches move back instead of staying on the others for hours (kubernetes#76145).
 //! - **A failed connect is retried on another backend** — never once bytes have been sent, since
 //!   nothing is read from the client before the backend's connect succeeds.
 //! - **No idle timer cuts a live stream**: no idle limit by default; TCP keepalive and
@@ -26,7 +29,8 @@
 //!   endpoint serves `/stats` (HTML and `?format=json`), `/metrics` and `/debug/hops`.
 //!
 //! Layout: [`config`] (the YAML file, flags, the recipe's defaults), [`pool`] (backends and their
-//! verdicts), [`check`] (active checks), `tcp` (the data path), `stats` (the admin endpoint),
+//! verdicts), [`check`] (active checks), `tcp` (the data path), [`rebalance`] (moving load back
+//! after a recovery), `stats` (the admin endpoint),
 //! [`args`] (flags). [`HaBalancer::bind`] checks the configuration and binds (errors are the
 //! user's to fix: exit 2); [`HaBalancer::serve`] runs until the token is cancelled, then drains.
 
@@ -34,6 +38,7 @@ pub mod args;
 pub mod check;
 pub mod config;
 pub mod pool;
+pub mod rebalance;
 mod stats;
 mod tcp;
 
@@ -51,7 +56,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use args::HaBalancerArgs;
-pub use config::{BackendConfig, CheckConfig, CheckKind, Config, ConfigError, Mode, Timeouts};
+pub use config::{
+    BackendConfig, CheckConfig, CheckKind, Config, ConfigError, Mode, Rebalance, Timeouts,
+};
 pub use pool::BackendStats;
 pub use stats::Stats;
 
@@ -204,6 +211,7 @@ impl HaBalancer {
             });
         }
         start_checks(&shared, checker);
+        tokio::spawn(rebalance::run(shared.clone(), shutdown.clone()));
         if let Some(path) = config_file {
             tokio::spawn(follow(shared.clone(), path, shutdown.clone()));
         }

@@ -296,6 +296,10 @@ pub struct Pool {
     ready: Arc<std::sync::atomic::AtomicBool>,
     /// Serialises changes of the balancing set.
     update: Mutex<()>,
+    /// Woken when a backend comes back up: the rebalancer moves load back to it.
+    pub(crate) recovered: tokio::sync::Notify,
+    /// Set while a rebalancing round runs: new connections go where the fewest are.
+    rebalancing: std::sync::atomic::AtomicBool,
 }
 
 impl Pool {
@@ -313,6 +317,8 @@ impl Pool {
             metrics: m,
             ready,
             update: Mutex::new(()),
+            recovered: tokio::sync::Notify::new(),
+            rebalancing: std::sync::atomic::AtomicBool::new(false),
         });
         pool.apply(config);
         pool
@@ -449,6 +455,8 @@ impl Pool {
             }
             Health::Up => {
                 tracing::info!(backend = %b.name(), address = %b.addr(), reason = %why, "backend is up");
+                // A stored permit: a recovery during a rebalancing round starts another after it.
+                self.recovered.notify_one();
             }
         }
     }
@@ -467,6 +475,25 @@ impl Pool {
             up
         };
         self.balancer.load().update(&set);
+    }
+
+    /// Whether a rebalancing round runs now.
+    pub fn rebalancing(&self) -> bool {
+        self.rebalancing.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_rebalancing(&self, on: bool) {
+        self.rebalancing.store(on, Ordering::Relaxed);
+    }
+
+    /// Counts connections closed on `b` to move load.
+    pub(crate) fn rebalanced(&self, b: &BackendState, n: usize) {
+        self.metrics
+            .rebalanced
+            .get_or_create(&BackendLabel {
+                backend: b.name().to_string(),
+            })
+            .inc_by(n as u64);
     }
 
     /// True when no backend is up (the set is every backend, as a last resort).

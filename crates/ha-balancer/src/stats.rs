@@ -23,6 +23,8 @@ pub struct Stats {
     pub algorithm: String,
     /// `https:/readyz every 2s, rise 2, fall 3`.
     pub health_check: String,
+    /// A round of moving load back to a recovered backend is running (see `crate::rebalance`).
+    pub rebalancing: bool,
     pub backends: Vec<BackendStats>,
 }
 
@@ -57,6 +59,7 @@ pub(crate) fn collect(shared: &Shared) -> Stats {
             check.rise_fall.rise,
             check.rise_fall.fall
         ),
+        rebalancing: shared.pool.rebalancing(),
         backends: shared.pool.stats(),
     }
 }

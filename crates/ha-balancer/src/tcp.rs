@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use proxylab_core::balance::Algorithm;
 use proxylab_core::l4::tcp::{
     DialError, DialFailure, Interrupt, RelayEnd, RelayOptions, dial, relay_until, reset_on_close,
 };
@@ -72,8 +73,15 @@ async fn handle(shared: &Shared, client: TcpStream, peer: SocketAddr, listener: 
     };
     let schedule = vec![config.timeouts.connect; attempts];
     let last_resort = pool.all_down();
+    // While load moves back to a recovered backend, the emptiest backend takes each connection,
+    // so every connection the rebalancer closes lands where connections are missing.
+    let rebalancing = pool.rebalancing() && balancer.algorithm() != Algorithm::SourceHash;
     let dialled = dial(&schedule, |tried| {
-        let p = balancer.pick(Some(peer.ip()), tried)?;
+        let p = if rebalancing {
+            balancer.pick_as(Algorithm::LeastConn, Some(peer.ip()), tried)?
+        } else {
+            balancer.pick(Some(peer.ip()), tried)?
+        };
         // Every backend already failed for this connection: stop instead of trying one twice.
         if tried.contains(&p.addr) {
             return None;
@@ -114,6 +122,9 @@ async fn handle(shared: &Shared, client: TcpStream, peer: SocketAddr, listener: 
                     .map_or_else(|| pick.addr.to_string(), |b| b.name().to_string()),
             );
             let mut reason = pick.reason.to_string();
+            if rebalancing {
+                reason.push_str(" (rebalancing)");
+            }
             if last_resort {
                 reason.push_str("; every backend is down, trying anyway");
             }

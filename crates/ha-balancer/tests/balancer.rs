@@ -459,3 +459,111 @@ async fn the_admin_endpoint_serves_stats_as_html_and_json() {
     lb.stop.cancel();
     lb.done.await.unwrap();
 }
+
+/// kubernetes#76145 in small: nine long-lived clients (watches), one backend goes down and its
+/// clients move to the other two; when it is back, the busiest backends' oldest connections are
+/// closed one per step until the counts are even, and the clients that reconnect fill it again.
+#[tokio::test]
+async fn after_a_recovery_the_oldest_connections_move_back_until_counts_are_even() {
+    let stop_b = CancellationToken::new();
+    let a = tcp_echo("127.0.0.1:0", "a").await;
+    let b = tcp_echo_until("127.0.0.1:0", "b", stop_b.clone()).await;
+    let c = tcp_echo("127.0.0.1:0", "c").await;
+    // Round-robin, the recipe's algorithm.
+    let mut config = fast(vec![backend("a", a), backend("b", b), backend("c", c)]);
+    config.rebalance.interval = Duration::from_millis(50);
+    config.rebalance.batch = 1;
+    let lb = start(config, None).await;
+    let h = lb.handle.clone();
+    eventually("every backend checked", || {
+        h.stats().backends.iter().all(|b| b.checks_ok >= 1)
+    })
+    .await;
+    let active = |h: &HaBalancerHandle| -> Vec<usize> {
+        h.stats()
+            .backends
+            .iter()
+            .map(|b| b.active_connections)
+            .collect()
+    };
+
+    // Nine clients that hold a connection and reconnect whenever it ends, like informers.
+    let stop_clients = CancellationToken::new();
+    for _ in 0..9 {
+        let (addr, stop) = (lb.addr, stop_clients.clone());
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let Ok(s) = TcpStream::connect(addr).await else {
+                    continue;
+                };
+                let mut r = BufReader::new(s);
+                let mut rest = Vec::new();
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = r.read_to_end(&mut rest) => {}
+                }
+            }
+        });
+    }
+    eventually("3/3/3", || active(&h) == [3, 3, 3]).await;
+
+    stop_b.cancel();
+    eventually("b down and its clients on a and c", || {
+        state_of(&h, "b") == "down" && active(&h).iter().sum::<usize>() == 9
+    })
+    .await;
+    let down_at = jiff::Timestamp::now();
+    assert_eq!(active(&h)[1], 0);
+
+    let _b2 = tcp_echo_until(&b.to_string(), "b", CancellationToken::new()).await;
+    eventually("b up again", || state_of(&h, "b") == "up").await;
+    eventually("even again", || {
+        let n = active(&h);
+        n.iter().sum::<usize>() == 9 && n.iter().max().unwrap() - n.iter().min().unwrap() <= 1
+    })
+    .await;
+    assert!(active(&h)[1] >= 2, "{:?}", active(&h));
+
+    // What moved: connections closed as `rebalanced`, counted, all of them among the oldest —
+    // opened before the outage, none of the clients that had just moved.
+    let hops = h.admin().hops.recent(1000);
+    let moved: Vec<_> = hops.iter().filter(|x| x.outcome == "rebalanced").collect();
+    // Nine connections over three: three had to move, and while the round ran every reconnect
+    // went to the emptiest backend, so three closes were enough.
+    assert_eq!(moved.len(), 3, "{hops:?}");
+    // The moved clients, still connected, went to b by least connections.
+    let open = h.admin().hops.open_now();
+    assert!(
+        open.iter()
+            .filter(|x| x.reason.as_deref() == Some("least-conn (rebalancing)"))
+            .all(|x| x.endpoint.as_deref() == Some("b")),
+        "{open:?}"
+    );
+    assert!(
+        open.iter()
+            .any(|x| x.reason.as_deref() == Some("least-conn (rebalancing)")),
+        "{open:?}"
+    );
+    for m in &moved {
+        assert!(
+            m.time < down_at,
+            "a newer connection was closed first: {m:?}"
+        );
+        assert_ne!(m.endpoint.as_deref(), Some("b"));
+    }
+    let metrics = h.admin().metrics.encode();
+    let counted: u64 = ["a", "c"]
+        .iter()
+        .filter_map(|n| {
+            let key = format!("proxylab_ha_connections_rebalanced_total{{backend=\"{n}\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&key))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum();
+    assert_eq!(counted, moved.len() as u64, "{metrics}");
+    stop_clients.cancel();
+    lb.stop.cancel();
+    lb.done.await.unwrap();
+}

@@ -313,6 +313,19 @@ impl Balancer {
     /// remains, and — as kube-proxy does — affinity is bypassed once anything has failed, so a client
     /// pinned to a dead endpoint is moved on. The new choice then becomes the client's affinity.
     pub fn pick(&self, client: Option<IpAddr>, tried: &[SocketAddr]) -> Option<Pick> {
+        self.pick_as(self.algorithm, client, tried)
+    }
+
+    /// [`pick`](Self::pick) with another algorithm than the balancer's own, this once: the HA
+    /// balancer places connections by least connections while it moves load back to a recovered
+    /// backend, whatever its algorithm, so that each connection it closes lands where it is
+    /// missing.
+    pub fn pick_as(
+        &self,
+        algorithm: Algorithm,
+        client: Option<IpAddr>,
+        tried: &[SocketAddr],
+    ) -> Option<Pick> {
         let list = self.backends.load();
         if list.is_empty() {
             return None;
@@ -333,7 +346,7 @@ impl Balancer {
         let any_allowed = list.iter().any(allowed);
         let ok = |b: &Arc<Backend>| !any_allowed || allowed(b);
         let n = list.len();
-        let chosen = match self.algorithm {
+        let chosen = match algorithm {
             Algorithm::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
                 (0..n).map(|i| &list[(start + i) % n]).find(|b| ok(b))
@@ -391,7 +404,7 @@ impl Balancer {
                 },
             );
         }
-        Some(Self::take(chosen, PickReason::Algorithm(self.algorithm)))
+        Some(Self::take(chosen, PickReason::Algorithm(algorithm)))
     }
 
     fn take(b: &Arc<Backend>, reason: PickReason) -> Pick {
