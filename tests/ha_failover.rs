@@ -131,7 +131,12 @@ impl Setup {
 
     /// One request through the balancer on a new connection, with the admin client certificate.
     fn request(&self) -> bool {
-        Command::new("curl")
+        self.try_request().is_ok()
+    }
+
+    /// [`Setup::request`] with curl's complaint when it failed.
+    fn try_request(&self) -> Result<(), String> {
+        let out = Command::new("curl")
             .args(["-sS", "--fail", "--max-time", "10", "-o", "/dev/null"])
             .args(["--cacert", &self.pki("ca.crt")])
             .args(["--cert", &self.pki("admin.crt")])
@@ -140,9 +145,13 @@ impl Setup {
                 "https://127.{}.0.1:6443/api/v1/namespaces/default",
                 self.octet
             ))
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
     }
 
     fn kubectl_watch(&self) -> Watch {
@@ -201,11 +210,13 @@ impl Drop for Watch {
 }
 
 /// One request of the load: when it started and ended, and whether it succeeded.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Sample {
     start: Instant,
     end: Instant,
     ok: bool,
+    /// curl's complaint, when it failed.
+    error: Option<String>,
 }
 
 /// `CLIENTS` threads sending requests back to back until stopped.
@@ -227,14 +238,15 @@ impl Load {
                     let mut samples = Vec::new();
                     while !stop.load(Ordering::SeqCst) {
                         let start = Instant::now();
-                        let ok = setup.request();
-                        if ok {
+                        let result = setup.try_request();
+                        if result.is_ok() {
                             count.fetch_add(1, Ordering::SeqCst);
                         }
                         samples.push(Sample {
                             start,
                             end: Instant::now(),
-                            ok,
+                            ok: result.is_ok(),
+                            error: result.err(),
                         });
                     }
                     samples
@@ -442,7 +454,10 @@ fn sigkill_under_load_marks_down_within_fall_checks_and_requests_keep_succeeding
     for f in &failed {
         assert!(
             f.start <= dead_at && f.end >= killed_at,
-            "a request not in flight at the kill failed"
+            "a request not in flight at the kill failed: {:?} (started {:?} after the kill)\n{}",
+            f.error,
+            f.start.saturating_duration_since(killed_at),
+            setup.logs()
         );
     }
 
@@ -530,7 +545,14 @@ fn outages_in_turn_are_followed_and_all_end_up() {
             kills
                 .iter()
                 .any(|&(killed, dead)| f.start <= dead && f.end >= killed),
-            "a request not in flight at a kill failed"
+            "a request not in flight at a kill failed: {:?}; kills at {:?} after the first, this request {:?} after it\n{}",
+            f.error,
+            kills
+                .iter()
+                .map(|(k, _)| k.saturating_duration_since(kills[0].0))
+                .collect::<Vec<_>>(),
+            f.start.saturating_duration_since(kills[0].0),
+            setup.logs()
         );
     }
     for i in 1..=3 {

@@ -29,6 +29,7 @@ const QUICK: &[&str] = &[
     "drain_timeout",
     "idle_timeout",
     "rebalance_interval",
+    "rebalance_min_age",
 ];
 
 /// The balancer's flags. The lab builds a [`Config`] directly.
@@ -96,6 +97,10 @@ pub struct HaBalancerArgs {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = proxylab_core::duration::parse_std)]
     pub rebalance_interval: Duration,
 
+    /// Connections younger than this are never closed to rebalance.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = proxylab_core::duration::parse_std)]
+    pub rebalance_min_age: Duration,
+
     /// Log format: text or json.
     #[arg(long, value_name = "FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -144,6 +149,7 @@ impl HaBalancerArgs {
         if c.rebalance.enabled {
             c.rebalance.interval = self.rebalance_interval;
         }
+        c.rebalance.min_age = self.rebalance_min_age;
         c.validate().map_err(|e| {
             crate::Error::Config(
                 e.replace(

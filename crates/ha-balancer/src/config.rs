@@ -39,6 +39,7 @@
 //!   enabled: true
 //!   interval: 1s                 # one step per interval, jittered over ±50%
 //!   batch: 1                     # connections closed per step at most
+//!   minAge: 5s                   # younger connections are left alone (they end by themselves)
 //! ```
 
 use std::net::SocketAddr;
@@ -164,6 +165,9 @@ pub struct Rebalance {
     pub interval: Duration,
     /// The most connections closed in one step.
     pub batch: u32,
+    /// Connections younger than this are never closed: short requests end by themselves, and
+    /// closing one mid-request only makes it fail. What piles up on the others are long-lived ones.
+    pub min_age: Duration,
 }
 
 impl Default for Rebalance {
@@ -172,6 +176,7 @@ impl Default for Rebalance {
             enabled: true,
             interval: Duration::from_secs(1),
             batch: 1,
+            min_age: Duration::from_secs(5),
         }
     }
 }
@@ -367,7 +372,7 @@ const CHECK: &[&str] = &[
 ];
 const TIMEOUTS: &[&str] = &["connect", "drain", "idle", "keepalive", "userTimeout"];
 const BACKEND: &[&str] = &["name", "address", "serverName"];
-const REBALANCE: &[&str] = &["enabled", "interval", "batch"];
+const REBALANCE: &[&str] = &["enabled", "interval", "batch", "minAge"];
 
 impl Reader<'_> {
     fn fail(&self, field: &str, message: impl Into<String>) -> ConfigError {
@@ -600,6 +605,9 @@ impl Reader<'_> {
         if let Some(n) = self.number("rebalance.batch", 1)? {
             c.rebalance.batch = u32::try_from(n).unwrap_or(u32::MAX);
         }
+        if let Some(d) = self.duration("rebalance.minAge")? {
+            c.rebalance.min_age = d;
+        }
         if let Some(d) = self.duration("timeouts.keepalive")? {
             if d < Duration::from_secs(1) {
                 return Err(self.fail("timeouts.keepalive", "must be at least 1s"));
@@ -687,7 +695,7 @@ mod tests {
              backends:\n  - {name: a, address: 127.0.10.1:6443, serverName: apiserver}\n  - b=127.0.10.2:6443\n\
              healthCheck:\n  type: https\n  path: /livez\n  insecureSkipVerify: true\n  interval: 500ms\n  rise: 1\n  fall: 2\n\
              timeouts: {connect: 1s, idle: 10m, keepalive: 15s}\n\
-             rebalance: {enabled: false, interval: 250ms, batch: 4}\n",
+             rebalance: {enabled: false, interval: 250ms, batch: 4, minAge: 1m}\n",
         )
         .unwrap();
         assert_eq!(
@@ -695,7 +703,8 @@ mod tests {
             crate::config::Rebalance {
                 enabled: false,
                 interval: Duration::from_millis(250),
-                batch: 4
+                batch: 4,
+                min_age: Duration::from_secs(60),
             }
         );
         assert_eq!(c.listen, "127.0.0.1:7443".parse().unwrap());

@@ -146,10 +146,20 @@ impl BackendState {
         n
     }
 
-    /// Ends the `n` oldest connections as `how` says; returns how many were ended.
-    pub fn interrupt_oldest(&self, n: usize, how: Interrupt) -> usize {
+    /// Ends the `n` oldest connections that have been open at least `min_age` as `how` says;
+    /// returns how many were ended.
+    pub fn interrupt_oldest(
+        &self,
+        n: usize,
+        min_age: std::time::Duration,
+        how: Interrupt,
+    ) -> usize {
         let mut conns = self.conns.lock();
-        let mut ids: Vec<(Instant, u64)> = conns.iter().map(|(id, c)| (c.started, *id)).collect();
+        let mut ids: Vec<(Instant, u64)> = conns
+            .iter()
+            .filter(|(_, c)| c.started.elapsed() >= min_age)
+            .map(|(id, c)| (c.started, *id))
+            .collect();
         ids.sort();
         let mut ended = 0;
         for (_, id) in ids.into_iter().take(n) {
@@ -603,7 +613,15 @@ mod tests {
                 r
             })
             .collect();
-        assert_eq!(b.interrupt_oldest(2, Interrupt::Close), 2);
+        // None is old enough yet.
+        assert_eq!(
+            b.interrupt_oldest(2, std::time::Duration::from_secs(3600), Interrupt::Close),
+            0
+        );
+        assert_eq!(
+            b.interrupt_oldest(2, std::time::Duration::ZERO, Interrupt::Close),
+            2
+        );
         assert_eq!(rx[0].try_recv().unwrap(), Interrupt::Close);
         assert_eq!(rx[1].try_recv().unwrap(), Interrupt::Close);
         assert!(rx[2].try_recv().is_err());

@@ -14,10 +14,13 @@
 //!    wait gives the recovered backend a moment before load arrives;
 //! 2. among the backends that are up, if the busiest has more than one connection more than the
 //!    idlest, close up to `rebalance.batch` of its **oldest** connections (the longest-lived ones
-//!    are the watches that piled up during the outage), at most down to the even share;
+//!    are the watches that piled up during the outage), at most down to the even share, and only
+//!    connections open at least `rebalance.minAge` (5 s): a short request ends by itself, and
+//!    closing it mid-way would only make it fail;
 //! 3. repeat until the counts are even — or until as many connections have been closed as were
-//!    open when the round began, a budget that ends the round even when clients come straight
-//!    back to the busiest backend.
+//!    open when the round began (a budget for clients that come straight back to the busiest
+//!    backend), or until [`IDLE_STEPS`] steps in a row found nothing old enough to close (the
+//!    unevenness is short-lived traffic, which evens itself out).
 //!
 //! A closed connection ends with a FIN both ways (hop outcome `rebalanced`, counted in
 //! `proxylab_ha_connections_rebalanced_total`); its client reconnects through the balancer. While a
@@ -40,6 +43,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
 
+/// Steps in a row with nothing old enough to close that end a round.
+pub const IDLE_STEPS: u32 = 10;
+
 /// Runs rounds after every recovery until `stop`.
 pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
@@ -56,6 +62,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
 async fn round(shared: &Shared, stop: &CancellationToken) {
     let mut budget: usize = shared.pool.backends().iter().map(|b| b.active()).sum();
     let mut moved = 0usize;
+    let mut idle = 0u32;
     loop {
         let config = shared.config.load_full();
         let r = &config.rebalance;
@@ -89,7 +96,20 @@ async fn round(shared: &Shared, stop: &CancellationToken) {
             );
             return;
         }
-        let closed = up[i].interrupt_oldest(n, Interrupt::Close);
+        let closed = up[i].interrupt_oldest(n, r.min_age, Interrupt::Close);
+        if closed == 0 {
+            idle += 1;
+            if idle >= IDLE_STEPS {
+                tracing::info!(
+                    moved,
+                    ?counts,
+                    "rebalancing stops: what is uneven is short-lived connections"
+                );
+                return;
+            }
+            continue;
+        }
+        idle = 0;
         budget -= closed;
         moved += closed;
         shared.pool.rebalanced(&up[i], closed);
