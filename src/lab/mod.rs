@@ -10,12 +10,13 @@
 //! the directory changes before it is ours) → the lab's admin endpoint (`admin`) → PKI, token and
 //! kubeconfig (reused when present) → the store, loaded from the state dir → apiservers, controllers →
 //! nodes → the topology's missing objects (created through the apiserver, so admission allocates
-//! ClusterIPs and NodePorts as for any client) → forwarders and the auth-proxy → readiness checks, which
+//! ClusterIPs and NodePorts as for any client) → forwarders, the auth-proxy and cloud-lb (`cloud_lb`) → readiness checks, which
 //! dial from the prober's address `127.0.0.254` → `lab.json`, written last, so a script that waits for
 //! it knows everything answers.
 
 pub mod admin;
 pub mod bastion;
+pub mod cloud_lb;
 pub mod control;
 pub mod ha;
 pub mod kubeconfig;
@@ -438,6 +439,10 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
         });
     }
     printed.push(format!("auth-proxy {}", auth_flags.join(" ")));
+    // --- the cloud load balancer (proxy type 5): EXTERNAL-IPs for LoadBalancer Services ---------
+    let (cloud_lb, cloud_lb_cmd) =
+        cloud_lb::start(lab, &kubeconfig_path, &state.dir, &mut tasks, &shutdown).await?;
+    printed.push(cloud_lb_cmd);
 
     // --- wait until the lab answers --------------------------------------------------------------
     let expected_pods: BTreeSet<(String, String)> = topo
@@ -467,7 +472,10 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
     wait_for_http(lab.auth_proxy, "/api/", Duration::from_secs(10))
         .await
         .context("waiting for the auth-proxy")?;
-    drop(forwarder_handles);
+    cloud_lb::wait_ready(&cloud_lb, Duration::from_secs(30))
+        .await
+        .context("waiting for cloud-lb")?;
+    drop((forwarder_handles, cloud_lb));
 
     let ready_in = started.elapsed();
     let info = lab_info(&*store, &topo, &kubeconfig_path, &token, &apiserver_addrs)?;
@@ -741,6 +749,8 @@ fn lab_info(
             "name": n.name, "address": n.address.to_string(), "podCIDR": n.pod_cidr.to_string()
         })).collect::<Vec<_>>(),
         "services": services,
+        // The cloud load balancer: its admin endpoint and the range it hands EXTERNAL-IPs from.
+        "cloudLb": cloud_lb::info(&topo.lab),
         // Admin endpoints (/healthz, /readyz, /metrics, /debug/hops): where every hop is recorded.
         "admin": {
             "lab": format!("http://{}", topo.lab.admin),
@@ -748,6 +758,7 @@ fn lab_info(
             "haBalancer": format!("http://{}", topo.lab.ha_balancer_admin()),
             "forwarders": topo.lab.nodes.iter().map(|n| (n.name.clone(), Value::String(format!("http://{}:10249", n.address)))).collect::<serde_json::Map<String, Value>>(),
             "apiservers": bastion::admin_urls(&topo.lab),
+            "cloudLb": format!("http://{}", cloud_lb::admin_address(&topo.lab)),
         },
     }))
 }
@@ -778,10 +789,12 @@ fn print_summary(state: &Path, info: &Value, ready_in: Duration, commands: &[Str
         info["admin"]["haBalancer"].as_str().unwrap_or_default(),
     ));
     out.push_str(&format!(
-        "\n  auth-proxy: {} (admin {})\n  lab admin: {}\n",
+        "\n  auth-proxy: {} (admin {})\n  lab admin: {}\n  cloud-lb: EXTERNAL-IPs from {} (admin {})\n",
         info["authProxy"].as_str().unwrap_or_default(),
         info["admin"]["authProxy"].as_str().unwrap_or_default(),
         info["admin"]["lab"].as_str().unwrap_or_default(),
+        info["cloudLb"]["pools"][0]["range"].as_str().unwrap_or_default(),
+        info["cloudLb"]["admin"].as_str().unwrap_or_default(),
     ));
     if let Some(nodes) = info["nodes"].as_array() {
         for n in nodes {
@@ -806,11 +819,12 @@ fn print_summary(state: &Path, info: &Value, ready_in: Duration, commands: &[Str
                 })
                 .unwrap_or_default();
             out.push_str(&format!(
-                "  service {}/{}: {} {}\n",
+                "  service {}/{}: {} {}{}\n",
                 s["namespace"].as_str().unwrap_or_default(),
                 s["name"].as_str().unwrap_or_default(),
                 s["clusterIP"].as_str().unwrap_or("-"),
-                ports.join(",")
+                ports.join(","),
+                cloud_lb::external_ip_suffix(s),
             ));
         }
     }

@@ -17,7 +17,8 @@
 //!   `proxy-url`, else `HTTPS_PROXY`/`HTTP_PROXY` minus `NO_PROXY` and loopback, as client-go.
 //! - [`rest`]: raw JSON requests on kube-rs's client, for a program's own calls (the lab creating its
 //!   objects).
-//! - `watch`: watches of Services, EndpointSlices, Nodes and Pods feeding a `core::cluster` view.
+//! - `watch`: watches of Services, EndpointSlices, Nodes and Pods feeding a `core::cluster` view; a
+//!   node agent's Pod watch; Services as plain JSON for the cloud load balancer's controller.
 
 #![forbid(unsafe_code)]
 

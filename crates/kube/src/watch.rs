@@ -1,4 +1,6 @@
-//! Watches of Services, EndpointSlices, Nodes and Pods feeding a [`ClusterView`].
+//! Watches of Services, EndpointSlices, Nodes and Pods feeding a [`ClusterView`]; and single watches
+//! for programs that need more than the model: a node agent's Pods ([`watch_pods`]), Services as
+//! plain JSON for a controller that writes them back ([`watch_services_json`]).
 //!
 //! This is what kube-proxy does at start: list and watch the objects it routes on, keep a local cache,
 //! and react to every change. Here kube-rs's `watcher` does the list/watch/re-list protocol (with
@@ -16,6 +18,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -161,6 +164,40 @@ pub fn watch_pods(
                     Event::InitDone => ObjectEvent::InitDone,
                     Event::Apply(o) => ObjectEvent::Apply(o),
                     Event::Delete(o) => ObjectEvent::Delete(o),
+                })
+                .map_err(|e| WatchFailed(e.to_string()))
+        })
+        .boxed()
+}
+
+/// Watches Services in all namespaces as plain Kubernetes JSON, every field kept: annotations,
+/// finalizers, `deletionTimestamp`, `status.loadBalancer` — what a controller that writes Services
+/// back (the cloud load balancer) reads, and more than the [`ClusterView`] model keeps. Read as
+/// kube-rs's `DynamicObject`, so no field is lost to a typed struct of an older API version.
+/// Lists, watches with bookmarks, re-lists after `410 Gone`, backs off on errors without ending.
+pub fn watch_services_json(
+    client: &crate::RestClient,
+) -> futures_util::stream::BoxStream<'static, Result<ObjectEvent<serde_json::Value>, WatchFailed>> {
+    let resource = ApiResource::erase::<Service>(&());
+    let api = Api::<DynamicObject>::all_with(client.watch_client(), &resource);
+    let to_json = move |mut o: DynamicObject| {
+        // A watch event carries no type meta for some servers; the consumer reads plain objects.
+        o.types = Some(kube::core::TypeMeta {
+            api_version: "v1".into(),
+            kind: "Service".into(),
+        });
+        serde_json::to_value(o).unwrap_or(serde_json::Value::Null)
+    };
+    watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .map(move |event| {
+            event
+                .map(|e| match e {
+                    Event::Init => ObjectEvent::Init,
+                    Event::InitApply(o) => ObjectEvent::InitApply(to_json(o)),
+                    Event::InitDone => ObjectEvent::InitDone,
+                    Event::Apply(o) => ObjectEvent::Apply(to_json(o)),
+                    Event::Delete(o) => ObjectEvent::Delete(to_json(o)),
                 })
                 .map_err(|e| WatchFailed(e.to_string()))
         })
