@@ -146,26 +146,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_check_wants_200_and_a_refused_port_is_down() {
-        use tokio::net::TcpListener;
-        let serve = |status: &'static str| async move {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = l.local_addr().unwrap();
-            tokio::spawn(async move {
-                while let Ok((mut s, _)) = l.accept().await {
-                    let mut buf = [0u8; 512];
-                    let _ = s.read(&mut buf).await;
-                    let _ = s
-                        .write_all(
-                            format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
-                        )
-                        .await;
-                }
-            });
-            addr
-        };
+        use proxylab_test_support::http::status_server;
         let t = Duration::from_secs(5);
-        assert!(check(serve("200 OK").await, "/healthz", t).await);
-        assert!(!check(serve("503 Service Unavailable").await, "/healthz", t).await);
+        let (ok, _) = status_server("127.0.0.1:0", "200 OK").await;
+        assert!(check(ok, "/healthz", t).await);
+        let (bad, set) = status_server("127.0.0.1:0", "503 Service Unavailable").await;
+        assert!(!check(bad, "/healthz", t).await);
+        set.send_replace("200 OK");
+        assert!(check(bad, "/healthz", t).await);
         let closed = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()

@@ -114,3 +114,30 @@ pub async fn get(
         .to_bytes();
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
+
+/// A health endpoint on `addr` (port 0 for any) that answers every request with `status` (e.g.
+/// `"200 OK"`, `"503 Service Unavailable"`) and an empty body, then closes; what a load balancer's
+/// checks are pointed at in a test (kube-proxy's `/healthz`, a `healthCheckNodePort`). The status
+/// can be changed while it runs through the returned sender. Returns the bound address.
+pub async fn status_server(
+    addr: &str,
+    status: &'static str,
+) -> (SocketAddr, tokio::sync::watch::Sender<&'static str>) {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .unwrap_or_else(|e| panic!("status server on {addr}: {e}"));
+    let bound = listener.local_addr().expect("local address");
+    let (tx, rx) = tokio::sync::watch::channel(status);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let status = *rx.borrow();
+            tokio::spawn(async move {
+                let _ = read_head(&mut s).await;
+                let answer =
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = s.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (bound, tx)
+}

@@ -18,7 +18,8 @@
 //! - [`workspace_binary`]: another package's binary for a test of this one (the `ha-balancer`
 //!   binary in front of `proxylab apiserver` processes), built when missing.
 //! - [`fake_apiserver`]: an HTTPS apiserver that records what it receives (for proxies in front of it).
-//! - [`http`]: raw and hyper HTTP/1.1 clients (`http_get`, `raw_exchange`, `get`).
+//! - [`http`]: raw and hyper HTTP/1.1 clients (`http_get`, `raw_exchange`, `get`) and a health endpoint
+//!   answering a settable status (`status_server`).
 //! - [`lab`]: `proxylab lab up` as a real process on its own `127.N.x.x` addresses
 //!   ([`lab::reserve_octet`] keeps parallel test processes apart).
 //!
