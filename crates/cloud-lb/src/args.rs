@@ -39,7 +39,9 @@ pub struct CloudLbArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:10258", value_parser = parse_opt_addr)]
     pub admin: OptionalAddr,
 
-    /// The `spec.loadBalancerClass` this load balancer serves, besides Services with none.
+    /// The `spec.loadBalancerClass` this load balancer serves. With the default it also serves
+    /// Services without a class; with another class, only that class (so a second instance can
+    /// run beside the first).
     #[arg(long, value_name = "CLASS", default_value = DEFAULT_CLASS)]
     pub class: String,
 

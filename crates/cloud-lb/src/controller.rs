@@ -177,9 +177,18 @@ impl Controller {
         );
         let mut ok = true;
         for action in &plan.actions {
-            if let Err(e) = self.write(action).await {
-                tracing::warn!(error = %e, "cloud-lb write failed; the next pass retries");
-                ok = false;
+            match self.write(action).await {
+                Ok(()) => {}
+                // Expected when the Service changed since it was read (our own status write
+                // bumps its resourceVersion): the next pass reads it again.
+                Err(WriteError::Conflict(path)) => {
+                    tracing::debug!(%path, "conflict; the next pass decides again");
+                    ok = false;
+                }
+                Err(WriteError::Failed(e)) => {
+                    tracing::warn!(error = %e, "cloud-lb write failed; the next pass retries");
+                    ok = false;
+                }
             }
         }
         if plan.allocations != self.allocations {
@@ -204,7 +213,7 @@ impl Controller {
         ok
     }
 
-    async fn write(&mut self, action: &Action) -> Result<(), String> {
+    async fn write(&mut self, action: &Action) -> Result<(), WriteError> {
         let (path, method_patch, body) = match action {
             Action::SetFinalizers {
                 key,
@@ -247,13 +256,21 @@ impl Controller {
             Ok((200..=299, _)) => Ok(()),
             // The Service went away meanwhile: nothing left to write on it.
             Ok((404, _)) if !matches!(action, Action::Event(_)) => Ok(()),
-            Ok((code, body)) => Err(format!(
+            Ok((409, _)) => Err(WriteError::Conflict(path)),
+            Ok((code, body)) => Err(WriteError::Failed(format!(
                 "{path}: {code} {}",
                 body["message"].as_str().unwrap_or_default()
-            )),
-            Err(e) => Err(e.to_string()),
+            ))),
+            Err(e) => Err(WriteError::Failed(e.to_string())),
         }
     }
+}
+
+/// Why a write did not happen.
+enum WriteError {
+    /// 409: the object changed since it was read.
+    Conflict(String),
+    Failed(String),
 }
 
 fn service_path(key: &ServiceKey, sub: &str) -> String {

@@ -138,16 +138,26 @@ pub fn reconcile(
         let had: Option<IpAddr> = prev.get(key).map(|a| a.ip);
         if !wants(svc) {
             plan.allocations.remove(key);
+            // The finalizer's name is shared by every load balancer implementation (it is the
+            // cloud-controller-manager's), so it is only taken off a Service that was ours or that
+            // no load balancer needs any more (not of type LoadBalancer): never off a Service that
+            // another class's controller serves.
+            let ours_to_clean =
+                had.is_some() || svc.is_ours(class) || (!svc.load_balancer && svc.has_finalizer());
             if svc.deleting {
                 // The Service is going: its address is free once the finalizer is off.
-                if svc.has_finalizer() {
+                if svc.has_finalizer() && ours_to_clean {
                     plan.actions.push(remove_finalizer(svc));
                 }
                 continue;
             }
-            // Not (or no longer) ours: type changed from LoadBalancer, or another class.
-            let was_ours = had.is_some() || svc.has_finalizer();
-            if was_ours && !is_empty_ingress(&svc.status_ingress) {
+            // No longer ours: the type changed from LoadBalancer, or the class changed. Only
+            // addresses of our pools are cleared from the status; another controller's stay.
+            let shows_ours = svc
+                .status_ips()
+                .iter()
+                .any(|ip| pools.pool_of(*ip).is_some());
+            if ours_to_clean && shows_ours {
                 plan.actions.push(Action::SetStatus {
                     key: key.clone(),
                     ingress: json!([]),
@@ -163,7 +173,7 @@ pub fn reconcile(
                     ),
                 ));
             }
-            if svc.has_finalizer() {
+            if svc.has_finalizer() && ours_to_clean {
                 plan.actions.push(remove_finalizer(svc));
             }
             continue;
@@ -465,6 +475,32 @@ mod tests {
         );
         assert!(plan.actions.is_empty(), "{plan:#?}");
         assert_eq!(plan.allocations, allocs);
+    }
+
+    #[test]
+    fn a_controller_of_another_class_leaves_unset_class_services_and_their_finalizer_alone() {
+        let mut objs = vec![lb("web")];
+        objs[0]["metadata"]["finalizers"] = json!([FINALIZER]);
+        objs[0]["status"] = json!({"loadBalancer": {"ingress": [{"ip": "127.0.50.1"}]}});
+        let plan = reconcile(
+            &services(&objs),
+            &Allocations::new(),
+            &BTreeMap::new(),
+            &pools(),
+            "example.com/second",
+        );
+        assert!(plan.actions.is_empty(), "{plan:#?}");
+        assert!(plan.allocations.is_empty());
+        // Deleting it: the default controller's finalizer is not ours to remove.
+        objs[0]["metadata"]["deletionTimestamp"] = json!("2026-12-05T04:00:00Z");
+        let plan = reconcile(
+            &services(&objs),
+            &Allocations::new(),
+            &BTreeMap::new(),
+            &pools(),
+            "example.com/second",
+        );
+        assert!(plan.actions.is_empty(), "{plan:#?}");
     }
 
     #[test]

@@ -237,9 +237,16 @@ impl LbService {
         })
     }
 
-    /// Whether this load balancer serves the Service: type LoadBalancer and the class unset or ours.
+    /// Whether this load balancer serves the Service: type LoadBalancer and its class ours. A
+    /// Service without a class belongs to the default implementation, so only a load balancer
+    /// running with [`DEFAULT_CLASS`] takes it (MetalLB with `--lb-class` does the same); a second
+    /// instance with a class of its own never fights the first over unclassed Services.
     pub fn is_ours(&self, class: &str) -> bool {
-        self.load_balancer && self.class.as_deref().is_none_or(|c| c == class)
+        self.load_balancer
+            && match &self.class {
+                None => class == DEFAULT_CLASS,
+                Some(c) => c == class,
+            }
     }
 
     pub fn has_finalizer(&self) -> bool {
@@ -323,6 +330,11 @@ mod tests {
                 .is_ours(DEFAULT_CLASS)
         );
         assert!(mk(json!({"type": "LoadBalancer"})).is_ours(DEFAULT_CLASS));
+        assert!(!mk(json!({"type": "LoadBalancer"})).is_ours("other.io/lb"));
+        assert!(
+            mk(json!({"type": "LoadBalancer", "loadBalancerClass": "other.io/lb"}))
+                .is_ours("other.io/lb")
+        );
     }
 
     #[test]
