@@ -74,8 +74,11 @@ impl Default for ListenOptions {
     }
 }
 
-/// Binds a TCP listener with SO_REUSEADDR (so a restarted proxy rebinds at once) and, when asked,
-/// SO_REUSEPORT and the accepted sockets' options. Errors say which address failed.
+/// Binds a TCP listener with SO_REUSEADDR (so a restarted proxy rebinds at once, past its old
+/// connections in TIME_WAIT) and, when asked, SO_REUSEPORT and the accepted sockets' options.
+/// Without SO_REUSEPORT the address is this listener's alone: on Linux SO_REUSEADDR never lets a
+/// second socket bind an address that a socket listens on, whatever options that one sets. Errors
+/// say which address failed.
 pub fn bind_tcp(addr: SocketAddr, opts: ListenOptions) -> io::Result<TcpListener> {
     let with_addr =
         |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
@@ -101,12 +104,15 @@ pub fn bind_tcp(addr: SocketAddr, opts: ListenOptions) -> io::Result<TcpListener
     TcpListener::from_std(socket.into()).map_err(with_addr)
 }
 
-/// Binds a UDP socket (SO_REUSEADDR; SO_REUSEPORT when asked).
+/// Binds a UDP socket; SO_REUSEPORT when asked. Without it the address is this socket's alone.
+///
+/// Unlike [`bind_tcp`], no SO_REUSEADDR: UDP has no TIME_WAIT to rebind past, and on Linux two UDP
+/// sockets that both set SO_REUSEADDR may bind the same address — another process could then take
+/// the datagrams meant for this one. Errors say which address failed.
 pub fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     let with_addr = |e: io::Error| io::Error::new(e.kind(), format!("cannot bind udp {addr}: {e}"));
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
         .map_err(with_addr)?;
-    socket.set_reuse_address(true).map_err(with_addr)?;
     #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
     if reuse_port {
         socket.set_reuse_port(true).map_err(with_addr)?;
@@ -255,6 +261,33 @@ mod tests {
                 assert_eq!(s.tcp_user_timeout().unwrap(), None);
             }
         }
+    }
+
+    /// Without SO_REUSEPORT an address is ours alone: a second socket that asks for every sharing
+    /// option there is (SO_REUSEADDR and SO_REUSEPORT) is refused with "address in use", TCP and
+    /// UDP alike.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn an_exclusive_bind_refuses_any_second_socket() {
+        let tcp = bind_tcp("127.0.0.1:0".parse().unwrap(), ListenOptions::default()).unwrap();
+        let udp = bind_udp("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        for (ty, addr) in [
+            (Type::STREAM, tcp.local_addr().unwrap()),
+            (Type::DGRAM, udp.local_addr().unwrap()),
+        ] {
+            let intruder = Socket::new(Domain::IPV4, ty, None).unwrap();
+            intruder.set_reuse_address(true).unwrap();
+            intruder.set_reuse_port(true).unwrap();
+            let err = intruder.bind(&addr.into()).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{ty:?} {addr}: {err}");
+        }
+        let err = bind_udp(udp.local_addr().unwrap(), true).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(
+            err.to_string()
+                .contains(&udp.local_addr().unwrap().to_string()),
+            "{err}"
+        );
     }
 
     #[tokio::test]

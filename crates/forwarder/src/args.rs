@@ -40,6 +40,12 @@ pub struct ForwarderArgs {
     #[arg(long = "node-ip", value_name = "IP", value_delimiter = ',')]
     pub node_ips: Vec<IpAddr>,
 
+    /// The address upstream connections and UDP sessions leave from (any free port), so endpoints
+    /// and hop records see this node rather than the kernel's choice. Must be an address of this
+    /// host, of the endpoints' family. Default: the kernel's choice.
+    #[arg(long, value_name = "IP")]
+    pub source_address: Option<IpAddr>,
+
     /// Idle time after which a UDP session ends (kube-proxy's default: 250ms). A Go duration, as
     /// kube-proxy reads it: `250ms`, `2s`, `1m30s`, `15m0s` (a bare number other than 0 is an error).
     #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = proxylab_core::duration::parse_std)]
@@ -94,6 +100,7 @@ impl ForwarderArgs {
             admin_address: self.admin_address,
             algorithm: self.balance,
             relay_mode: self.relay,
+            source_address: self.source_address,
             ..ForwarderConfig::new(Source::View(Default::default()))
         }
     }

@@ -12,12 +12,15 @@
 //!   watches);
 //! - **where it listens** (`proxy` module): every ClusterIP:port, every NodePort on the node's addresses,
 //!   and externalIPs, TCP and UDP, opened and closed as services come and go — closing a listener never
-//!   touches established connections;
+//!   touches established connections. Every socket is exclusive (no SO_REUSEPORT: another process
+//!   gets "address in use"), one per address in a process: the forwarders of one process (the lab's
+//!   nodes) share it through a [`ListenerSet`], and a stated rule picks the one forwarder that
+//!   serves each client — its node's, by the client's source address ([`listeners`]);
 //! - **how it picks**: `proxylab_core::balance` — ready endpoints (else serving+terminating), the
 //!   Cluster or Local set by traffic policy, round-robin over a shuffled list / random / least-conn,
 //!   ClientIP affinity;
 //! - **how it relays**: `proxylab_core::l4` — kube-proxy's dial schedule (250 ms, 500 ms, 1 s, 2 s, the
-//!   next endpoint each time), then `splice(2)` both ways keeping half-close; UDP sessions per client
+//!   next endpoint each time, from `--source-address` when given), then `splice(2)` both ways keeping half-close; UDP sessions per client
 //!   with an idle timeout, dropped the moment their endpoint disappears;
 //! - **how it is watched**: a hop record per TCP connection and per UDP session, kube-proxy's `/healthz`
 //!   on `--healthz-bind-address` (:10256), the `healthCheckNodePort` servers for
@@ -31,6 +34,7 @@
 
 pub mod args;
 mod health;
+pub mod listeners;
 pub mod manifests;
 mod proxy;
 
@@ -48,6 +52,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use args::ForwarderArgs;
+pub use listeners::ListenerSet;
 pub use manifests::ManifestError;
 pub use proxy::{Frontend, ListenerInfo};
 
@@ -91,6 +96,13 @@ pub struct ForwarderConfig {
     /// every service port (UDP sessions are sharded by socket); 0 = on the caller's runtime (the
     /// lab's choice). The binary runs one per CPU.
     pub serving_threads: usize,
+    /// The address upstream connections and UDP sessions leave from, so endpoints and hop records
+    /// see this node (`None`: the kernel's choice). The lab sets each node's address.
+    pub source_address: Option<IpAddr>,
+    /// The process's service sockets, shared with the other forwarders of the process (the lab's
+    /// nodes): one exclusive socket per address, each client served by one forwarder (see
+    /// [`listeners`]). `None`: a set of this forwarder's own.
+    pub listeners: Option<ListenerSet>,
 }
 
 impl ForwarderConfig {
@@ -111,6 +123,8 @@ impl ForwarderConfig {
             admin: None,
             instance: None,
             serving_threads: 0,
+            source_address: None,
+            listeners: None,
         }
     }
 }
@@ -127,6 +141,10 @@ pub enum ForwarderError {
         what: &'static str,
         source: std::io::Error,
     },
+    /// A service address was held by another socket when the forwarder started (the error names
+    /// it).
+    #[error("service listener: {0}")]
+    InUse(std::io::Error),
 }
 
 impl ForwarderError {
@@ -284,8 +302,9 @@ impl Forwarder {
                 ));
             }
         }
-        proxy::run(shared, stop).await;
-        Ok(())
+        proxy::run(shared, stop)
+            .await
+            .map_err(ForwarderError::InUse)
     }
 }
 

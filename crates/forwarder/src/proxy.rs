@@ -15,21 +15,25 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
 use parking_lot::Mutex;
 use proxylab_core::balance::{Algorithm, Balancer, Locality, usable_endpoints};
 use proxylab_core::cluster::{
     ClusterSnapshot, ClusterView, Protocol, ServiceKey, ServiceType, SessionAffinity, TrafficPolicy,
 };
-use proxylab_core::l4::tcp::{DialError, RelayMode, RelayOptions, dial, relay, reset_on_close};
+use proxylab_core::l4::tcp::{
+    DialError, RelayMode, RelayOptions, dial_from, relay, reset_on_close,
+};
 use proxylab_core::l4::udp::{SessionSummary, UdpConfig, UdpProxy, UdpTarget};
-use proxylab_core::runtime::{ListenOptions, ServingThreads, bind_tcp, bind_udp};
+use proxylab_core::runtime::{ListenOptions, ServingThreads, bind_tcp};
 use proxylab_core::telemetry::{AdminState, HopRecord};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ForwarderConfig;
+use crate::listeners::{ListenerSet, Member, Serving, TcpRoute, UdpRoute};
 
 /// Which kind of address a listener serves; decides the traffic policy that applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,12 +76,12 @@ impl PortRuntime {
     }
 }
 
+/// This forwarder's route on one of the process's service sockets (see [`crate::listeners`]).
 struct Listener {
     port: Arc<PortRuntime>,
     frontend: Frontend,
-    cancel: CancellationToken,
-    /// The UDP listener's session tables, one per socket (per serving thread); empty for TCP.
-    udp: Vec<Arc<UdpProxy>>,
+    /// The UDP route's session table (for this forwarder's clients of the address); `None` for TCP.
+    udp: Option<Arc<UdpProxy>>,
 }
 
 struct HealthServer {
@@ -92,6 +96,11 @@ struct State {
     health: HashMap<SocketAddr, HealthServer>,
     /// Addresses that failed to bind, so the warning is logged once, not on every change.
     bind_failed: HashSet<(Protocol, SocketAddr)>,
+    /// The first "address in use" of the last reconcile: fatal at start (see [`run`]).
+    in_use: Option<std::io::Error>,
+    /// A complete snapshot has been applied; before it, "address in use" is not logged (it is
+    /// the error the forwarder ends with).
+    started: bool,
 }
 
 /// State shared by the proxier's tasks.
@@ -104,7 +113,12 @@ pub(crate) struct Shared {
     dial_timeouts: Vec<Duration>,
     drain_timeout: Duration,
     keepalive: Duration,
+    /// Where upstream connections and UDP sessions leave from (`None`: the kernel's choice).
+    source: Option<IpAddr>,
     instance: String,
+    /// The process's service sockets, and this forwarder's place among their users.
+    listeners: ListenerSet,
+    member: Arc<Member>,
     pub(crate) view: ClusterView,
     pub(crate) admin: AdminState,
     /// Readiness is ours to flip only when the admin state is ours; a shared one (the lab's) belongs
@@ -119,10 +133,14 @@ pub(crate) struct Shared {
     tracker: TaskTracker,
     /// Cancelled when the drain bound is reached: cuts what is still relaying.
     cut: CancellationToken,
+    /// One child of `cut` per accepting loop (per serving thread): each connection waits on its
+    /// loop's own, since registering a waiter locks the token's node, and one node shared by
+    /// every serving thread was a lock all of them took for every connection.
+    cuts: Vec<CancellationToken>,
     /// The TCP serving threads (none: TCP is served on the caller's runtime). Every TCP listening
-    /// socket gets a copy per thread; whichever thread the kernel hands a connection relays it to
-    /// the end there. Against tokio's work-stealing runtime this took the CPU cost of a short
-    /// connection from ≈ 68 to ≈ 59 µs (docs/benchmarks.md).
+    /// socket is served on each thread; whichever thread accepts a connection relays it to the end
+    /// there. Against tokio's work-stealing runtime this took the CPU cost of a short connection
+    /// from ≈ 68 to ≈ 59 µs (docs/benchmarks.md).
     workers: ServingThreads,
 }
 
@@ -133,6 +151,17 @@ impl Shared {
         workers: ServingThreads,
     ) -> Arc<Self> {
         let (applied, _) = watch::channel(None);
+        let instance = cfg
+            .instance
+            .clone()
+            .or_else(|| cfg.node_name.clone())
+            .unwrap_or_else(|| "forwarder".into());
+        let listeners = cfg.listeners.clone().unwrap_or_default();
+        let member = listeners.join(&instance);
+        let cut = CancellationToken::new();
+        let cuts = (0..workers.handles().len().max(1))
+            .map(|_| cut.child_token())
+            .collect();
         Arc::new(Self {
             node_name: cfg.node_name.clone(),
             node_ips: cfg.node_ips.clone(),
@@ -142,11 +171,10 @@ impl Shared {
             dial_timeouts: cfg.dial_timeouts.clone(),
             drain_timeout: cfg.drain_timeout,
             keepalive: cfg.keepalive,
-            instance: cfg
-                .instance
-                .clone()
-                .or_else(|| cfg.node_name.clone())
-                .unwrap_or_else(|| "forwarder".into()),
+            source: cfg.source_address,
+            instance,
+            listeners,
+            member,
             view,
             admin: cfg.admin.clone().unwrap_or_default(),
             owns_admin: cfg.admin.is_none(),
@@ -154,7 +182,8 @@ impl Shared {
             last_applied: Mutex::new(None),
             state: Mutex::new(State::default()),
             tracker: TaskTracker::new(),
-            cut: CancellationToken::new(),
+            cut,
+            cuts,
             workers,
         })
     }
@@ -202,17 +231,41 @@ impl Shared {
         let st = self.state.lock();
         st.listeners
             .get(&(Protocol::Udp, listener))
-            .and_then(|l| l.udp.iter().find_map(|u| u.session_upstream(client)))
+            .and_then(|l| l.udp.as_ref()?.session_upstream(client))
+    }
+
+    /// Takes this forwarder's route off the address's socket (closed with the last route) and
+    /// ends the UDP sessions of its clients there. Established TCP connections are not touched.
+    fn close(&self, key: (Protocol, SocketAddr), l: &Listener) {
+        self.listeners.unroute(&self.member, key.0, key.1);
+        if let Some(u) = &l.udp {
+            u.end_all();
+        }
     }
 }
 
 /// The proxier loop: apply every published snapshot until `stop`, then drain.
-pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
+///
+/// A service address that another process holds when the first complete snapshot is applied ends
+/// the forwarder with that error (the user started it beside something that owns its addresses);
+/// later, one service's address in use is logged and the others are served, as kube-proxy does.
+pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) -> std::io::Result<()> {
     let mut rx = shared.view.subscribe();
+    let mut started = false;
+    let mut fatal = None;
     loop {
         rx.borrow_and_update();
         let snap = shared.view.snapshot();
         reconcile(&shared, &snap, &stop);
+        let in_use = shared.state.lock().in_use.take();
+        if !started && snap.synced {
+            started = true;
+            shared.state.lock().started = true;
+            if in_use.is_some() {
+                fatal = in_use;
+                break;
+            }
+        }
         if shared.owns_admin {
             shared.admin.set_ready(snap.synced);
         }
@@ -226,11 +279,11 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     if shared.owns_admin {
         shared.admin.set_ready(false);
     }
-    // Listeners stop with `stop` (their tokens are its children); established connections drain.
+    // Listeners close; established connections drain.
     {
         let mut st = shared.state.lock();
-        for (_, l) in st.listeners.drain() {
-            l.cancel.cancel();
+        for (k, l) in st.listeners.drain() {
+            shared.close(k, &l);
         }
         for (_, h) in st.health.drain() {
             h.cancel.cancel();
@@ -247,6 +300,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     }
     // Every connection is done: the serving threads have nothing left to run.
     shared.workers.stop();
+    fatal.map_or(Ok(()), Err)
 }
 
 /// Makes listeners and balancers match `snap`.
@@ -343,21 +397,26 @@ fn reconcile(shared: &Arc<Shared>, snap: &ClusterSnapshot, stop: &CancellationTo
         }
     }
     st.ports.retain(|k, _| live_ports.contains(k));
+    // The clients this node owns, for the process's rule of which forwarder serves whom.
+    let mut claims: Vec<IpNet> = shared.node_ips.iter().map(|ip| IpNet::from(*ip)).collect();
+    if let Some(n) = node {
+        claims.extend(n.ips().into_iter().map(IpNet::from));
+        claims.extend(n.pod_cidrs.iter().copied());
+    }
+    shared.member.set_claims(claims);
     // Close listeners that are gone or now mean something else.
     st.listeners.retain(|k, l| match desired.get(k) {
         Some((pk, fe)) if *pk == l.port.key && *fe == l.frontend => true,
         _ => {
-            l.cancel.cancel();
+            shared.close(*k, l);
             false
         }
     });
     // UDP sessions pinned to endpoints that left the set end now.
     for l in st.listeners.values() {
-        if !l.udp.is_empty() {
+        if let Some(u) = &l.udp {
             let eps = l.port.balancer(l.frontend).endpoints();
-            for u in &l.udp {
-                u.retain_upstreams(|a| eps.contains(&a));
-            }
+            u.retain_upstreams(|a| eps.contains(&a));
         }
     }
     let bind_failed_before = std::mem::take(&mut st.bind_failed);
@@ -368,15 +427,19 @@ fn reconcile(shared: &Arc<Shared>, snap: &ClusterSnapshot, stop: &CancellationTo
         let Some(rt) = st.ports.get(&pk).cloned() else {
             continue;
         };
-        match open_listener(shared, proto, addr, rt.clone(), fe, stop) {
+        match open_listener(shared, proto, addr, rt.clone(), fe) {
             Ok(l) => {
                 st.listeners.insert((proto, addr), l);
             }
             Err(e) => {
-                if !bind_failed_before.contains(&(proto, addr)) {
+                let in_use = e.kind() == std::io::ErrorKind::AddrInUse;
+                if !bind_failed_before.contains(&(proto, addr)) && (st.started || !in_use) {
                     tracing::warn!(%addr, protocol = %proto, service = %rt.target, error = %e, "cannot open service listener");
                 }
                 st.bind_failed.insert((proto, addr));
+                if in_use && st.in_use.is_none() {
+                    st.in_use = Some(e);
+                }
             }
         }
     }
@@ -397,7 +460,6 @@ fn reconcile(shared: &Arc<Shared>, snap: &ClusterSnapshot, stop: &CancellationTo
         match bind_tcp(
             addr,
             ListenOptions {
-                reuse_port: true,
                 backlog: 128,
                 ..Default::default()
             },
@@ -418,163 +480,83 @@ fn reconcile(shared: &Arc<Shared>, snap: &ClusterSnapshot, stop: &CancellationTo
     }
 }
 
+/// Adds this forwarder's route for `addr` to the process's socket (binding it if it is the first).
 fn open_listener(
     shared: &Arc<Shared>,
     proto: Protocol,
     addr: SocketAddr,
     rt: Arc<PortRuntime>,
     fe: Frontend,
-    stop: &CancellationToken,
 ) -> std::io::Result<Listener> {
-    let cancel = stop.child_token();
-    // SO_REUSEPORT: in the lab every node's forwarder serves the same ClusterIPs, as every node's
-    // kube-proxy does in a cluster; the kernel spreads clients over them.
+    let serving = Serving {
+        workers: shared.workers.handles(),
+        keepalive: shared.keepalive,
+    };
     match proto {
         Protocol::Tcp => {
-            // TCP_NODELAY (a relay must not add Nagle delay to small exchanges) and keepalive (to
-            // notice vanished peers on idle connections such as watches), as kube-proxy's Go
-            // listener has them: set on the listening socket, inherited by every client socket.
-            let opts = ListenOptions {
-                reuse_port: true,
-                backlog: 4096,
-                nodelay: true,
-                keepalive: Some(shared.keepalive),
-                ..Default::default()
-            };
-            let listener = bind_tcp(addr, opts)?;
-            if shared.workers.handles().is_empty() {
-                tokio::spawn(accept_loop(
-                    shared.clone(),
-                    listener,
-                    rt.clone(),
-                    fe,
-                    cancel.clone(),
-                ));
-            } else {
-                // A socket of its own per serving thread, in the same SO_REUSEPORT group: the
-                // kernel hands each new connection to one of them, so exactly one thread wakes
-                // (a single shared socket would wake every thread for each connection and all but
-                // one would find nothing to accept). It becomes a tokio listener inside that
-                // thread's runtime (registration is per runtime).
-                let mut sockets = vec![listener.into_std()?];
-                for _ in 1..shared.workers.handles().len() {
-                    let more = bind_tcp(addr, opts)?;
-                    sockets.push(more.into_std()?);
-                }
-                for (handle, copy) in shared.workers.handles().iter().zip(sockets) {
-                    let (sh, rt, cancel) = (shared.clone(), rt.clone(), cancel.clone());
-                    handle.spawn(async move {
-                        match TcpListener::from_std(copy) {
-                            Ok(l) => accept_loop(sh, l, rt, fe, cancel).await,
-                            Err(e) => tracing::warn!(%addr, error = %e, "cannot serve listener"),
-                        }
-                    });
-                }
-            }
+            // Weak: the route lives in the process's set, which may outlive this forwarder.
+            let (weak, port) = (Arc::downgrade(shared), rt.clone());
+            let route: TcpRoute = Arc::new(move |loop_index, stream, peer, listener| {
+                let Some(sh) = weak.upgrade() else { return };
+                let cut = sh.cuts[loop_index % sh.cuts.len()].clone();
+                let port = port.clone();
+                let tracker = sh.tracker.clone();
+                tracker.spawn(async move {
+                    tokio::select! {
+                        _ = cut.cancelled() => {}
+                        _ = handle_tcp(&sh, &port, fe, stream, peer, listener) => {}
+                    }
+                });
+            });
+            shared
+                .listeners
+                .route_tcp(&shared.member, addr, serving, route)?;
             Ok(Listener {
                 port: rt,
                 frontend: fe,
-                cancel,
-                udp: Vec::new(),
+                udp: None,
             })
         }
         Protocol::Udp => {
-            // With serving threads, one socket per thread in the port's SO_REUSEPORT group, each
-            // with its own session table on its own thread: the kernel hashes a client's
-            // address pair to one socket, so a client's session always lives on one thread. The
-            // table bound is shared out between them. Without serving threads, one socket here.
-            let handles = shared.workers.handles();
-            let shards = handles.len().max(1);
             let config = UdpConfig {
-                max_sessions: shared.udp.max_sessions.div_ceil(shards),
+                source: shared.source,
                 ..shared.udp
             };
-            let mut proxies = Vec::with_capacity(shards);
-            for i in 0..shards {
-                let handle = handles.get(i);
-                // Registered with the reactor of the runtime that will serve it.
-                let socket = {
-                    let _in_thread = handle.map(|h| h.enter());
-                    bind_udp(addr, true)?
-                };
-                let weak: Weak<Shared> = Arc::downgrade(shared);
-                let target = rt.target.clone();
-                let proxy = UdpProxy::new(socket, config, move |s| {
-                    if let Some(sh) = weak.upgrade() {
-                        sh.record_udp(&s, &target);
-                    }
-                })?;
-                let picker_rt = rt.clone();
-                // Tracked, so that stopping waits for the loop to end its sessions before the
-                // serving threads go.
-                let serve = shared.tracker.track_future(proxy.clone().run(
-                    move |client| {
-                        let p = picker_rt.balancer(fe).pick(Some(client.ip()), &[])?;
+            let mut table = None;
+            shared
+                .listeners
+                .route_udp(&shared.member, addr, serving, |socket| {
+                    let weak: Weak<Shared> = Arc::downgrade(shared);
+                    let target = rt.target.clone();
+                    let proxy = UdpProxy::replying_on(socket, config, move |s| {
+                        if let Some(sh) = weak.upgrade() {
+                            sh.record_udp(&s, &target);
+                        }
+                    })?;
+                    table = Some(proxy.clone());
+                    let port = rt.clone();
+                    let pick = move |client: SocketAddr| {
+                        let p = port.balancer(fe).pick(Some(client.ip()), &[])?;
                         Some(UdpTarget {
                             addr: p.addr,
                             reason: p.reason.to_string(),
                             guard: Some(Box::new(p)),
                         })
-                    },
-                    cancel.clone(),
-                ));
-                match handle {
-                    Some(h) => drop(h.spawn(serve)),
-                    None => drop(tokio::spawn(serve)),
-                }
-                proxies.push(proxy);
-            }
+                    };
+                    let route: UdpRoute =
+                        Arc::new(move |data, client| proxy.receive(data, client, &pick));
+                    Ok(route)
+                })?;
             Ok(Listener {
                 port: rt,
                 frontend: fe,
-                cancel,
-                udp: proxies,
+                udp: table,
             })
         }
         Protocol::Sctp => Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             "SCTP is not proxied",
         )),
-    }
-}
-
-async fn accept_loop(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    rt: Arc<PortRuntime>,
-    fe: Frontend,
-    cancel: CancellationToken,
-) {
-    let local = listener.local_addr().ok();
-    // Each connection waits on this loop's own child of the cut token: registering a waiter locks
-    // the token's node, and one node shared by every serving thread was a lock all of them took
-    // for every connection.
-    let cut = shared.cut.child_token();
-    loop {
-        let accepted = tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let listener_addr = local.unwrap_or(peer);
-                let (sh, rt, cut) = (shared.clone(), rt.clone(), cut.clone());
-                shared.tracker.spawn(async move {
-                    tokio::select! {
-                        _ = cut.cancelled() => {}
-                        _ = handle_tcp(&sh, &rt, fe, stream, peer, listener_addr) => {}
-                    }
-                });
-            }
-            Err(e) => {
-                // Out of descriptors or similar: back off instead of spinning; the listener stays.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-            }
-        }
     }
 }
 
@@ -602,7 +584,7 @@ async fn handle_tcp(
         let _ = proxylab_core::runtime::set_keepalive(&client, shared.keepalive);
     }
     let balancer = rt.balancer(fe);
-    let dialled = dial(&shared.dial_timeouts, |tried| {
+    let dialled = dial_from(shared.source, &shared.dial_timeouts, |tried| {
         balancer.pick(Some(peer.ip()), tried).map(|p| (p.addr, p))
     })
     .await;

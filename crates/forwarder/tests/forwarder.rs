@@ -697,8 +697,8 @@ async fn serving_threads_relay_follow_changes_and_stop() {
         assert!(names.iter().any(|t| t == n), "{n} missing in {names:?}");
     }
     let cip: SocketAddr = "127.81.20.10:8080".parse().unwrap();
-    // Each serving thread has its own socket in the port's SO_REUSEPORT group; whichever gets a
-    // connection relays it, and the round robin is still one per service across threads.
+    // Every serving thread accepts from the one (exclusive) socket; whichever gets a connection
+    // relays it, and the round robin is still one per service across threads.
     let mut per = std::collections::HashMap::new();
     for _ in 0..40 {
         *per.entry(tcp_hello(cip, None).await).or_insert(0) += 1;
@@ -905,12 +905,12 @@ async fn both_relayed_sockets_get_keepalive() {
     fwd.stop().await;
 }
 
-/// UDP on serving threads: one socket per thread in the port's SO_REUSEPORT group, each with its
-/// own session table. A client keeps its session (the kernel hashes it to one socket), lookups and
-/// endpoint removal reach every table.
+/// UDP on serving threads: one exclusive socket per address, read by one of the threads, with one
+/// session table (a client's datagrams must meet one table). A client keeps its session, lookups
+/// and endpoint removal reach it.
 #[cfg(target_os = "linux")]
 #[tokio::test]
-async fn udp_sessions_are_sharded_over_serving_threads() {
+async fn udp_sessions_on_serving_threads_use_one_socket_and_table() {
     let ua = udp_echo("127.81.22.1:0", "a").await;
     let ub = udp_echo("127.81.22.2:0", "b").await;
     let objs = vec![
@@ -931,7 +931,7 @@ async fn udp_sessions_are_sharded_over_serving_threads() {
         .into_iter()
         .filter(|r| r.local == front)
         .count();
-    assert_eq!(sockets, 2, "one UDP socket per serving thread");
+    assert_eq!(sockets, 1, "one UDP socket per address");
     let mut clients = Vec::new();
     for _ in 0..16 {
         let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -942,7 +942,7 @@ async fn udp_sessions_are_sharded_over_serving_threads() {
         assert_eq!(upstream, Some(if first == "a:x" { ua } else { ub }));
         clients.push(c);
     }
-    // Removing endpoint a ends its sessions in every table; every client now gets b.
+    // Removing endpoint a ends its sessions; every client now gets b.
     fwd.set(&[objs[0].clone(), objs[2].clone()]).await;
     for c in &clients {
         let me = c.local_addr().unwrap();

@@ -457,8 +457,30 @@ pub fn node_from_k8s(obj: &Value) -> Result<Node, ConvertError> {
         cond.get("type").and_then(Value::as_str) == Some("Ready")
             && cond.get("status").and_then(Value::as_str) == Some("True")
     });
+    // podCIDRs supersedes podCIDR (dual-stack); an apiserver sets both, older objects the latter.
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let mut cidrs: Vec<(String, &Value)> = c
+        .array(spec, "podCIDRs", "spec")?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("spec.podCIDRs[{i}]"), v))
+        .collect();
+    if cidrs.is_empty()
+        && let Some(v) = spec.get("podCIDR")
+    {
+        cidrs.push(("spec.podCIDR".to_string(), v));
+    }
+    let mut pod_cidrs = Vec::new();
+    for (path, v) in cidrs {
+        let net = v
+            .as_str()
+            .and_then(|s| s.trim().parse::<IpNet>().ok())
+            .ok_or_else(|| c.err(&path, format!("{v} is not a CIDR")))?;
+        pod_cidrs.push(net);
+    }
     Ok(Node {
         name,
+        pod_cidrs,
         addresses,
         all_addresses,
         kubelet_port,
@@ -619,6 +641,31 @@ mod tests {
             ]
         );
         assert_eq!(n.addresses.len(), 1);
+        assert!(n.pod_cidrs.is_empty());
+        // podCIDRs wins over podCIDR; either alone is read; a bad one names its field.
+        let cidrs = |spec: Value| {
+            node_from_k8s(&json!({"kind":"Node","metadata":{"name":"n"},"spec":spec})).map(|n| {
+                n.pod_cidrs
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            cidrs(json!({"podCIDR":"127.0.30.0/25","podCIDRs":["127.0.30.0/25","fd00::/64"]}))
+                .unwrap(),
+            vec!["127.0.30.0/25", "fd00::/64"]
+        );
+        assert_eq!(
+            cidrs(json!({"podCIDR":"127.0.30.128/25"})).unwrap(),
+            vec!["127.0.30.128/25"]
+        );
+        assert_eq!(
+            cidrs(json!({"podCIDRs":["127.0.30.0/25","nope"]}))
+                .unwrap_err()
+                .field,
+            "spec.podCIDRs[1]"
+        );
         let e = node_from_k8s(&json!({"kind":"Node","metadata":{"name":"n"},
             "status":{"daemonEndpoints":{"kubeletEndpoint":{"Port":"x"}}}}))
         .unwrap_err();

@@ -249,6 +249,10 @@ pub struct Node {
     pub zone: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub unschedulable: bool,
+    /// `spec.podCIDRs` (else `spec.podCIDR`): the pod addresses of this node. kube-proxy's
+    /// `--detect-local-mode=NodeCIDR` tells the node's own pods' traffic by it; the lab's forwarders
+    /// use it to decide which node's forwarder serves a client.
+    pub pod_cidrs: Vec<IpNet>,
 }
 
 impl Node {

@@ -150,15 +150,29 @@ pub struct UdpProxy {
 }
 
 impl UdpProxy {
-    /// Wraps a bound socket. `on_end` is called once per finished session.
+    /// Wraps a bound socket, which [`run`](Self::run) reads. `on_end` is called once per finished
+    /// session.
     pub fn new(
         socket: UdpSocket,
         config: UdpConfig,
         on_end: impl Fn(SessionSummary) + Send + Sync + 'static,
     ) -> io::Result<Arc<Self>> {
+        Self::replying_on(Arc::new(socket), config, on_end)
+    }
+
+    /// A session table that sends its replies from `socket` but leaves reading it to the caller,
+    /// who hands each datagram to [`receive`](Self::receive) (see [`receive_datagrams`]). So one
+    /// socket can serve several tables, each for its own clients — the forwarders of a process
+    /// share a ClusterIP's socket this way. The caller ends the sessions with
+    /// [`end_all`](Self::end_all).
+    pub fn replying_on(
+        socket: Arc<UdpSocket>,
+        config: UdpConfig,
+        on_end: impl Fn(SessionSummary) + Send + Sync + 'static,
+    ) -> io::Result<Arc<Self>> {
         let local = socket.local_addr()?;
         Ok(Arc::new(Self {
-            socket: Arc::new(socket),
+            socket,
             local,
             config,
             epoch: Instant::now(),
@@ -204,35 +218,25 @@ impl UdpProxy {
         pick: impl Fn(SocketAddr) -> Option<UdpTarget>,
         shutdown: CancellationToken,
     ) {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                r = self.socket.readable() => {
-                    if let Err(e) = r {
-                        tracing::warn!(listener = %self.local, error = %e, "udp listener failed");
-                        break;
-                    }
-                }
-            }
-            // Drain everything queued; the buffer lives only between awaits.
-            let mut buf = [0u8; MAX_DATAGRAM];
-            loop {
-                let (n, client) = match self.socket.try_recv_from(&mut buf) {
-                    Ok(x) => x,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    // ICMP errors surfacing on the listening socket concern one earlier reply; keep going.
-                    Err(_) => continue,
-                };
-                self.forward(&buf[..n], client, &pick);
-            }
-        }
+        let socket = self.socket.clone();
+        receive_datagrams(&socket, &shutdown, |data, client| {
+            self.receive(data, client, &pick)
+        })
+        .await;
+        self.end_all();
+    }
+
+    /// Ends every session now (reported as [`SessionEnd::Shutdown`]).
+    pub fn end_all(&self) {
         let all: Vec<Arc<Session>> = self.sessions.lock().drain().map(|(_, s)| s).collect();
         for s in all {
             s.end_with(SessionEnd::Shutdown);
         }
     }
 
-    fn forward(
+    /// Relays one datagram from `client`: into its session, or into a new one to the endpoint
+    /// `pick` chooses (`None` drops the datagram: no endpoint).
+    pub fn receive(
         self: &Arc<Self>,
         data: &[u8],
         client: SocketAddr,
@@ -377,6 +381,38 @@ impl UdpProxy {
             packets_down: s.packets_down.load(Ordering::Relaxed),
             end,
         });
+    }
+}
+
+/// Reads `socket` until `shutdown`, handing every datagram and its sender to `each`. The buffer
+/// lives only between readiness and the non-blocking receives, never across an `await`.
+pub async fn receive_datagrams(
+    socket: &UdpSocket,
+    shutdown: &CancellationToken,
+    mut each: impl FnMut(&[u8], SocketAddr),
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = socket.readable() => {
+                if let Err(e) = r {
+                    let local = socket.local_addr().ok();
+                    tracing::warn!(listener = ?local, error = %e, "udp listener failed");
+                    break;
+                }
+            }
+        }
+        // Drain everything queued.
+        let mut buf = [0u8; MAX_DATAGRAM];
+        loop {
+            let (n, client) = match socket.try_recv_from(&mut buf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // ICMP errors surfacing on the listening socket concern one earlier reply; keep going.
+                Err(_) => continue,
+            };
+            each(&buf[..n], client);
+        }
     }
 }
 
