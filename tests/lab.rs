@@ -152,3 +152,117 @@ fn lab_json_describes_a_lab_that_answers_and_sigterm_stops_it() {
     assert!(!lab.state_dir().join("lab.json").exists());
     assert!(TcpStream::connect_timeout(&SocketAddr::new(ip, 80), Duration::from_secs(1)).is_err());
 }
+
+/// Connects from `from` (any loopback address) and sends one HTTP GET: the answer's body.
+fn get_from(from: &str, to: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::new(from.parse().unwrap(), 0)).unwrap();
+        s.connect(to).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    let mut stream = stream;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out.rsplit("\r\n\r\n").next().unwrap().trim().to_string()
+}
+
+/// The recent hops of a forwarder (`?probes=true`: the lab prober's too).
+fn forwarder_hops(info: &Value, node: &str, query: &str) -> Vec<Value> {
+    let url: SocketAddr = info["admin"]["forwarders"][node]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let text = http_get(url, &format!("/debug/hops{query}"));
+    serde_json::from_str::<Value>(text.rsplit("\r\n\r\n").next().unwrap())
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// One forwarder per client, as on a real node: `web-sticky` (sessionAffinity: ClientIP) answers a
+/// client from one pod across many connections; the client's node's forwarder serves it (a pod of
+/// node-2 → node-2's; anyone else → node-1's) and dials the pod from its node's address; the
+/// prober's readiness connections are marked as probes; and no other process can bind a ClusterIP.
+#[test]
+fn one_forwarder_per_client_so_affinity_holds_and_service_addresses_are_the_labs() {
+    let lab = Lab::start(BIN);
+    let info = lab.info.clone();
+    let o = lab.octet;
+    let sticky = service(&info, "web-sticky");
+    let ip: std::net::IpAddr = sticky["clusterIP"].as_str().unwrap().parse().unwrap();
+    let addr = SocketAddr::new(ip, 80);
+    let node2_pod = format!("127.{o}.30.200");
+    for client in ["127.0.0.1", node2_pod.as_str()] {
+        let first = get_from(client, addr, "/hostname");
+        assert!(first.starts_with("web-"), "{first}");
+        for _ in 0..15 {
+            assert_eq!(
+                get_from(client, addr, "/hostname"),
+                first,
+                "client {client}"
+            );
+        }
+    }
+    // Who served whom, and from which address it dialled the pod.
+    for (node, client, other) in [
+        ("node-1", "127.0.0.1", "node-2"),
+        ("node-2", node2_pod.as_str(), "node-1"),
+    ] {
+        let of = |n: &str| -> Vec<Value> {
+            forwarder_hops(&info, n, "")
+                .into_iter()
+                .filter(|h| {
+                    h["target"] == "default/web-sticky:http"
+                        && h["client"]
+                            .as_str()
+                            .unwrap()
+                            .starts_with(&format!("{client}:"))
+                })
+                .collect()
+        };
+        let mine = lab.eventually("the hop records", || {
+            let v = of(node);
+            (v.len() == 16).then_some(v)
+        });
+        assert!(of(other).is_empty(), "{client} reached {other}");
+        let node_addr = format!("127.{o}.20.{}", &node[5..]);
+        for h in mine {
+            let local = h["upstreamLocal"].as_str().unwrap();
+            assert!(local.starts_with(&format!("{node_addr}:")), "{h}");
+        }
+    }
+    // The readiness prober's connections are kept out of /debug/hops, and shown when asked for.
+    let prober = |h: &Value| h["client"].as_str().unwrap().starts_with("127.0.0.254:");
+    assert!(!forwarder_hops(&info, "node-1", "").iter().any(prober));
+    let probes: Vec<Value> = forwarder_hops(&info, "node-1", "?probes=true")
+        .into_iter()
+        .filter(prober)
+        .collect();
+    assert!(!probes.is_empty());
+    assert!(probes.iter().all(|h| h["probe"] == true), "{probes:?}");
+
+    // Nobody else can bind a lab ClusterIP, even asking to share it.
+    let intruder = tokio::net::TcpSocket::new_v4().unwrap();
+    intruder.set_reuseaddr(true).unwrap();
+    intruder.set_reuseport(true).unwrap();
+    let err = intruder.bind(addr).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    let udp = service(&info, "udp-echo");
+    let uip: std::net::IpAddr = udp["clusterIP"].as_str().unwrap().parse().unwrap();
+    let err = UdpSocket::bind(SocketAddr::new(uip, 53)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+}

@@ -360,22 +360,33 @@ pub async fn up(args: LabUpArgs, shutdown: CancellationToken) -> Result<(), LabE
 
     // --- a forwarder (kube-proxy) per node, and the auth-proxy (kubectl proxy) ------------------
     // Every forwarder watches the apiserver as kube-proxy does. On one machine all nodes share the
-    // loopback "network", so each forwarder opens the ClusterIP listeners with SO_REUSEPORT and the
-    // kernel spreads new connections over the nodes' forwarders — as if clients sat on every node.
-    // NodePorts and healthz listen on each node's own address.
+    // loopback "network": the forwarders share one exclusive socket per ClusterIP (a ListenerSet),
+    // and a client is served by its node's forwarder (a node address or pod CIDR; anyone else:
+    // node-1's, started first), so affinity holds. Each dials pods from its node's address and
+    // marks the lab prober's connections as probes. NodePorts and healthz listen on each node's
+    // own address.
+    let service_sockets = proxylab_forwarder::ListenerSet::new();
     let mut forwarder_handles = Vec::new();
     for node in &lab.nodes {
         let flags = vec![
             format!("--kubeconfig={}", path(&node_kubeconfigs[&node.name])),
             format!("--node-name={}", node.name),
             format!("--node-ip={}", node.address),
+            format!("--source-address={}", node.address),
             format!("--healthz-bind-address={}:10256", node.address),
             format!("--admin-address={}:10249", node.address),
         ];
         let fargs: proxylab_forwarder::ForwarderArgs = parse_flags("forwarder", &flags)?;
-        let bound = proxylab_forwarder::Forwarder::bind(fargs.to_config())
+        let mut fconfig = fargs.to_config();
+        fconfig.listeners = Some(service_sockets.clone());
+        let bound = proxylab_forwarder::Forwarder::bind(fconfig)
             .await
             .with_context(|| format!("starting the forwarder on {}", node.name))?;
+        bound
+            .handle()
+            .admin()
+            .hops
+            .set_probe_clients([topology::PROBER_ADDRESS]);
         forwarder_handles.push(bound.handle());
         let token = shutdown.clone();
         let name = node.name.clone();
