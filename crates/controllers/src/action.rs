@@ -21,6 +21,8 @@ pub mod resources {
     pub const ENDPOINT_SLICES: &str = "endpointslices.discovery.k8s.io";
     pub const LEASES: &str = "leases.coordination.k8s.io";
     pub const EVENTS: &str = "events";
+    pub const REPLICA_SETS: &str = "replicasets.apps";
+    pub const DEPLOYMENTS: &str = "deployments.apps";
 }
 
 /// Which object an action touches.
@@ -31,6 +33,10 @@ pub struct Target {
     /// `None` for cluster-scoped objects (namespaces, nodes).
     pub namespace: Option<String>,
     pub name: String,
+    /// Set when one incarnation of the name is meant: a guard ([`Action::Delete::unless_present`])
+    /// with a uid is satisfied only by an object carrying that uid, so an owner deleted and
+    /// recreated under the same name does not keep its predecessor's dependents alive.
+    pub uid: Option<String>,
 }
 
 impl Target {
@@ -39,7 +45,14 @@ impl Target {
             resource,
             namespace: namespace.map(str::to_string),
             name: name.to_string(),
+            uid: None,
         }
+    }
+
+    /// The same target, narrowed to the object with this uid.
+    pub fn with_uid(mut self, uid: &str) -> Self {
+        self.uid = Some(uid.to_string());
+        self
     }
 }
 

@@ -21,17 +21,41 @@ pub fn pod_event(
     message: &str,
     now: jiff::Timestamp,
 ) -> Value {
+    object_event(
+        pod, "v1", "Pod", component, event_type, reason, message, now,
+    )
+}
+
+/// An Event about any namespaced object (`kubectl describe deployment` lists the
+/// `ScalingReplicaSet` Events of the Deployment controller this way).
+// The arguments are the Event's own fields; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
+pub fn object_event(
+    obj: &Value,
+    api_version: &str,
+    kind: &str,
+    component: &str,
+    event_type: &str,
+    reason: &str,
+    message: &str,
+    now: jiff::Timestamp,
+) -> Value {
+    let pod = obj;
     let ns = meta::namespace(pod).unwrap_or("");
-    // client-go's recorder names events "<object>.<unix nanos in hex>".
+    // client-go's recorder names events "<object>.<unix nanos in hex>". One reconcile pass
+    // shares one `now`, and may say several things about one object (a ReplicaSet creating
+    // three Pods): a process-wide sequence added to the nanoseconds keeps the names apart.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = format!(
         "{}.{:x}",
         meta::name(pod).unwrap_or(""),
-        now.as_nanosecond()
+        now.as_nanosecond().wrapping_add(i128::from(seq))
     );
     let ts = meta::format_time(now);
     let mut involved = json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
+        "apiVersion": api_version,
+        "kind": kind,
         "namespace": ns,
         "name": meta::name(pod).unwrap_or(""),
         "uid": meta::uid(pod).unwrap_or(""),

@@ -20,6 +20,9 @@
 //! | [`tokens`] | `serviceaccount-token` controller | fills `kubernetes.io/service-account-token` Secrets with a signed JWT, `ca.crt`, `namespace` and the SA uid annotation; deletes them when their ServiceAccount is gone |
 //! | [`endpointslices`] | `endpointslice` + `endpoints` controllers | publishes the Pods selected by each Service as EndpointSlices (ready/serving/terminating, node, zone, per-Pod resolved ports) and as a legacy Endpoints object |
 //! | [`scheduler`] | kube-scheduler | binds Pods without a Node to a Ready, matching, least-loaded Node; records `Scheduled` / `FailedScheduling` Events and the `PodScheduled` condition |
+//! | [`replicaset`] | `replicaset` controller | keeps `spec.replicas` Pods of a ReplicaSet's template: creates `<rs>-<5 chars>` Pods with a controller reference, adopts matching orphans, deletes the Pods it misses least (gracefully), writes `status` counts |
+//! | [`deployment`] | `deployment` controller | one ReplicaSet per pod template (`<deploy>-<pod-template-hash>`, revision annotations), RollingUpdate within maxSurge/maxUnavailable and Pod readiness, Recreate, `revisionHistoryLimit`, the `Available`/`Progressing` conditions `kubectl rollout status` waits on |
+//! | [`garbagecollector`] | `garbagecollector` controller | deletes Deployments' ReplicaSets and ReplicaSets' Pods whose owners (by uid) are gone; carries out `propagationPolicy` Orphan and Foreground through the `orphan` / `foregroundDeletion` finalizers |
 //! | [`nodelifecycle`] | `nodelifecycle` controller | a Node whose Lease has not been renewed for the grace period gets `Ready=Unknown` and the `unreachable` NoSchedule taint; its Pods are marked not ready, so they leave the Services' ready endpoints |
 //!
 //! Each module's doc says what the real controller does and what this one leaves out.
@@ -87,13 +90,17 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod deployment;
 pub mod endpointslices;
 pub mod events;
+pub mod garbagecollector;
 pub mod informer;
 pub mod jwt;
 mod manager;
 pub mod namespaces;
 pub mod nodelifecycle;
+pub mod ownership;
+pub mod replicaset;
 pub mod scheduler;
 pub mod tokens;
 

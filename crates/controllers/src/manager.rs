@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use proxylab_apimachinery::meta;
 use proxylab_store::{ObjectKey, Store, StoreError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -31,7 +32,10 @@ use crate::action::{Action, Target, resources};
 use crate::informer::Informer;
 use crate::jwt::{JwtError, LEGACY_ISSUER, TokenSigner};
 use crate::nodelifecycle::DEFAULT_NODE_MONITOR_GRACE_PERIOD;
-use crate::{endpointslices, namespaces, nodelifecycle, scheduler, tokens};
+use crate::{
+    deployment, endpointslices, garbagecollector, namespaces, nodelifecycle, ownership, replicaset,
+    scheduler, tokens,
+};
 
 /// Which controllers [`ControllerManager::run`] starts (all by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +45,9 @@ pub struct EnabledControllers {
     pub endpoint_slices: bool,
     pub scheduler: bool,
     pub node_lifecycle: bool,
+    pub replica_sets: bool,
+    pub deployments: bool,
+    pub garbage_collector: bool,
 }
 
 impl EnabledControllers {
@@ -52,6 +59,9 @@ impl EnabledControllers {
             endpoint_slices: false,
             scheduler: false,
             node_lifecycle: false,
+            replica_sets: false,
+            deployments: false,
+            garbage_collector: false,
         }
     }
 }
@@ -64,6 +74,9 @@ impl Default for EnabledControllers {
             endpoint_slices: true,
             scheduler: true,
             node_lifecycle: true,
+            replica_sets: true,
+            deployments: true,
+            garbage_collector: true,
         }
     }
 }
@@ -114,6 +127,9 @@ enum Kind {
     EndpointSlices,
     Scheduler,
     NodeLifecycle,
+    ReplicaSets,
+    Deployments,
+    GarbageCollector,
 }
 
 impl Kind {
@@ -124,6 +140,9 @@ impl Kind {
             Kind::EndpointSlices => "endpointslice",
             Kind::Scheduler => "scheduler",
             Kind::NodeLifecycle => "node-lifecycle",
+            Kind::ReplicaSets => "replicaset",
+            Kind::Deployments => "deployment",
+            Kind::GarbageCollector => "garbage-collector",
         }
     }
 
@@ -135,6 +154,9 @@ impl Kind {
             Kind::EndpointSlices => &[SERVICES, PODS, NODES, ENDPOINT_SLICES, ENDPOINTS],
             Kind::Scheduler => &[PODS, NODES],
             Kind::NodeLifecycle => &[NODES, LEASES, PODS],
+            Kind::ReplicaSets => &[REPLICA_SETS, PODS],
+            Kind::Deployments => &[DEPLOYMENTS, REPLICA_SETS, PODS],
+            Kind::GarbageCollector => &[DEPLOYMENTS, REPLICA_SETS, PODS],
         }
     }
 }
@@ -182,6 +204,9 @@ impl ControllerManager {
             (e.endpoint_slices, Kind::EndpointSlices),
             (e.scheduler, Kind::Scheduler),
             (e.node_lifecycle, Kind::NodeLifecycle),
+            (e.replica_sets, Kind::ReplicaSets),
+            (e.deployments, Kind::Deployments),
+            (e.garbage_collector, Kind::GarbageCollector),
         ]
         .into_iter()
         .filter_map(|(on, k)| on.then_some(k))
@@ -357,6 +382,35 @@ fn reconcile(
             );
             (out.actions, out.next_check)
         }
+        Kind::ReplicaSets => {
+            let out = replicaset::reconcile(
+                &shared.snapshot(REPLICA_SETS),
+                &shared.snapshot(PODS),
+                now,
+                &mut ownership::random_suffix,
+            );
+            (out.actions, out.next_check)
+        }
+        Kind::Deployments => {
+            let out = deployment::reconcile(
+                &shared.snapshot(DEPLOYMENTS),
+                &shared.snapshot(REPLICA_SETS),
+                &shared.snapshot(PODS),
+                now,
+            );
+            (out.actions, out.next_check)
+        }
+        Kind::GarbageCollector => {
+            let objects = [
+                (DEPLOYMENTS, shared.snapshot(DEPLOYMENTS)),
+                (REPLICA_SETS, shared.snapshot(REPLICA_SETS)),
+                (PODS, shared.snapshot(PODS)),
+            ];
+            (
+                garbagecollector::reconcile(&garbagecollector::Snapshot { objects: &objects }, now),
+                None,
+            )
+        }
     }
 }
 
@@ -391,7 +445,12 @@ fn apply(controller: &str, shared: &Shared, action: &Action) -> Result<(), Store
             unless_present,
         } => {
             if let Some(guard) = unless_present
-                && store.get(&key(guard))?.is_some()
+                && store.get(&key(guard))?.is_some_and(|live| {
+                    guard
+                        .uid
+                        .as_deref()
+                        .is_none_or(|uid| meta::uid(&live) == Some(uid))
+                })
             {
                 tracing::debug!(controller, target = ?target, guard = ?guard, "cache miss was not an absence; not deleting");
                 return Ok(());

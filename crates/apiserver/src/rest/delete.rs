@@ -26,6 +26,28 @@ fn is_service(target: &Target) -> bool {
     target.info.group.is_empty() && target.info.resource == "services"
 }
 
+/// The finalizers through which the garbage collector implements `propagationPolicy`.
+const GC_FINALIZERS: &[&str] = &["orphan", "foregroundDeletion"];
+
+/// The finalizer a `DELETE` with `propagationPolicy: Orphan` or `Foreground` puts on the object,
+/// for the kinds whose dependents the lab's garbage collector follows (Deployments own
+/// ReplicaSets, ReplicaSets own Pods). `Background` (the default) deletes the object at once and
+/// the collector removes the dependents afterwards. Other kinds have no dependents in the lab and
+/// are deleted at once whatever the policy.
+fn gc_finalizer(target: &Target, opts: &DeleteOptions) -> Option<&'static str> {
+    if !matches!(
+        (target.info.group, target.info.resource),
+        ("apps", "deployments" | "replicasets")
+    ) {
+        return None;
+    }
+    match opts.propagation_policy.as_deref() {
+        Some("Orphan") => Some("orphan"),
+        Some("Foreground") => Some("foregroundDeletion"),
+        _ => None,
+    }
+}
+
 /// Finishes a deletion that was waiting on finalizers: kube-apiserver removes an object on update once
 /// it has a `deletionTimestamp`, no `metadata.finalizers` left and a grace period of zero (so a pod in
 /// graceful termination is not removed by a status update; its node deletes it).
@@ -139,6 +161,25 @@ pub(crate) fn delete(
                 .unwrap_or_else(|_| jiff::Timestamp::now());
             return mark_deleting(state, target, name, &current, when, grace, opts.dry_run);
         }
+    }
+    if let Some(finalizer) = gc_finalizer(target, opts) {
+        // Orphan / Foreground: the object stays, marked, until the garbage collector has
+        // released or deleted its dependents and removed this finalizer.
+        if meta::deletion_timestamp(&current).is_some()
+            && meta::finalizers(&current).contains(&finalizer)
+        {
+            return Ok(current);
+        }
+        let mut held = current.clone();
+        let mut finalizers: Vec<Value> = meta::finalizers(&current)
+            .into_iter()
+            .filter(|f| !GC_FINALIZERS.contains(f))
+            .map(Value::from)
+            .collect();
+        finalizers.push(json!(finalizer));
+        held["metadata"]["finalizers"] = Value::Array(finalizers);
+        let now = jiff::Timestamp::now();
+        return mark_deleting(state, target, name, &held, now, 0, opts.dry_run);
     }
     if !meta::finalizers(&current).is_empty() {
         // Finalizers hold the object: mark it and let their owners finish (they remove their

@@ -1,0 +1,250 @@
+//! Deployments as users drive them: the installed `kubectl` against a lab, with the lab's own
+//! controllers (Deployment, ReplicaSet, garbage collector) and node agents doing the work.
+
+use proxylab_test_support::lab::Lab;
+use proxylab_test_support::require_tool;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxylab");
+
+fn json(lab: &Lab, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&lab.kubectl(&all)).expect("kubectl -o json")
+}
+
+/// `(image, spec.replicas, revision)` of each ReplicaSet of the Deployment, sorted by revision.
+fn replicasets(lab: &Lab, app: &str) -> Vec<(String, i64, i64)> {
+    let list = json(lab, &["get", "rs", "-l", &format!("app={app}")]);
+    let mut out: Vec<(String, i64, i64)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rs| {
+            (
+                rs["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                rs["spec"]["replicas"].as_i64().unwrap(),
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    out.sort_by_key(|r| r.2);
+    out
+}
+
+/// Running, non-terminating Pods of the app.
+fn running_pods(lab: &Lab, app: &str) -> Vec<Value> {
+    json(lab, &["get", "pods", "-l", &format!("app={app}")])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["metadata"]["deletionTimestamp"].is_null() && p["status"]["phase"] == "Running"
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn create_scale_set_image_undo_restart_and_delete() {
+    if !require_tool("kubectl") {
+        return;
+    }
+    let lab = Lab::start(BIN);
+    lab.kubectl(&[
+        "create",
+        "deployment",
+        "web2",
+        "--image=proxylab/echo-http:1",
+        "--replicas=3",
+    ]);
+    let status = lab.kubectl(&["rollout", "status", "deployment/web2", "--timeout=60s"]);
+    assert!(
+        status.contains("\"web2\" successfully rolled out"),
+        "{status}"
+    );
+
+    // One ReplicaSet named <deployment>-<pod-template-hash>, owning 3 ready Pods named after it.
+    let rs = json(&lab, &["get", "rs", "-l", "app=web2"])["items"][0].clone();
+    let hash = rs["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap();
+    let rs_name = rs["metadata"]["name"].as_str().unwrap();
+    assert_eq!(rs_name, format!("web2-{hash}"));
+    let owner = &rs["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["controller"].as_bool()),
+        (Some("Deployment"), Some(true))
+    );
+    let pods = running_pods(&lab, "web2");
+    assert_eq!(pods.len(), 3);
+    for p in &pods {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        let suffix = name
+            .strip_prefix(&format!("{rs_name}-"))
+            .expect("named after the set");
+        assert_eq!(suffix.len(), 5, "{name}");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["name"], rs_name);
+        assert_eq!(p["metadata"]["labels"]["pod-template-hash"], hash);
+    }
+    let table = lab.kubectl(&["get", "deployment", "web2"]);
+    assert!(table.lines().nth(1).unwrap().contains("3/3"), "{table}");
+
+    // kubectl scale: the same ReplicaSet grows.
+    lab.kubectl(&["scale", "deployment/web2", "--replicas=4"]);
+    lab.kubectl(&["rollout", "status", "deployment/web2", "--timeout=60s"]);
+    assert_eq!(
+        replicasets(&lab, "web2"),
+        [("proxylab/echo-http:1".into(), 4, 1)]
+    );
+    lab.eventually("4 running pods", || running_pods(&lab, "web2").len() == 4);
+
+    // kubectl set image: a second revision takes over.
+    lab.kubectl(&[
+        "set",
+        "image",
+        "deployment/web2",
+        "echo-http=proxylab/echo-http:2",
+    ]);
+    lab.kubectl(&[
+        "annotate",
+        "deployment/web2",
+        "kubernetes.io/change-cause=image 2",
+    ]);
+    lab.kubectl(&["rollout", "status", "deployment/web2", "--timeout=60s"]);
+    assert_eq!(
+        replicasets(&lab, "web2"),
+        [
+            ("proxylab/echo-http:1".into(), 0, 1),
+            ("proxylab/echo-http:2".into(), 4, 2)
+        ]
+    );
+    let history = lab.kubectl(&["rollout", "history", "deployment/web2"]);
+    assert!(
+        history.contains("REVISION") && history.contains("image 2"),
+        "{history}"
+    );
+
+    // kubectl rollout undo: revision 1's ReplicaSet comes back as revision 3; no new set.
+    lab.kubectl(&["rollout", "undo", "deployment/web2"]);
+    lab.kubectl(&["rollout", "status", "deployment/web2", "--timeout=60s"]);
+    assert_eq!(
+        replicasets(&lab, "web2"),
+        [
+            ("proxylab/echo-http:2".into(), 0, 2),
+            ("proxylab/echo-http:1".into(), 4, 3)
+        ]
+    );
+    let dep = json(&lab, &["get", "deployment", "web2"]);
+    assert_eq!(
+        dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+    let conditions = dep["status"]["conditions"].as_array().unwrap();
+    let progressing = conditions
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .unwrap();
+    assert_eq!(progressing["reason"], "NewReplicaSetAvailable");
+    let available = conditions
+        .iter()
+        .find(|c| c["type"] == "Available")
+        .unwrap();
+    // Recreate: none of the old Pods is left (the controller's unit tests check the order).
+
+    // kubectl rollout restart: a new template annotation, so a new revision.
+    lab.kubectl(&["rollout", "restart", "deployment/web2"]);
+    lab.kubectl(&["rollout", "status", "deployment/web2", "--timeout=60s"]);
+    let sets = replicasets(&lab, "web2");
+    assert_eq!(sets.len(), 3, "{sets:?}");
+    assert_eq!(sets[2], ("proxylab/echo-http:1".into(), 4, 4));
+    let describe = lab.kubectl(&["describe", "deployment", "web2"]);
+    assert!(describe.contains("ScalingReplicaSet"), "{describe}");
+
+    // Deleting the Deployment (background cascade) removes its ReplicaSets and their Pods.
+    lab.kubectl(&["delete", "deployment", "web2"]);
+    lab.eventually("replicasets collected", || {
+        replicasets(&lab, "web2").is_empty()
+    });
+    lab.eventually("pods collected", || {
+        json(&lab, &["get", "pods", "-l", "app=web2"])["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+}
+
+#[test]
+fn cascade_orphan_keeps_the_replicasets_and_recreate_stops_before_starting() {
+    if !require_tool("kubectl") {
+        return;
+    }
+    let lab = Lab::start(BIN);
+    lab.kubectl(&[
+        "create",
+        "deployment",
+        "rec",
+        "--image=proxylab/echo-http:1",
+        "--replicas=2",
+    ]);
+    lab.kubectl(&[
+        "patch",
+        "deployment/rec",
+        "-p",
+        r#"{"spec":{"strategy":{"type":"Recreate","rollingUpdate":null}}}"#,
+    ]);
+    lab.kubectl(&["rollout", "status", "deployment/rec", "--timeout=60s"]);
+    let old: Vec<String> = running_pods(&lab, "rec")
+        .iter()
+        .map(|p| p["metadata"]["uid"].as_str().unwrap().to_string())
+        .collect();
+    lab.kubectl(&[
+        "set",
+        "image",
+        "deployment/rec",
+        "echo-http=proxylab/echo-http:2",
+    ]);
+    lab.kubectl(&["rollout", "status", "deployment/rec", "--timeout=60s"]);
+    // Recreate: none of the old Pods is left (the order is checked in the controller.s tests).
+    assert_eq!(
+        replicasets(&lab, "rec"),
+        [
+            ("proxylab/echo-http:1".into(), 0, 1),
+            ("proxylab/echo-http:2".into(), 2, 2)
+        ]
+    );
+    let pods = json(&lab, &["get", "pods", "-l", "app=rec"]);
+    assert!(
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| !old.contains(&p["metadata"]["uid"].as_str().unwrap().to_string())),
+        "old pods remain: {pods}"
+    );
+
+    lab.kubectl(&["delete", "deployment", "rec", "--cascade=orphan"]);
+    lab.eventually("deployment gone", || {
+        json(&lab, &["get", "deployments"])["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    let sets = json(&lab, &["get", "rs", "-l", "app=rec"]);
+    let items = sets["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{sets}");
+    assert!(
+        items
+            .iter()
+            .all(|rs| rs["metadata"]["ownerReferences"].is_null()),
+        "{sets}"
+    );
+    assert_eq!(running_pods(&lab, "rec").len(), 2);
+}
