@@ -157,7 +157,7 @@ fn create_scale_set_image_undo_restart_and_delete() {
         .iter()
         .find(|c| c["type"] == "Available")
         .unwrap();
-    // Recreate: none of the old Pods is left (the controller's unit tests check the order).
+    assert_eq!(available["status"], "True");
 
     // kubectl rollout restart: a new template annotation, so a new revision.
     lab.kubectl(&["rollout", "restart", "deployment/web2"]);
@@ -212,7 +212,7 @@ fn cascade_orphan_keeps_the_replicasets_and_recreate_stops_before_starting() {
         "echo-http=proxylab/echo-http:2",
     ]);
     lab.kubectl(&["rollout", "status", "deployment/rec", "--timeout=60s"]);
-    // Recreate: none of the old Pods is left (the order is checked in the controller.s tests).
+    // Recreate: none of the old Pods is left (the controller's unit tests check the order).
     assert_eq!(
         replicasets(&lab, "rec"),
         [
