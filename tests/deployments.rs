@@ -248,3 +248,182 @@ fn cascade_orphan_keeps_the_replicasets_and_recreate_stops_before_starting() {
     );
     assert_eq!(running_pods(&lab, "rec").len(), 2);
 }
+
+const ROLL: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: roll, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: roll}}
+  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  template:
+    metadata: {labels: {app: roll}}
+    spec:
+      terminationGracePeriodSeconds: 10
+      containers:
+        - name: echo
+          image: proxylab/echo-http:1
+          ports: [{name: http, containerPort: 8080}]
+          # Keep serving while the endpoint removal reaches every forwarder.
+          lifecycle: {preStop: {sleep: {seconds: 2}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: roll, namespace: default}
+spec:
+  selector: {app: roll}
+  ports: [{name: http, port: 80, targetPort: http}]
+"#;
+
+/// The headline: two rollouts while a client keeps hitting the Service's ClusterIP through the
+/// forwarder, one new connection per request — and no request fails. It holds because a Pod
+/// being replaced leaves the Service's endpoints first (Ready=False, terminating) and keeps
+/// serving through its preStop sleep; only then does its node agent stop it.
+#[test]
+fn rolling_a_deployment_behind_a_service_fails_no_request() {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use proxylab_test_support::http::try_http_get_blocking;
+
+    if !require_tool("kubectl") {
+        return;
+    }
+    let lab = Lab::start(BIN);
+    lab.kubectl_stdin(&["apply", "-f", "-"], ROLL);
+    lab.kubectl(&["rollout", "status", "deployment/roll", "--timeout=60s"]);
+    let ip = lab.kubectl(&["get", "svc", "roll", "-o", "jsonpath={.spec.clusterIP}"]);
+    let addr: std::net::SocketAddr = format!("{}:80", ip.trim()).parse().unwrap();
+    lab.eventually("the service answers", || {
+        try_http_get_blocking(addr, "/hostname").is_ok_and(|r| r.status == 200)
+    });
+    let first: BTreeSet<String> = running_pods(&lab, "roll")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+
+    // The forwarders' hop records of this Service: a dial the forwarder had to retry (a Pod
+    // stopped before its endpoint was gone) shows there even when the retry hid it from the
+    // client. Polled every 50 requests, so the bounded ring never drops one unseen.
+    let admins: Vec<std::net::SocketAddr> = lab.info["admin"]["forwarders"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|u| {
+            u.as_str()
+                .unwrap()
+                .trim_start_matches("http://")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let hops = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+    let poll_hops = {
+        let hops = hops.clone();
+        move || {
+            for admin in &admins {
+                let Ok(reply) = try_http_get_blocking(*admin, "/debug/hops?proxy=forwarder") else {
+                    continue;
+                };
+                let list: Vec<Value> = serde_json::from_str(&reply.body).unwrap_or_default();
+                for h in list
+                    .into_iter()
+                    .filter(|h| h["listener"] == addr.to_string())
+                {
+                    let key = format!("{} {} {}", h["instance"], h["client"], h["time"]);
+                    hops.lock().unwrap().insert(key, h);
+                }
+            }
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(Mutex::new(BTreeSet::new()));
+    let client = {
+        let (stop, answered) = (stop.clone(), answered.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failures) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                if (ok + failures.len() as u64).is_multiple_of(50) {
+                    poll_hops();
+                }
+                match try_http_get_blocking(addr, "/hostname") {
+                    Ok(r) if r.status == 200 => {
+                        ok += 1;
+                        answered.lock().unwrap().insert(r.body.trim().to_string());
+                    }
+                    Ok(r) => failures.push(format!("status {}: {}", r.status, r.head)),
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            poll_hops();
+            (ok, failures)
+        })
+    };
+
+    lab.kubectl(&[
+        "set",
+        "image",
+        "deployment/roll",
+        "echo=proxylab/echo-http:2",
+    ]);
+    lab.kubectl(&["rollout", "status", "deployment/roll", "--timeout=60s"]);
+    lab.kubectl(&["rollout", "restart", "deployment/roll"]);
+    lab.kubectl(&["rollout", "status", "deployment/roll", "--timeout=60s"]);
+    // Until every replaced Pod has finished its preStop and is gone, the client keeps going.
+    lab.eventually("replaced pods gone", || {
+        json(&lab, &["get", "pods", "-l", "app=roll"])["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 3
+    });
+    let last: BTreeSet<String> = running_pods(&lab, "roll")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    // The new Pods answer too, so the traffic did cross both rollouts.
+    lab.eventually("the last revision answers", || {
+        last.iter().all(|p| answered.lock().unwrap().contains(p))
+    });
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failures) = client.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {failures:?}",
+        failures.len(),
+        ok + failures.len() as u64
+    );
+    let hops = hops.lock().unwrap();
+    let retried: Vec<&Value> = hops
+        .values()
+        .filter(|h| {
+            h["outcome"] != "ok"
+                || h["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("failed dial"))
+        })
+        .collect();
+    assert!(
+        !hops.is_empty(),
+        "the forwarders recorded the client's connections"
+    );
+    assert!(
+        retried.is_empty(),
+        "{} of {} connections met a stopped Pod: {retried:#?}",
+        retried.len(),
+        hops.len()
+    );
+    let answered = answered.lock().unwrap();
+    assert!(
+        first.iter().any(|p| answered.contains(p)),
+        "the first Pods answered: {answered:?}"
+    );
+    assert!(first.is_disjoint(&last));
+    println!(
+        "{ok} requests, none failed, {} forwarder hops without a retried dial, answered by {} pods",
+        hops.len(),
+        answered.len()
+    );
+}

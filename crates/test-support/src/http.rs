@@ -74,15 +74,24 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Reply {
 
 /// [`http_get`] for synchronous tests.
 pub fn http_get_blocking(addr: SocketAddr, path: &str) -> Reply {
+    try_http_get_blocking(addr, path).unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"))
+}
+
+/// [`http_get_blocking`] that reports a failed connect, write or read instead of panicking — for
+/// tests that count failures (a client hitting a Service during a rollout).
+pub fn try_http_get_blocking(addr: SocketAddr, path: &str) -> std::io::Result<Reply> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    s.write_all(get_request(path).as_bytes())
-        .expect("write request");
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(get_request(path).as_bytes())?;
     let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    Reply::parse(&String::from_utf8_lossy(&out))
+    // A reset after some bytes still yields what arrived (a cut-off answer parses as status 0).
+    if let Err(e) = s.read_to_end(&mut out)
+        && out.is_empty()
+    {
+        return Err(e);
+    }
+    Ok(Reply::parse(&String::from_utf8_lossy(&out)))
 }
 
 /// A plain-HTTP hyper client (HTTP/1.1, pooled).

@@ -5,8 +5,9 @@
 //! Here that is one loop over a watch of `spec.nodeName=<node>`:
 //! - a new pod → an IP from the pod CIDR, its containers started as echo workloads, and a status
 //!   patch (Running with IPs and conditions, or Pending with waiting containers);
-//! - a pod with `metadata.deletionTimestamp` (graceful deletion) → Ready=False, workloads stopped,
-//!   IP released, then `DELETE` with `gracePeriodSeconds=0` (uid precondition) to really remove it;
+//! - a pod with `metadata.deletionTimestamp` (graceful deletion) → Ready=False, the containers'
+//!   `preStop` sleeps (still serving, see [`super::lifecycle`]), workloads stopped, IP released,
+//!   then `DELETE` with `gracePeriodSeconds=0` (uid precondition) to really remove it;
 //! - a pod that vanished (force-deleted, or gone while the watch was down) → workloads stopped.
 //!
 //! Terminations run in their own tasks so one pod draining its connections does not hold up the rest.
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::api::ApiClient;
+use super::lifecycle;
 use super::objects::{self, ContainerOutcome, StartedPod};
 use super::volumes::{self, MountEntry};
 use crate::certs::{self, CertificateAuthority};
@@ -446,7 +448,21 @@ impl PodManager {
         let ipam = self.ipam.clone();
         let containers = self.containers.clone();
         let terminating = self.terminating.clone();
+        let pre_stop = if running.is_some() {
+            lifecycle::pre_stop_delay(&pod)
+        } else {
+            Duration::ZERO
+        };
         if running.is_some() {
+            for container in lifecycle::unsupported_hooks(&pod) {
+                self.event(
+                    &pod,
+                    Some(&container),
+                    "Warning",
+                    "FailedPreStopHook",
+                    "the lab's node agent runs only preStop hooks that sleep; this one was skipped",
+                );
+            }
             for container in objects::container_specs(&pod) {
                 self.event(
                     &pod,
@@ -468,6 +484,12 @@ impl PodManager {
                 .await;
             }
             if let Some(running) = running {
+                // The Pod is out of its Services' endpoints (not ready, terminating) but keeps
+                // serving through its preStop sleep while proxies catch up.
+                if !pre_stop.is_zero() {
+                    tracing::info!(%namespace, pod = %name, delay = ?pre_stop, "preStop: serving while endpoints drain");
+                    tokio::time::sleep(pre_stop).await;
+                }
                 stop_and_release(running, &ipam, &containers).await;
             }
             if !delete_for_good(&api, &name, &uid).await {
