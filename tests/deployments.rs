@@ -427,3 +427,57 @@ fn rolling_a_deployment_behind_a_service_fails_no_request() {
         answered.len()
     );
 }
+
+/// `kubectl apply` of a Deployment, then of a changed one: kubectl fetches `/openapi/v2` in
+/// protobuf to compute its patch (the lab answers it, no 406), and the change rolls out.
+#[test]
+fn apply_and_reapply_a_deployment() {
+    if !require_tool("kubectl") {
+        return;
+    }
+    let lab = Lab::start(BIN);
+    let manifest = |image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: ap}}\nspec:\n  replicas: 2\n  \
+             selector: {{matchLabels: {{app: ap}}}}\n  template:\n    metadata: {{labels: {{app: ap}}}}\n    \
+             spec:\n      containers: [{{name: echo, image: \"{image}\"}}]\n"
+        )
+    };
+    lab.kubectl_stdin(&["apply", "-f", "-"], &manifest("proxylab/echo-http:1"));
+    lab.kubectl(&["rollout", "status", "deployment/ap", "--timeout=60s"]);
+    let out = lab
+        .kubectl_cmd()
+        .args(["apply", "-f", "-", "-v=6"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(manifest("proxylab/echo-http:2").as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("kubectl apply");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("configured"),
+        "{stdout}\n{log}"
+    );
+    let v2 = log
+        .lines()
+        .find(|l| l.contains("/openapi/v2"))
+        .unwrap_or_else(|| panic!("kubectl did not ask /openapi/v2:\n{log}"));
+    assert!(v2.contains("200"), "{v2}");
+    lab.kubectl(&["rollout", "status", "deployment/ap", "--timeout=60s"]);
+    assert_eq!(
+        replicasets(&lab, "ap"),
+        [
+            ("proxylab/echo-http:1".into(), 0, 1),
+            ("proxylab/echo-http:2".into(), 2, 2)
+        ]
+    );
+}

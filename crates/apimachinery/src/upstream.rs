@@ -102,7 +102,7 @@ static GROUPS: &[UpstreamGroup] = &[
             ("replicasets", &["scale", "status"]),
             ("statefulsets", &["scale", "status"]),
         ],
-        why: "of the workload APIs the lab models Deployments and ReplicaSets",
+        why: "of the workload APIs the lab models Deployments and ReplicaSets (with their controllers)",
     },
     UpstreamGroup {
         group: "authentication.k8s.io",
@@ -131,7 +131,7 @@ static GROUPS: &[UpstreamGroup] = &[
         group: "batch",
         versions: &["v1"],
         resources: &[("cronjobs", &["status"]), ("jobs", &["status"])],
-        why: "of the batch APIs the lab models Jobs",
+        why: "Jobs and CronJobs are not modelled: the echo workloads serve until they are stopped, so no Pod would ever complete",
     },
     UpstreamGroup {
         group: "certificates.k8s.io",

@@ -19,6 +19,7 @@ use proxylab_apimachinery::status::Status;
 use serde_json::Value;
 
 use crate::errors;
+use crate::protobuf;
 use crate::request::Query;
 use crate::response::{self, ApiResult, Format};
 use crate::state::AppState;
@@ -96,8 +97,15 @@ pub(crate) fn discovery(
 pub(crate) fn openapi(segs: &[&str], headers: &HeaderMap, fmt: Format) -> Option<ApiResult> {
     let nf = || Err(errors::openapi_not_served(&format!("/{}", segs.join("/"))).into());
     Some(match segs {
-        // kubectl asks /openapi/v2 for protobuf only; the lab serves JSON, so such a client gets 406 (it
-        // then relies on /openapi/v3, as kube-apiserver's clients do).
+        // kubectl asks /openapi/v2 for protobuf only (gnostic's openapi.v2.Document), JSON clients
+        // for JSON; anything else is 406.
+        ["openapi", "v2"] if protobuf::openapi_v2::wanted(response::accept(headers)) => {
+            Ok(response::with_type(
+                StatusCode::OK,
+                protobuf::openapi_v2::document(&openapi::v2_document()),
+                protobuf::openapi_v2::MEDIA_TYPE,
+            ))
+        }
         ["openapi", "v2"] if !response::accepts_json(headers) => {
             Err(Status::not_acceptable(response::accept(headers)).into())
         }

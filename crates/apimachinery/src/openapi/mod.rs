@@ -17,9 +17,10 @@
 //! its compiled-in Go types, which is exactly right for the built-in kinds the lab serves. The cost is
 //! that `kubectl explain` has nothing to explain.
 //!
-//! [`v2_document`] is a Swagger 2.0 rendering of the same paths for JSON clients. kubectl itself asks
-//! `/openapi/v2` only for protobuf; an apiserver should answer 406 to a protobuf-only `Accept`, which
-//! kubectl treats as "no v2 document" and is harmless once v3 is served.
+//! [`v2_document`] is a Swagger 2.0 rendering of the same paths. kubectl asks `/openapi/v2` for
+//! protobuf only (when it computes a strategic merge patch for `kubectl apply`, and for client-side
+//! validation against servers without `fieldValidation`); the apiserver encodes this same document as
+//! gnostic's `openapi.v2.Document` for it (`proxylab-apiserver`'s `protobuf::openapi_v2`).
 
 mod connect;
 

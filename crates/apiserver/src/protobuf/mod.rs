@@ -15,6 +15,7 @@
 //! and `false` are dropped (as JSON `omitempty` would), except for fields that are pointers in Go.
 //! Responses are always JSON, which every client-go client accepts.
 
+pub(crate) mod openapi_v2;
 mod workloads;
 
 use base64::Engine;
