@@ -481,3 +481,56 @@ fn apply_and_reapply_a_deployment() {
         ]
     );
 }
+
+/// An image the nodes cannot run: the new Pod never gets ready, the old ones keep serving, and
+/// once `progressDeadlineSeconds` passes without progress `kubectl rollout status` gives up.
+#[test]
+fn a_stuck_rollout_keeps_the_old_pods_and_exceeds_its_deadline() {
+    if !require_tool("kubectl") {
+        return;
+    }
+    let lab = Lab::start(BIN);
+    lab.kubectl(&[
+        "create",
+        "deployment",
+        "stuck",
+        "--image=proxylab/echo-http:1",
+        "--replicas=2",
+    ]);
+    lab.kubectl(&["rollout", "status", "deployment/stuck", "--timeout=60s"]);
+    lab.kubectl(&[
+        "patch",
+        "deployment/stuck",
+        "-p",
+        r#"{"spec":{"progressDeadlineSeconds":2}}"#,
+    ]);
+    lab.kubectl(&["rollout", "status", "deployment/stuck", "--timeout=60s"]);
+    lab.kubectl(&["set", "image", "deployment/stuck", "echo-http=nginx:1.27"]);
+    let out = lab
+        .kubectl_cmd()
+        .args(["rollout", "status", "deployment/stuck", "--timeout=60s"])
+        .output()
+        .expect("kubectl rollout status");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rollout status should fail");
+    assert!(
+        stderr.contains("exceeded its progress deadline"),
+        "{stderr}"
+    );
+    // maxUnavailable 25% of 2 rounds down to 0: both old Pods still serve.
+    assert_eq!(
+        replicasets(&lab, "stuck"),
+        [
+            ("proxylab/echo-http:1".into(), 2, 1),
+            ("nginx:1.27".into(), 1, 2)
+        ]
+    );
+    let dep = json(&lab, &["get", "deployment", "stuck"]);
+    let conditions = dep["status"]["conditions"].as_array().unwrap();
+    let progressing = conditions
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .unwrap();
+    assert_eq!(progressing["status"], "False");
+    assert_eq!(progressing["reason"], "ProgressDeadlineExceeded");
+}
