@@ -534,3 +534,49 @@ fn a_stuck_rollout_keeps_the_old_pods_and_exceeds_its_deadline() {
     assert_eq!(progressing["status"], "False");
     assert_eq!(progressing["reason"], "ProgressDeadlineExceeded");
 }
+
+/// `kubectl rollout pause`: template changes wait; `resume` rolls them out in one go.
+#[test]
+fn pause_holds_template_changes_until_resume() {
+    if !require_tool("kubectl") {
+        return;
+    }
+    let lab = Lab::start(BIN);
+    lab.kubectl(&[
+        "create",
+        "deployment",
+        "pz",
+        "--image=proxylab/echo-http:1",
+        "--replicas=2",
+    ]);
+    lab.kubectl(&["rollout", "status", "deployment/pz", "--timeout=60s"]);
+    lab.kubectl(&["rollout", "pause", "deployment/pz"]);
+    lab.kubectl(&[
+        "set",
+        "image",
+        "deployment/pz",
+        "echo-http=proxylab/echo-http:2",
+    ]);
+    lab.eventually("the pause is reported", || {
+        let dep = json(&lab, &["get", "deployment", "pz"]);
+        dep["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Progressing" && c["reason"] == "DeploymentPaused")
+            && dep["status"]["observedGeneration"] == dep["metadata"]["generation"]
+    });
+    assert_eq!(
+        replicasets(&lab, "pz"),
+        [("proxylab/echo-http:1".into(), 2, 1)]
+    );
+    lab.kubectl(&["rollout", "resume", "deployment/pz"]);
+    lab.kubectl(&["rollout", "status", "deployment/pz", "--timeout=60s"]);
+    assert_eq!(
+        replicasets(&lab, "pz"),
+        [
+            ("proxylab/echo-http:1".into(), 0, 1),
+            ("proxylab/echo-http:2".into(), 2, 2)
+        ]
+    );
+}
