@@ -361,12 +361,17 @@ impl HopLog {
         ring.push_back(hop);
     }
 
-    /// Shows `hop` (a connection just established, its fields known so far) as open until the
-    /// returned guard is dropped — when the proxy records the finished hop. Nothing is kept when
-    /// the ring is off ([`set_retain`](Self::set_retain)).
+    /// Shows `hop` (a connection just established, its fields known so far) as open until
+    /// [`OpenHop::close`] hands it back to be finished and recorded (or the guard is dropped). The
+    /// record moves into the list and back, so showing it costs no copy. Nothing is listed when the
+    /// ring is off ([`set_retain`](Self::set_retain)).
     pub fn open(self: &Arc<Self>, mut hop: HopRecord) -> OpenHop {
         if !self.retain.load(Ordering::Relaxed) {
-            return OpenHop { log: None, id: 0 };
+            return OpenHop {
+                log: None,
+                id: 0,
+                local: Some(hop),
+            };
         }
         if self.has_probes.load(Ordering::Relaxed)
             && self.probe_clients.lock().contains(&hop.client.ip())
@@ -381,6 +386,7 @@ impl HopLog {
         OpenHop {
             log: Some(self.clone()),
             id,
+            local: None,
         }
     }
 
@@ -405,12 +411,28 @@ impl HopLog {
     }
 }
 
-/// A connection shown as open by [`HopLog::open`]; dropping it takes it off the list.
+/// A connection shown as open by [`HopLog::open`]; [`close`](Self::close) (or dropping it) takes
+/// it off the list.
 #[derive(Debug)]
 #[must_use = "the hop is shown as open only while this guard lives"]
 pub struct OpenHop {
     log: Option<Arc<HopLog>>,
     id: u64,
+    /// The record, when it is not on the list (the ring is off).
+    local: Option<HopRecord>,
+}
+
+impl OpenHop {
+    /// Takes the record off the list and hands it back, outcome `ok` again, to be finished and
+    /// [recorded](HopLog::record). `None` only if it was taken already.
+    pub fn close(mut self) -> Option<HopRecord> {
+        let mut hop = match self.log.take() {
+            Some(log) => log.open.lock().remove(&self.id).map(|(_, h)| h),
+            None => self.local.take(),
+        }?;
+        hop.outcome = Cow::Borrowed("ok");
+        Some(hop)
+    }
 }
 
 impl Drop for OpenHop {
@@ -659,12 +681,17 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(1, "ok"), (2, "open")]
         );
-        drop(guard);
+        let back = guard.close().unwrap();
+        assert_eq!((back.client.port(), back.outcome.as_ref()), (2, "ok"));
         assert_eq!(get("/debug/hops?open=true").await.len(), 1);
-        // Not kept when nobody can read the ring.
-        state.hops.set_retain(false);
-        let _quiet = state.hops.open(hop(3));
+        // Dropping the guard also takes it off.
+        drop(state.hops.open(hop(4)));
         assert!(state.hops.open_now().is_empty());
+        // Not listed when nobody can read the ring, but handed back all the same.
+        state.hops.set_retain(false);
+        let quiet = state.hops.open(hop(3));
+        assert!(state.hops.open_now().is_empty());
+        assert_eq!(quiet.close().unwrap().client.port(), 3);
     }
 
     #[test]

@@ -200,6 +200,9 @@ pub struct Config {
     pub retries: Option<u32>,
     /// The instance name in hop records.
     pub instance: String,
+    /// Threads that accept and relay, each with a single-threaded runtime (0: the caller's
+    /// runtime). Not in the file: the binary sets one per CPU, the lab and tests 0.
+    pub serving_threads: usize,
 }
 
 impl Default for Config {
@@ -215,6 +218,7 @@ impl Default for Config {
             rebalance: Rebalance::default(),
             retries: None,
             instance: "ha-balancer".into(),
+            serving_threads: 0,
         }
     }
 }

@@ -95,12 +95,16 @@ pub(crate) struct Shared {
     pub(crate) listen: SocketAddr,
     /// The running checkers; cancelled and replaced on reload.
     checks: Mutex<CancellationToken>,
+    /// The serving threads, kept here after their accept loops end so that the connections on
+    /// them run until the drain is over.
+    workers: Mutex<Option<proxylab_core::runtime::ServingThreads>>,
 }
 
 /// A bound balancer, ready to [`serve`](HaBalancer::serve).
 pub struct HaBalancer {
     shared: Arc<Shared>,
-    listener: TcpListener,
+    /// One socket per serving thread (one when there are none), in one `SO_REUSEPORT` group.
+    listeners: Vec<std::net::TcpListener>,
     admin: Option<TcpListener>,
     config_file: Option<PathBuf>,
     checker: check::Checker,
@@ -127,19 +131,32 @@ impl HaBalancer {
         for w in config.warnings() {
             tracing::warn!("{w}");
         }
-        let listener = bind_tcp(
-            config.listen,
-            ListenOptions {
-                nodelay: true,
-                keepalive: Some(config.timeouts.keepalive),
-                user_timeout: Some(config.timeouts.user_timeout),
-                ..Default::default()
-            },
-        )
-        .map_err(|source| Error::Bind {
+        // Client sockets inherit these from the listener.
+        let opts = ListenOptions {
+            nodelay: true,
+            keepalive: Some(config.timeouts.keepalive),
+            user_timeout: Some(config.timeouts.user_timeout),
+            backlog: 4096,
+            ..Default::default()
+        };
+        let bind_error = |source| Error::Bind {
             what: "listen address",
             source,
-        })?;
+        };
+        // First without SO_REUSEPORT: an address another balancer holds (even one of ours, which
+        // sets SO_REUSEPORT) is refused instead of shared.
+        let probe = bind_tcp(config.listen, opts).map_err(bind_error)?;
+        let listen = probe.local_addr().unwrap_or(config.listen);
+        drop(probe);
+        let shared_opts = ListenOptions {
+            reuse_port: true,
+            ..opts
+        };
+        let mut listeners = Vec::new();
+        for _ in 0..config.serving_threads.max(1) {
+            let l = bind_tcp(listen, shared_opts).map_err(bind_error)?;
+            listeners.push(l.into_std().map_err(bind_error)?);
+        }
         let admin_listener = match config.admin {
             Some(a) => {
                 Some(
@@ -152,7 +169,6 @@ impl HaBalancer {
             None => None,
         };
         let admin = admin.unwrap_or_default();
-        let listen = listener.local_addr().unwrap_or(config.listen);
         let pool = pool::Pool::new(&config, &admin.metrics, admin.ready.clone());
         let shared = Arc::new(Shared {
             config: ArcSwap::from_pointee(config),
@@ -163,10 +179,11 @@ impl HaBalancer {
             next_conn: AtomicU64::new(0),
             listen,
             checks: Mutex::new(CancellationToken::new()),
+            workers: Mutex::new(None),
         });
         Ok(Self {
             shared,
-            listener,
+            listeners,
             admin: admin_listener,
             config_file,
             checker,
@@ -193,7 +210,7 @@ impl HaBalancer {
     pub async fn serve(self, shutdown: CancellationToken) {
         let HaBalancer {
             shared,
-            listener,
+            listeners,
             admin,
             config_file,
             checker,
@@ -216,7 +233,7 @@ impl HaBalancer {
             tokio::spawn(follow(shared.clone(), path, shutdown.clone()));
         }
         tracing::info!(listen = %shared.listen, backends = shared.pool.backends().len(), "ha-balancer serving");
-        tcp::accept_loop(shared.clone(), listener, shutdown.clone()).await;
+        serve_listeners(&shared, listeners, &shutdown).await;
         // The listener is closed (dropped by the loop): new clients are refused at once and go
         // to another balancer; established ones finish.
         let drain = shared.config.load().timeouts.drain;
@@ -239,7 +256,56 @@ impl HaBalancer {
         }
         shared.checks.lock().cancel();
         admin_stop.cancel();
+        shared.workers.lock().take();
     }
+}
+
+/// Runs an accept loop per listener — each on a serving thread of its own (a single-threaded
+/// runtime: a connection is accepted, dialled and relayed on one thread, with no hand-off between
+/// cores; the kernel spreads new connections over the `SO_REUSEPORT` group), or, without serving
+/// threads, the one listener on the caller's runtime — until `stop`.
+async fn serve_listeners(
+    shared: &Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+    stop: &CancellationToken,
+) {
+    // One bound on open connections for all the loops together.
+    let limit = Arc::new(tokio::sync::Semaphore::new(
+        proxylab_core::serve::process_connection_limit(),
+    ));
+    let threads = shared.config.load().serving_threads;
+    let workers = match threads {
+        0 => None,
+        n => match proxylab_core::runtime::ServingThreads::start(n, |i| format!("ha-balancer-{i}"))
+        {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start serving threads; serving on the main runtime");
+                None
+            }
+        },
+    };
+    let mut loops = Vec::new();
+    for (i, std_listener) in listeners.into_iter().enumerate() {
+        let (sh, limit, stop) = (shared.clone(), limit.clone(), stop.clone());
+        let run = async move {
+            // Registered with the reactor of the runtime that serves it.
+            match TcpListener::from_std(std_listener) {
+                Ok(l) => tcp::accept_loop(sh, l, limit, stop).await,
+                Err(e) => tracing::warn!(error = %e, "cannot serve a listener"),
+            }
+        };
+        match workers.as_ref().and_then(|w| w.handles().get(i)) {
+            Some(h) => loops.push(h.spawn(run)),
+            None => loops.push(tokio::spawn(run)),
+        }
+    }
+    for l in loops {
+        let _ = l.await;
+    }
+    // The serving threads end with their runtimes when `workers` drops: only once every
+    // connection they carry has ended (the caller drains first).
+    *shared.workers.lock() = workers;
 }
 
 fn start_checks(shared: &Arc<Shared>, checker: check::Checker) {
@@ -288,6 +354,8 @@ fn reload(shared: &Arc<Shared>, path: &std::path::Path) -> Result<(), Error> {
         next.admin = cur.admin;
         next.mode = cur.mode;
     }
+    // Not a file setting: the process's.
+    next.serving_threads = cur.serving_threads;
     for w in next.warnings() {
         tracing::warn!("{w}");
     }

@@ -48,13 +48,15 @@ async fn run(cli: Cli) {
     if let Err(e) = proxylab_core::runtime::raise_nofile_limit(1 << 20) {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
     }
-    let (config, file) = match cli.args.to_config() {
+    let (mut config, file) = match cli.args.to_config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ha-balancer: {e}");
             std::process::exit(2);
         }
     };
+    // A serving thread per CPU, as HAProxy's nbthread.
+    config.serving_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let balancer = match HaBalancer::bind(config, file, None).await {
         Ok(b) => b,
         Err(e) => {

@@ -25,12 +25,10 @@ use crate::pool::Source;
 pub(crate) async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
+    limit: Arc<Semaphore>,
     stop: CancellationToken,
 ) {
     let local = listener.local_addr().ok();
-    let limit = Arc::new(Semaphore::new(
-        proxylab_core::serve::process_connection_limit(),
-    ));
     loop {
         let permit = tokio::select! {
             _ = stop.cancelled() => break,
@@ -134,7 +132,7 @@ async fn handle(shared: &Shared, client: TcpStream, peer: SocketAddr, listener: 
             hop.reason = Some(reason);
             // Shown at `/debug/hops?open=true` while it lasts: a pooled connection or a watch
             // may stay open for hours, and a path through it should be traceable meanwhile.
-            let open = shared.admin.hops.open(hop.clone());
+            let open = shared.admin.hops.open(hop);
             let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
             let rx = backend.as_ref().map(|b| b.open(id));
             // Who ended the relay, when someone did: the rebalancer or a mark-down (through the
@@ -174,12 +172,15 @@ async fn handle(shared: &Shared, client: TcpStream, peer: SocketAddr, listener: 
             };
             let (stats, end) = relay_until(client, upstream, opts, stop).await;
             drop(pick);
-            hop.bytes_up = stats.client_to_upstream;
-            hop.bytes_down = stats.upstream_to_client;
             if let Some(b) = &backend {
                 b.close(id, stats.client_to_upstream, stats.upstream_to_client);
             }
-            drop(open);
+            let Some(back) = open.close() else {
+                return;
+            };
+            hop = back;
+            hop.bytes_up = stats.client_to_upstream;
+            hop.bytes_down = stats.upstream_to_client;
             hop.outcome = match end {
                 RelayEnd::Done => "ok".into(),
                 RelayEnd::Stopped(_) => why.get().copied().unwrap_or("idle-timeout").into(),

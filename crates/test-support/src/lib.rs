@@ -173,14 +173,11 @@ pub fn thread_names() -> Vec<String> {
 
 /// The binary `bin` of the workspace package `package`, beside `beside` (a binary of the package
 /// under test, `env!("CARGO_BIN_EXE_…")`): cargo gives a test only its own package's binaries, so
-/// another package's is found in the same target directory — and built there first (`cargo build
-/// -p PACKAGE --bin BIN`, same profile) when a partial build left it out.
+/// another package's is built in the same target directory (`cargo build -p PACKAGE --bin BIN`,
+/// same profile; a no-op when it is up to date, so a test never runs a stale copy).
 pub fn workspace_binary(beside: &str, package: &str, bin: &str) -> std::path::PathBuf {
     let beside = std::path::Path::new(beside);
     let path = beside.with_file_name(bin);
-    if path.is_file() {
-        return path;
-    }
     let profile_dir = beside.parent().expect("a binary inside a target directory");
     let target_dir = profile_dir
         .parent()
