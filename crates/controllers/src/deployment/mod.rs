@@ -28,11 +28,11 @@
 //!    older ones once a rollout is complete;
 //! 6. writes `status` and the `Available`/`Progressing` conditions ([`status`]).
 //!
-//! `spec.paused` stops rollouts (status is still written). Left out: proportional scaling of
-//! several ReplicaSets when `spec.replicas` changes mid-rollout (the new set absorbs the change,
-//! the old ones shrink as the rollout proceeds), and the hash of a real cluster: kube hashes Go's
-//! printed form of the template, this controller its canonical JSON — same algorithm and
-//! alphabet, different values.
+//! `spec.replicas` changed while several ReplicaSets have Pods (`kubectl scale` mid-rollout) is
+//! shared out in proportion to their sizes, as kube does ([`rollout::proportional`]), so a stalled
+//! rollout does not suddenly complete or lose capacity. `spec.paused` stops rollouts (status is
+//! still written). Left out: the hash of a real cluster — kube hashes Go's printed form of the
+//! template, this controller its canonical JSON: same algorithm and alphabet, different values.
 
 pub mod rollout;
 pub mod status;
@@ -410,6 +410,7 @@ fn sync(d: &Value, replicasets: &[Value], pods: &[Value], now: jiff::Timestamp, 
                 let new_counts = counts_of(new_rs);
                 let mut next_new = new_counts.replicas;
                 let mut next_old: Vec<i64> = old_counts.iter().map(|c| c.replicas).collect();
+                let mut rescaled = false;
                 if recreate {
                     let old_pods_gone = old_counts.iter().all(|c| c.replicas == 0)
                         && !pods_left(
@@ -423,6 +424,29 @@ fn sync(d: &Value, replicasets: &[Value], pods: &[Value], now: jiff::Timestamp, 
                     if old_pods_gone {
                         next_new = replicas;
                     }
+                } else if is_scaling_event(&sets, replicas) && !saturated(new_counts, replicas) {
+                    // `spec.replicas` changed mid-rollout: resize every active set in
+                    // proportion, and roll on in the next pass.
+                    let active: Vec<usize> = (0..sets.len()).filter(|i| planned[*i] > 0).collect();
+                    let sized: Vec<rollout::Sized> = active
+                        .iter()
+                        .map(|i| rollout::Sized {
+                            replicas: planned[*i],
+                            annotated_max: annotation_i64(sets[*i], MAX_REPLICAS),
+                        })
+                        .collect();
+                    let status_replicas = meta::at(d, &["status", "replicas"])
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
+                    let sizes = rollout::proportional(replicas, max_surge, status_replicas, &sized);
+                    for (i, size) in active.iter().zip(sizes) {
+                        if *i == ni {
+                            next_new = size;
+                        } else if let Some(k) = old_idx.iter().position(|o| o == i) {
+                            next_old[k] = size;
+                        }
+                    }
+                    rescaled = true;
                 } else {
                     next_new = rollout::new_replicas(replicas, max_surge, new_counts, &old_counts);
                     if next_new == new_counts.replicas {
@@ -470,7 +494,10 @@ fn sync(d: &Value, replicasets: &[Value], pods: &[Value], now: jiff::Timestamp, 
                     let rs = sets[*i];
                     let mut updated = rs.clone();
                     sync_rs_annotations(&mut updated, d, None, max_surge);
-                    if next_old[k] != old_counts[k].replicas {
+                    if rescaled && next_old[k] == old_counts[k].replicas && &updated != rs {
+                        // Same size, new desired/max annotations: the scaling event is over.
+                        out.actions.push(rs_update(&updated));
+                    } else if next_old[k] != old_counts[k].replicas {
                         meta::set_path(
                             &mut updated,
                             &["spec", "replicas"],
@@ -553,6 +580,24 @@ fn sync(d: &Value, replicasets: &[Value], pods: &[Value], now: jiff::Timestamp, 
             precondition_rv: meta::resource_version_u64(d),
         });
     }
+}
+
+fn annotation_i64(obj: &Value, key: &str) -> Option<i64> {
+    meta::annotation(obj, key).and_then(|v| v.parse().ok())
+}
+
+/// kube's `isScalingEvent`: an active ReplicaSet was last sized for another `spec.replicas`.
+fn is_scaling_event(sets: &[&Value], replicas: i64) -> bool {
+    let active: Vec<&&Value> = sets.iter().filter(|rs| replicas_of(rs) > 0).collect();
+    active.len() > 1
+        && active
+            .iter()
+            .any(|rs| annotation_i64(rs, DESIRED_REPLICAS).is_some_and(|d| d != replicas))
+}
+
+/// The new ReplicaSet has all the Pods the Deployment wants, all available.
+fn saturated(new: Counts, replicas: i64) -> bool {
+    new.replicas == replicas && new.available >= replicas
 }
 
 fn get_progressing(conditions: &[Value]) -> Option<&Value> {

@@ -117,6 +117,78 @@ pub fn scale_down_old(
     next
 }
 
+/// An active ReplicaSet as proportional scaling sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sized {
+    /// `spec.replicas`.
+    pub replicas: i64,
+    /// Its `deployment.kubernetes.io/max-replicas` annotation: the Deployment's
+    /// `replicas + maxSurge` when the set was last scaled.
+    pub annotated_max: Option<i64>,
+}
+
+/// kube's proportional scaling (`scale` in `deployment/sync.go`): when `spec.replicas` changes
+/// while several ReplicaSets have Pods, the difference is shared out in proportion to each set's
+/// size, so a half-done rollout stays half done at the new size. `sets` are the active sets,
+/// oldest first; `status_replicas` stands in for a missing annotation. Returns each set's new
+/// `spec.replicas` (same order); any rounding leftover goes to the largest set.
+pub fn proportional(
+    replicas: i64,
+    max_surge: i64,
+    status_replicas: i64,
+    sets: &[Sized],
+) -> Vec<i64> {
+    let mut sizes: Vec<i64> = sets.iter().map(|s| s.replicas).collect();
+    let allowed = if replicas > 0 {
+        replicas + max_surge
+    } else {
+        0
+    };
+    let to_add = allowed - sizes.iter().sum::<i64>();
+    if to_add == 0 || sets.is_empty() {
+        return sizes;
+    }
+    // Largest first; among equals the newest when growing, the oldest when shrinking.
+    let mut order: Vec<usize> = (0..sets.len()).collect();
+    order.sort_by(|a, b| {
+        let by_size = sets[*b].replicas.cmp(&sets[*a].replicas);
+        if to_add > 0 {
+            by_size.then(b.cmp(a))
+        } else {
+            by_size.then(a.cmp(b))
+        }
+    });
+    let mut added = 0;
+    for &i in &order {
+        let s = sets[i];
+        if s.replicas == 0 || added == to_add {
+            continue;
+        }
+        let fraction = if replicas == 0 {
+            -s.replicas
+        } else {
+            let annotated = s.annotated_max.unwrap_or(status_replicas);
+            if annotated <= 0 {
+                continue;
+            }
+            // Go's integer.RoundToInt32: half away from zero, as f64::round.
+            ((s.replicas * (replicas + max_surge)) as f64 / annotated as f64).round() as i64
+                - s.replicas
+        };
+        let left = to_add - added;
+        let p = if to_add > 0 {
+            fraction.min(left)
+        } else {
+            fraction.max(left)
+        };
+        sizes[i] += p;
+        added += p;
+    }
+    let first = order[0];
+    sizes[first] = (sizes[first] + to_add - added).max(0);
+    sizes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +249,19 @@ mod tests {
         assert_eq!(new_replicas(5, 1, c(3, 3), &[]), 5);
         assert_eq!(new_replicas(2, 1, c(3, 3), &[]), 2);
         assert_eq!(scale_down_old(5, 1, c(5, 5), &[]), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn proportional_scaling_keeps_the_split() {
+        let sized = |replicas, max| Sized {
+            replicas,
+            annotated_max: Some(max),
+        };
+        // 3 old + 1 new (surge 1) of 3, scaled to 6: 7 allowed, shared 5 + 2.
+        assert_eq!(proportional(6, 1, 4, &[sized(3, 4), sized(1, 4)]), [5, 2]);
+        // Back down to 3: 4 allowed again.
+        assert_eq!(proportional(3, 1, 7, &[sized(5, 7), sized(2, 7)]), [3, 1]);
+        // To zero: everything goes.
+        assert_eq!(proportional(0, 1, 4, &[sized(3, 4), sized(1, 4)]), [0, 0]);
     }
 }

@@ -377,3 +377,25 @@ fn templates_compare_as_go_does() {
         template_hash(&without_hash(&b), None)
     );
 }
+
+#[test]
+fn scaling_mid_rollout_is_proportional() {
+    let mut w = World::default();
+    w.put(resources::DEPLOYMENTS, deployment(3, rolling()));
+    w.settle();
+    w.broken_image = Some("echo-http:broken".into());
+    set_image(&mut w, "echo-http:broken");
+    w.settle();
+    w.edit(|d| d["spec"]["replicas"] = json!(6));
+    w.settle();
+    let mut sets = w.sets();
+    sets.sort();
+    // 3 old + 1 stuck new, sized for 3 (+1 surge); at 6 (+1) the same split: 5 + 2.
+    assert_eq!(
+        sets,
+        [
+            ("echo-http:1".into(), 5, "1".into()),
+            ("echo-http:broken".into(), 2, "2".into())
+        ]
+    );
+}
