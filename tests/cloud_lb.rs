@@ -1,7 +1,8 @@
 //! The cloud load balancer (proxy type 5) in the lab, driven with the real `kubectl` and `curl`:
 //! EXTERNAL-IPs appear, traffic takes three hops (cloud-lb → a node's NodePort on its forwarder →
 //! a pod), an exhausted pool is an Event and not a crash, a Service that stops being a
-//! LoadBalancer gives its address back, a restart keeps addresses, UDP and source ranges work.
+//! LoadBalancer gives its address back, a restart keeps addresses, UDP and source ranges work, and
+//! with PROXY protocol v2 the pod learns the client's address.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -107,6 +108,43 @@ fn external_ip_three_hops_udp_and_source_ranges() {
     });
     assert_eq!(fwd_hop["listener"], lb_hop["upstream"]);
     assert_eq!(fwd_hop["upstreamLocal"], pod_client.as_str());
+
+    // PROXY protocol v2: the pod learns the client's address through both relays.
+    assert!(
+        body["proxyProtocol"].is_null(),
+        "no header unless asked: {body}"
+    );
+    lab.kubectl(&["annotate", "svc", "web-lb", "proxylab.io/proxy-protocol=v2"]);
+    let proxied = lab.eventually("the pod to see a PROXY header", || {
+        let (ok, body) = curl(&[&format!("http://127.{o}.50.1/")]);
+        let body: Value = serde_json::from_str(&body).ok().filter(|_| ok)?;
+        (!body["proxyProtocol"].is_null()).then_some(body)
+    });
+    assert_eq!(
+        proxied["proxyProtocol"]["destination"],
+        format!("127.{o}.50.1:80")
+    );
+    let source = proxied["proxyProtocol"]["source"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hop = lab.eventually("cloud-lb's hop for the proxied client", || {
+        hops(&admin)
+            .into_iter()
+            .find(|h| h["client"] == source.as_str())
+    });
+    assert!(
+        hop["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("PROXY v2 header sent"),
+        "{hop}"
+    );
+    assert_ne!(
+        proxied["clientAddress"],
+        source.as_str(),
+        "the socket still shows a proxy"
+    );
 
     // UDP: a LoadBalancer in front of the UDP echo pods.
     lab.kubectl_stdin(

@@ -16,6 +16,9 @@
 //!   schedule over the balancer (round-robin, the next node after a failed dial), then `splice(2)`
 //!   both ways. A hop record per TCP connection and per UDP session (`proxy: cloud-lb`), whose
 //!   upstream local address is the client address the node's forwarder records: the path stitches.
+//! - **PROXY protocol** (`proxylab.io/proxy-protocol: v1|v2` on the Service): a header naming the
+//!   client and the ingress address is written to the node before the client's bytes, so the pod
+//!   (through the forwarder, which relays it untouched) learns who the client was. TCP only.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,12 +29,14 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use proxylab_core::balance::{Algorithm, Balancer};
 use proxylab_core::cluster::{ClusterSnapshot, ClusterView, Protocol};
+use proxylab_core::l4::proxy_protocol::{Transport, encode_v1, encode_v2};
 use proxylab_core::l4::tcp::{
     DialError, KUBE_PROXY_DIAL_TIMEOUTS, RelayOptions, dial, relay, reset_on_close,
 };
 use proxylab_core::l4::udp::{SessionSummary, UdpConfig, UdpProxy, UdpTarget};
 use proxylab_core::runtime::{ListenOptions, bind_tcp, bind_udp};
 use proxylab_core::telemetry::{AdminState, HopRecord};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +45,7 @@ use tokio_util::task::TaskTracker;
 use crate::frontend::Frontend;
 use crate::health::{HealthConfig, NodeHealth};
 use crate::nodes::{NodeTarget, nodes_for};
+use crate::service::ProxyProtocol;
 
 /// Data-plane settings.
 #[derive(Debug, Clone)]
@@ -454,6 +460,24 @@ async fn handle_tcp(
                     .map(|f| format!("{}: {}", f.addr, f.error))
                     .collect();
                 reason = format!("{reason}; after failed dials: {}", parts.join(", "));
+            }
+            // The client's address for the node, ahead of the client's first byte.
+            let header = match spec.proxy_protocol {
+                ProxyProtocol::None => None,
+                ProxyProtocol::V1 => Some(("v1", encode_v1(peer, listen))),
+                ProxyProtocol::V2 => Some(("v2", encode_v2(peer, listen, Transport::Stream))),
+            };
+            let mut upstream = upstream;
+            if let Some((version, bytes)) = header {
+                if let Err(e) = upstream.write_all(&bytes).await {
+                    reset_on_close(&client);
+                    hop.outcome = "connect-failed".into();
+                    hop.reason = Some(format!("{reason}; writing the PROXY {version} header: {e}"));
+                    hop.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+                    dp.admin.hops.record(hop);
+                    return;
+                }
+                reason = format!("{reason}; PROXY {version} header sent");
             }
             hop.reason = Some(reason);
             let opts = RelayOptions {

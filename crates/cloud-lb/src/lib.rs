@@ -34,7 +34,8 @@
 //! - [`nodes`]: which nodes get a Service's traffic (Ready, not excluded, and for
 //!   `externalTrafficPolicy: Local` only those with endpoints).
 //! - [`health`]: node checks on kube-proxy's `:10256/healthz` or the `healthCheckNodePort`.
-//! - [`dataplane`]: TCP and UDP listeners on `proxylab_core::l4`, source ranges, hop records.
+//! - [`dataplane`]: TCP and UDP listeners on `proxylab_core::l4`, source ranges, PROXY protocol
+//!   v1/v2 towards the nodes, hop records.
 //!
 //! [`CloudLb`] puts them together the workspace's two-step way: [`CloudLb::bind`] reads the
 //! kubeconfig and the state file and binds the admin socket (errors here are the user's to fix),

@@ -80,6 +80,10 @@ pub struct ConnInfo {
     pub alpn: Option<Vec<u8>>,
     /// Whether the connection came through a unix socket (then `remote` and `local` say nothing).
     pub unix: bool,
+    /// The addresses a PROXY protocol header gave, when the listener expects one
+    /// ([`ServeOptions::proxy_protocol`]) and the client sent it: the original client behind an
+    /// L4 load balancer. `remote` stays the socket's peer.
+    pub proxied: Option<crate::l4::proxy_protocol::ProxyHeader>,
 }
 
 /// Limits and deadlines for a listener. See the module docs for what each protects against.
@@ -102,6 +106,10 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// How long established connections may run on after shutdown starts.
     pub drain_timeout: Duration,
+    /// Read an optional PROXY protocol header (v1 or v2) before TLS or HTTP, within the header read
+    /// timeout. Off by default: a listener that accepts it lets any client claim any address, so
+    /// only one behind a load balancer that sends it (or a test pod) turns it on.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ServeOptions {
@@ -119,6 +127,7 @@ impl Default for ServeOptions {
             idle_timeout: Duration::from_secs(90),
             max_connections: 4096,
             drain_timeout: Duration::from_secs(5),
+            proxy_protocol: false,
         }
     }
 }
@@ -220,12 +229,18 @@ struct Addrs {
     remote: SocketAddr,
     local: SocketAddr,
     unix: bool,
+    proxied: Option<crate::l4::proxy_protocol::ProxyHeader>,
 }
 
 /// What the accept loop needs from a listening socket.
 trait Accept: Send + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Io, Addrs)>> + Send;
+    /// Reads an optional PROXY protocol header off a new connection (TCP only).
+    fn proxy_header(
+        io: &mut Self::Io,
+        timeout: Duration,
+    ) -> impl Future<Output = std::io::Result<Option<crate::l4::proxy_protocol::ProxyHeader>>> + Send;
 }
 
 struct TcpAccept(TcpListener, SocketAddr);
@@ -241,8 +256,16 @@ impl Accept for TcpAccept {
                 remote,
                 local: self.1,
                 unix: false,
+                proxied: None,
             },
         ))
+    }
+
+    async fn proxy_header(
+        io: &mut Self::Io,
+        timeout: Duration,
+    ) -> std::io::Result<Option<crate::l4::proxy_protocol::ProxyHeader>> {
+        crate::l4::proxy_protocol::read_header(io, timeout).await
     }
 }
 
@@ -259,8 +282,16 @@ impl Accept for UnixAccept {
                 remote: none,
                 local: none,
                 unix: true,
+                proxied: None,
             },
         ))
+    }
+
+    async fn proxy_header(
+        _io: &mut Self::Io,
+        _timeout: Duration,
+    ) -> std::io::Result<Option<crate::l4::proxy_protocol::ProxyHeader>> {
+        Ok(None)
     }
 }
 
@@ -356,7 +387,7 @@ async fn accept_loop<A: Accept>(
                 }
             },
         };
-        let io = Guarded {
+        let mut io = Guarded {
             io,
             _permit: permit,
             _slot: slot,
@@ -368,6 +399,20 @@ async fn accept_loop<A: Accept>(
         // Connections drain on the caller's shutdown only: an abort drops them without a GOAWAY.
         let drain = shutdown_all.clone();
         tracker.spawn(async move {
+            let mut addrs = addrs;
+            if options.proxy_protocol {
+                let read = tokio::select! {
+                    r = A::proxy_header(&mut io.io, options.header_read_timeout) => r,
+                    _ = stop.cancelled() => return,
+                };
+                match read {
+                    Ok(h) => addrs.proxied = h,
+                    Err(err) => {
+                        debug!(remote = %addrs.remote, error = %err, "bad PROXY protocol header; closing");
+                        return;
+                    }
+                }
+            }
             serve_connection(io, addrs, acceptor, router, &options, drain, stop).await;
         });
     }
@@ -521,6 +566,7 @@ async fn serve_connection<S>(
         remote,
         local,
         unix,
+        proxied,
     } = addrs;
     match acceptor {
         None => {
@@ -531,6 +577,7 @@ async fn serve_connection<S>(
                 peer: None,
                 alpn: None,
                 unix,
+                proxied,
             };
             run_http(TokioIo::new(stream), info, router, options, drain, stop).await;
         }
@@ -561,6 +608,7 @@ async fn serve_connection<S>(
                 peer,
                 alpn: session.alpn_protocol().map(<[u8]>::to_vec),
                 unix,
+                proxied,
             };
             run_http(TokioIo::new(tls), info, router, options, drain, stop).await;
         }

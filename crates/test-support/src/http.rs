@@ -15,12 +15,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Sends `request` as raw bytes and returns everything read until the server closes (a 10 s guard
 /// turns a server that never closes into a short answer rather than a hang).
 pub async fn raw_exchange(addr: SocketAddr, request: &str) -> String {
+    raw_exchange_bytes(addr, request.as_bytes()).await
+}
+
+/// [`raw_exchange`] with a request that is not text (a binary PROXY protocol header first).
+pub async fn raw_exchange_bytes(addr: SocketAddr, request: &[u8]) -> String {
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.write_all(request.as_bytes())
-        .await
-        .expect("write request");
+    s.write_all(request).await.expect("write request");
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()

@@ -16,10 +16,14 @@
 //!   eviction, and sessions dropped *at once* when their endpoint leaves the service — the fix for
 //!   the stale-conntrack black hole users hit with kube-proxy.
 //!
+//! - [`proxy_protocol`]: HAProxy's PROXY protocol v1/v2, written by a relay so the next hop learns
+//!   the client's address, and read by a server told to expect it.
+//!
 //! Nothing here knows about Services: callers pass in a pick function, so the cloud load balancer
 //! reuses this module as the forwarder does.
 
 pub mod dial;
+pub mod proxy_protocol;
 #[cfg(target_os = "linux")]
 pub mod splice;
 pub mod tcp;

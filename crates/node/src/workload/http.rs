@@ -6,9 +6,11 @@
 //! pod's socket saw (a proxy's own address, unless the proxy preserves the client's), and every header.
 //!
 //! Routes (any method):
-//! - any path → JSON `{method, path, query, host, headers, body, clientAddress, localAddress, pod,
-//!   namespace, node, podIP, tls, alpn, protocol}`; `headers` maps each lower-case name to its value
-//!   (repeated headers joined with `", "`).
+//! - any path → JSON `{method, path, query, host, headers, body, clientAddress, proxyProtocol,
+//!   localAddress, pod, namespace, node, podIP, tls, alpn, protocol}`; `proxyProtocol` is
+//!   `{source, destination}` when the connection began with a PROXY protocol header (v1 or v2, as a
+//!   load balancer sends with `proxylab.io/proxy-protocol`), else `null`; `headers` maps each
+//!   lower-case name to its value (repeated headers joined with `", "`).
 //! - `/hostname` → the pod name as text (what `agnhost netexec` answers).
 //! - `/clientip` → the client IP the socket saw, as text.
 //! - `/status/{code}` → that status (200–599) with the echo JSON as body (none for 204/304).
@@ -302,6 +304,10 @@ async fn echo_json(pod: &PodIdentity, req: Request) -> Result<Value, Response> {
         "headers": headers_json(&parts.headers),
         "body": String::from_utf8_lossy(&body),
         "clientAddress": conn.map(|c| c.remote.to_string()),
+        // The client a PROXY protocol header named (a load balancer's client), when one came.
+        "proxyProtocol": conn.and_then(|c| c.proxied).map(|h| json!({
+            "source": h.source.to_string(), "destination": h.destination.to_string(),
+        })),
         "localAddress": conn.map(|c| c.local.to_string()),
         "pod": pod.name,
         "namespace": pod.namespace,

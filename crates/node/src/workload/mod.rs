@@ -276,10 +276,18 @@ pub async fn start_container(
                     .with_log(log.clone());
                 let router = http::echo_router(state);
                 let shutdown = pod.shutdown.clone();
+                // A test pod: it reads a PROXY protocol header when one comes (from a load
+                // balancer told to send it) and shows the client it names; trusting it from any
+                // client is fine for an echo server and wrong for a real one.
+                let options = proxylab_core::serve::ServeOptions {
+                    proxy_protocol: true,
+                    ..Default::default()
+                };
                 pod.tracker.spawn(async move {
-                    if let Err(err) =
-                        proxylab_core::serve::serve_http(listener, tls_config, router, shutdown)
-                            .await
+                    if let Err(err) = proxylab_core::serve::serve_http_with(
+                        listener, tls_config, router, shutdown, options,
+                    )
+                    .await
                     {
                         tracing::warn!(%addr, error = %err, "echo-http server stopped");
                     }
