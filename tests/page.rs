@@ -252,13 +252,18 @@ async fn the_page_draws_the_lab_and_the_paths_of_requests_made_while_it_is_open(
             ))
             .await;
         let chips = strings(&v);
-        // Both hops, stitched into one path: the auth-proxy's and the apiserver proxy's.
-        (chips.len() >= 2).then_some(chips)
+        // Three hops, stitched into one path: the auth-proxy's, the HA balancer's pooled
+        // connection (opened for an earlier request, still open) and the apiserver proxy's.
+        (chips.len() >= 3).then_some(chips)
     })
     .await;
     assert!(chips[0].starts_with("auth-proxy"), "{chips:?}");
     assert!(
-        chips[1].starts_with("bastion apiserver-") && chips[1].contains("→ web-"),
+        chips[1].starts_with("ha-balancer → apiserver-"),
+        "the auth-proxy's connection goes through the HA balancer: {chips:?}"
+    );
+    assert!(
+        chips[2].starts_with("bastion apiserver-") && chips[2].contains("→ web-"),
         "the apiserver proxy's hop ends at a web pod: {chips:?}"
     );
     let drawn = tab
@@ -271,7 +276,7 @@ async fn the_page_draws_the_lab_and_the_paths_of_requests_made_while_it_is_open(
         .eval(&format!(
             "(() => {{ const li = [...document.querySelectorAll('#paths li')]
                  .find(l => l.querySelector('.what').textContent.includes('{marker}'));
-               li.querySelectorAll('.chip')[1].click();
+               li.querySelectorAll('.chip')[2].click();
                return document.getElementById('record').textContent; }})()"
         ))
         .await;

@@ -14,7 +14,7 @@ use proxylab_forwarder::{
     Forwarder, ForwarderConfig, ForwarderError, ForwarderHandle, ListenerSet, Source,
 };
 use proxylab_test_support::echo::tcp_echo;
-use proxylab_test_support::eventually;
+use proxylab_test_support::{eventually, eventually_async};
 use serde_json::{Value, json};
 use socket2::{Domain, Socket, Type};
 use tokio::io::AsyncReadExt;
@@ -208,7 +208,11 @@ async fn one_forwarder_serves_a_client_so_client_ip_affinity_holds() {
             vec!["n1".to_string(), "n2".to_string()]
         )]
     );
-    assert!(TcpStream::connect(cip).await.is_err());
+    // The socket closes when its accept loops next run (they own it): wait for that, not assume it.
+    eventually_async("the sticky service's socket to close", async || {
+        TcpStream::connect(cip).await.is_err()
+    })
+    .await;
     n1.stop().await;
     // n2 alone serves everyone now, n1's clients too.
     let _c = connect_from(plain, "127.81.40.61").await;

@@ -13,7 +13,10 @@
 //!
 //! The feed polls only while someone watches (an open stream, or a snapshot asked for in the last
 //! ten seconds), so an idle lab spends nothing on it. Records carry no identity of their own; a
-//! record is new when its JSON was not in the previous answer of the same endpoint. Each poll asks
+//! record is new when its JSON was not in the previous answer of the same endpoint. Connections
+//! still open are asked for too (`open=true`): a request over kubectl proxy's pooled connection
+//! through the HA balancer has no path without it; each is published once while open (see
+//! [`record_key`]). Each poll asks
 //! for the last [`POLL_LIMIT`] records: a burst of more hops than that between two polls (every
 //! [`POLL_EVERY`]) shows only its last ones — the page is for watching paths, not for counting;
 //! `/metrics` counts.
@@ -218,7 +221,7 @@ impl HopFeed {
                 polls.spawn(async move {
                     let got = tokio::time::timeout(
                         Duration::from_secs(2),
-                        fetch(&client, s.addr, POLL_LIMIT, false),
+                        fetch(&client, s.addr, POLL_LIMIT, true),
                     )
                     .await
                     .unwrap_or_else(|_| Err("timed out".into()));
@@ -245,7 +248,7 @@ impl HopFeed {
                 let prev = seen.remove(&source.addr).unwrap_or_default();
                 let mut now = HashSet::with_capacity(records.len());
                 for hop in records {
-                    let key = hop.to_string();
+                    let key = record_key(&hop);
                     if !prev.contains(&key) {
                         self.publish(&source.name, hop);
                     }
@@ -260,6 +263,25 @@ impl HopFeed {
             }
         }
     }
+}
+
+/// When a record is new: a finished record is new when its JSON was not in the last answer; an open
+/// connection (outcome `open`, its duration growing on every poll) by its identity — the proxy, its
+/// instance, the client, the listener and the start — so it is published once while open, and its
+/// closed record once more when it ends (the page replaces the one by the other).
+fn record_key(hop: &Value) -> String {
+    if hop.get("outcome").and_then(Value::as_str) != Some("open") {
+        return hop.to_string();
+    }
+    let field = |k: &str| hop.get(k).map(Value::to_string).unwrap_or_default();
+    format!(
+        "open {} {} {} {} {}",
+        field("proxy"),
+        field("instance"),
+        field("client"),
+        field("listener"),
+        field("time")
+    )
 }
 
 /// One admin endpoint's last `limit` hop records (`/debug/hops`), as JSON values; with `open`,
@@ -290,6 +312,22 @@ pub(crate) async fn fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_connection_is_new_once_and_again_when_it_closes() {
+        let open = |ms: f64| {
+            json!({"proxy": "ha-balancer", "instance": "ha-balancer",
+            "client": "127.0.0.1:5000", "listener": "127.0.0.1:6443",
+            "time": "2026-12-05T16:25:07.6Z", "outcome": "open", "durationMs": ms})
+        };
+        assert_eq!(record_key(&open(10.0)), record_key(&open(310.0)));
+        let mut closed = open(600.0);
+        closed["outcome"] = json!("ok");
+        assert_ne!(record_key(&closed), record_key(&open(600.0)));
+        let mut other = open(10.0);
+        other["client"] = json!("127.0.0.1:5001");
+        assert_ne!(record_key(&other), record_key(&open(10.0)));
+    }
 
     #[test]
     fn sources_are_every_loopback_admin_url_but_the_labs_own() {

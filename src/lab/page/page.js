@@ -6,10 +6,10 @@
 // ClusterIP to its Service, a node address to its node). A hop record names its proxy box by its
 // `proxy` and `instance` fields, and the boxes before and after it by its addresses.
 //
-// Stitching (as `proxylab trace` does): hop B follows hop A when A's `upstreamLocal` is B's
-// `client`. HTTP proxies that pool upstream connections record no `upstreamLocal`; for them B
-// follows A when A's upstream is B's listener, the request lines match and B happened within A.
-// Such a join is inferred and drawn dashed.
+// Stitching (as `proxylab trace` does, see the stitching section): hop B follows hop A when A's
+// `upstreamLocal` is B's `client` and B was live while A's request was in flight. HTTP proxies that
+// pool upstream connections and record no `upstreamLocal` are joined by request line and time
+// instead; such a join is inferred and drawn dashed.
 'use strict';
 
 const SVGNS = 'http://www.w3.org/2000/svg';
@@ -26,6 +26,7 @@ const S = {
   proxyBox: new Map(),   // "type:instance" -> box id
   typeBox: new Map(),    // "type" -> box id (first box of that proxy type)
   hops: new Map(),       // feed id -> {id, source, hop, t}
+  byKey: new Map(),      // hopKey -> feed id (an open connection's record, later its closed one)
   lastId: 0,
   selectedRoot: null, selectedHop: null,
   fresh: new Set(),
@@ -260,50 +261,96 @@ function boxForHop(h) {
 }
 
 // ---------------------------------------------------------------- stitching
-function stitch() {
-  const all = [...S.hops.values()];
-  const byUpLocal = new Map();
-  for (const e of all) {
-    const u = e.hop.upstreamLocal;
-    if (u) (byUpLocal.get(u) || byUpLocal.set(u, []).get(u)).push(e);
-  }
-  const parent = new Map(); // id -> {p, inferred}
-  for (const c of all) {
-    const h = c.hop;
-    let best = null;
-    for (const p of byUpLocal.get(h.client) || []) {
-      if (p === c) continue;
-      if (p.t <= c.t + 5 && (!best || p.t > best.t)) best = p;
-    }
-    if (best) { parent.set(c.id, { p: best, inferred: false }); continue; }
-    if (!h.http) continue;
-    // A pooled HTTP connection: the same request line, to this hop's listener, while the
-    // earlier hop was in flight.
-    for (const p of all) {
-      const ph = p.hop;
-      if (p === c || !ph.http || !ph.upstream) continue;
-      if (splitAddr(ph.upstream).ip !== splitAddr(h.listener).ip) continue;
-      if (ph.http.method !== h.http.method) continue;
-      if (!(ph.http.path === h.http.path || ph.http.path.endsWith(h.http.path) || h.http.path.endsWith(ph.http.path))) continue;
-      if (!(p.t <= c.t + 5 && c.t <= p.t + ph.durationMs + 5)) continue;
-      if (!best || Math.abs(c.t - p.t) < Math.abs(c.t - best.t)) best = p;
-    }
-    if (best) parent.set(c.id, { p: best, inferred: true });
-  }
-  const children = new Map();
-  for (const [id, { p }] of parent) (children.get(p.id) || children.set(p.id, []).get(p.id)).push(S.hops.get(id));
-  const roots = all.filter((e) => !parent.has(e.id)).sort((a, b) => b.t - a.t || b.id - a.id);
-  return { parent, children, roots };
+// The rules of core's `telemetry::stitch::request_path` (what `proxylab trace` follows), so the
+// page and trace draw the same path. One request's path starts at its first hop; each next hop is
+// one whose client is the current hop's upstreamLocal and that was live while the request was in
+// flight: an HTTP hop that started then, or a connection that was open then. A connection may
+// carry many requests (kubectl proxy's pooled connection through the HA balancer is one L4 hop,
+// shown `open` until it closes), so it appears in the path of every request it carried.
+const SLACK_MS = 5;
+
+function lifetime(e) {
+  return [e.t - SLACK_MS, e.t + e.hop.durationMs + SLACK_MS];
 }
 
-function pathOf(root, children) {
-  const out = [];
-  const walk = (e, depth) => {
-    out.push({ e, depth });
-    for (const c of (children.get(e.id) || []).sort((a, b) => a.t - b.t)) walk(c, depth + 1);
-  };
-  walk(root, 0);
-  return out;
+function nextExact(e, win, seen, byClient) {
+  const up = e.hop.upstreamLocal;
+  if (!up) return null;
+  const [from, to] = win;
+  let best = null;
+  for (const c of byClient.get(up) || []) {
+    if (seen.has(c.id)) continue;
+    const live = c.hop.http
+      ? from <= c.t && c.t <= to
+      : c.t <= to && from <= c.t + c.hop.durationMs + SLACK_MS;
+    if (!live) continue;
+    // Several: a reused source port, or parallel requests on one connection: the nearest start.
+    if (!best || Math.abs(c.t - from) < Math.abs(best.t - from)) best = c;
+  }
+  return best;
+}
+
+// An HTTP hop joined by request line and time, for a proxy that records no upstreamLocal (a pooled
+// client that cannot tell which connection carried the request). Drawn dashed.
+function inferredNext(e, all, seen) {
+  const ph = e.hop;
+  if (!ph.http || ph.upstreamLocal || !ph.upstream) return null;
+  let best = null;
+  for (const c of all) {
+    const h = c.hop;
+    if (c === e || seen.has(c.id) || !h.http) continue;
+    if (splitAddr(ph.upstream).ip !== splitAddr(h.listener).ip) continue;
+    if (ph.http.method !== h.http.method) continue;
+    if (!(ph.http.path.endsWith(h.http.path) || h.http.path.endsWith(ph.http.path))) continue;
+    if (!(e.t <= c.t + SLACK_MS && c.t <= e.t + ph.durationMs + SLACK_MS)) continue;
+    if (!best || Math.abs(c.t - e.t) < Math.abs(best.t - e.t)) best = c;
+  }
+  return best;
+}
+
+// [{e, prev, inferred}] from `root` on.
+function requestPath(root, all, byClient) {
+  const seen = new Set([root.id]);
+  const out = [{ e: root, prev: null, inferred: false }];
+  let win = lifetime(root);
+  let cur = root;
+  for (;;) {
+    let next = nextExact(cur, win, seen, byClient);
+    let inferred = false;
+    if (!next) { next = inferredNext(cur, all, seen); inferred = !!next; }
+    if (!next) return out;
+    seen.add(next.id);
+    out.push({ e: next, prev: cur, inferred });
+    if (next.hop.http) win = lifetime(next);
+    cur = next;
+  }
+}
+
+// Every request's path, newest first. A hop inside another hop's path is not a request of its
+// own; a request that arrived over a connection opened for an earlier one (kubectl straight to the
+// HA balancer, say) is shown behind that connection.
+function stitch() {
+  const all = [...S.hops.values()].sort((a, b) => a.t - b.t || a.id - b.id);
+  const byClient = new Map();
+  for (const e of all) (byClient.get(e.hop.client) || byClient.set(e.hop.client, []).get(e.hop.client)).push(e);
+  const paths = new Map();
+  const inner = new Set();
+  for (const e of all) {
+    const p = requestPath(e, all, byClient);
+    paths.set(e.id, p);
+    for (const { e: x } of p.slice(1)) inner.add(x.id);
+  }
+  const roots = [];
+  for (const e of all) {
+    if (inner.has(e.id)) continue;
+    let path = paths.get(e.id);
+    const before = e.hop.http && all.find((c) => !c.hop.http && c.hop.upstreamLocal === e.hop.client &&
+      c.t <= e.t + SLACK_MS && e.t <= c.t + c.hop.durationMs + SLACK_MS);
+    if (before) path = [{ e: before, prev: null, inferred: false }, { ...path[0], prev: before }, ...path.slice(1)];
+    roots.push({ root: e, path });
+  }
+  roots.sort((a, b) => b.root.t - a.root.t || b.root.id - a.root.id);
+  return roots;
 }
 
 // ---------------------------------------------------------------- drawing paths
@@ -343,29 +390,27 @@ function drawPaths() {
   if (!layer || !S.topo) return;
   layer.textContent = '';
   for (const b of S.boxes.values()) b.el.classList.remove('hot');
-  const { parent, children, roots } = stitch();
-  S.lastStitch = { parent, children, roots };
+  const roots = stitch();
   let shown = roots.slice(0, DRAW_PATHS);
-  if (S.selectedRoot && !shown.some((r) => r.id === S.selectedRoot)) {
-    const sel = roots.find((r) => r.id === S.selectedRoot);
+  if (S.selectedRoot && !shown.some((r) => r.root.id === S.selectedRoot)) {
+    const sel = roots.find((r) => r.root.id === S.selectedRoot);
     if (sel) shown = shown.concat([sel]);
   }
   // Oldest first, so the newest is drawn on top.
-  shown.slice().reverse().forEach((root, k) => {
+  shown.slice().reverse().forEach(({ root, path }, k) => {
     const age = shown.length - 1 - k;
     const selected = root.id === S.selectedRoot;
-    for (const { e } of pathOf(root, children)) {
-      const link = parent.get(e.id);
-      const last = !(children.get(e.id) || []).length;
-      const pts = hopPoints(e, link && link.p, last);
+    path.forEach(({ e, prev, inferred }, n) => {
+      const last = n === path.length - 1;
+      const pts = hopPoints(e, prev, last);
       for (let i = 0; i + 1 < pts.length; i++) {
         const a = center(pts[i], 'mid');
         const b = center(pts[i + 1], 'mid');
         if (!a || !b) continue;
         const d = curve(a, b);
         const cls = ['hop'];
-        if (link && link.inferred && i === 0) cls.push('inferred');
-        if (e.hop.outcome !== 'ok') cls.push('failed');
+        if (inferred && i === 0) cls.push('inferred');
+        if (!succeeded(e.hop)) cls.push('failed');
         if (selected || S.selectedHop === e.id) cls.push('selected');
         if (S.fresh.has(e.id)) cls.push('fresh');
         const line = svg('path', { d, class: cls.join(' '), 'data-hop': e.id, opacity: selected ? 1 : Math.max(0.15, 1 - age * 0.12) }, layer);
@@ -376,7 +421,7 @@ function drawPaths() {
         line.addEventListener('click', () => selectHop(e.id, root.id));
       }
       if (selected) for (const p of pts) { const b = S.boxes.get(p); if (b) b.el.classList.add('hot'); }
-    }
+    });
   });
   S.fresh.clear();
   S.counts = new Map();
@@ -385,7 +430,12 @@ function drawPaths() {
     if (box) S.counts.set(box, (S.counts.get(box) || 0) + 1);
   }
   drawCounts();
-  renderList(roots, children);
+  renderList(roots);
+}
+
+// `open`: a connection still in progress (its record is replaced when it closes).
+function succeeded(h) {
+  return h.outcome === 'ok' || h.outcome === 'open';
 }
 
 function drawCounts() {
@@ -413,7 +463,7 @@ function label(h) {
   return h.proxy + (h.instance && h.instance !== h.proxy ? ' ' + h.instance : '') + where;
 }
 
-function renderList(roots, children) {
+function renderList(roots) {
   const ol = document.getElementById('paths');
   ol.textContent = '';
   if (!roots.length) {
@@ -421,14 +471,13 @@ function renderList(roots, children) {
     li.innerHTML = 'No request yet. Try <code>curl http://127.0.0.1:8001/api/v1/namespaces/default/services/web/proxy/hostname</code>.';
     return;
   }
-  for (const root of roots.slice(0, LIST_PATHS)) {
-    const path = pathOf(root, children);
+  for (const { root, path } of roots.slice(0, LIST_PATHS)) {
     const h = root.hop;
     const li = html('li', { 'data-path': root.id }, ol);
     if (root.id === S.selectedRoot) li.classList.add('selected');
     const line1 = html('div', { class: 'line1' }, li);
     html('span', {}, line1, hhmmss(root.t));
-    const failed = path.filter(({ e }) => e.hop.outcome !== 'ok');
+    const failed = path.filter(({ e }) => !succeeded(e.hop));
     html('span', { class: failed.length ? 'bad' : 'okv' }, line1, failed.length ? failed[0].e.hop.outcome + ' at ' + failed[0].e.hop.proxy : 'ok');
     const total = Math.max(...path.map(({ e }) => e.hop.durationMs));
     html('span', {}, line1, total.toFixed(2) + ' ms');
@@ -436,7 +485,7 @@ function renderList(roots, children) {
     html('div', { class: 'what' }, li, what);
     const chips = html('div', { class: 'chips' }, li);
     for (const { e } of path) {
-      const c = html('button', { class: 'chip' + (e.hop.outcome !== 'ok' ? ' failed' : '') + (S.selectedHop === e.id ? ' selected' : ''), 'data-hop': e.id, type: 'button' }, chips, label(e.hop));
+      const c = html('button', { class: 'chip' + (succeeded(e.hop) ? '' : ' failed') + (S.selectedHop === e.id ? ' selected' : ''), 'data-hop': e.id, type: 'button' }, chips, label(e.hop));
       c.addEventListener('click', (ev) => { ev.stopPropagation(); selectHop(e.id, root.id); });
     }
     li.addEventListener('click', () => { S.selectedRoot = S.selectedRoot === root.id ? null : root.id; S.selectedHop = null; drawPaths(); });
@@ -468,13 +517,26 @@ function queueRedraw() {
 function updateCounts() {
   document.getElementById('counts').textContent = S.hops.size + ' hop records · last id ' + S.lastId;
 }
+// A connection's identity across its records: the feed sends an `open` record once, then the
+// closed one, which replaces it.
+function hopKey(h) {
+  return [h.proxy, h.instance, h.client, h.listener, h.time].join('|');
+}
 function addHop(ev) {
   if (S.hops.has(ev.id)) return;
   const e = { id: ev.id, source: ev.source, hop: ev.hop, t: parseTime(ev.hop.time) };
+  const key = hopKey(e.hop);
+  const earlier = S.byKey.get(key);
+  if (earlier !== undefined) S.hops.delete(earlier);
+  S.byKey.set(key, e.id);
   S.hops.set(e.id, e);
   S.lastId = Math.max(S.lastId, e.id);
   S.fresh.add(e.id);
-  while (S.hops.size > MAX_HOPS) S.hops.delete(S.hops.keys().next().value);
+  while (S.hops.size > MAX_HOPS) {
+    const [id, old] = S.hops.entries().next().value;
+    S.hops.delete(id);
+    if (S.byKey.get(hopKey(old.hop)) === id) S.byKey.delete(hopKey(old.hop));
+  }
   queueRedraw();
 }
 function connect() {
