@@ -269,8 +269,13 @@ function boxForHop(h) {
 // shown `open` until it closes), so it appears in the path of every request it carried.
 const SLACK_MS = 5;
 
+// When a hop ended. An `open` record is published once, with the duration it had then; the
+// connection is open until its closed record replaces it.
+function endOf(e) {
+  return e.hop.outcome === 'open' ? Infinity : e.t + e.hop.durationMs;
+}
 function lifetime(e) {
-  return [e.t - SLACK_MS, e.t + e.hop.durationMs + SLACK_MS];
+  return [e.t - SLACK_MS, endOf(e) + SLACK_MS];
 }
 
 function nextExact(e, win, seen, byClient) {
@@ -282,7 +287,7 @@ function nextExact(e, win, seen, byClient) {
     if (seen.has(c.id)) continue;
     const live = c.hop.http
       ? from <= c.t && c.t <= to
-      : c.t <= to && from <= c.t + c.hop.durationMs + SLACK_MS;
+      : c.t <= to && from <= endOf(c) + SLACK_MS;
     if (!live) continue;
     // Several: a reused source port, or parallel requests on one connection: the nearest start.
     if (!best || Math.abs(c.t - from) < Math.abs(best.t - from)) best = c;
@@ -302,7 +307,7 @@ function inferredNext(e, all, seen) {
     if (splitAddr(ph.upstream).ip !== splitAddr(h.listener).ip) continue;
     if (ph.http.method !== h.http.method) continue;
     if (!(ph.http.path.endsWith(h.http.path) || h.http.path.endsWith(ph.http.path))) continue;
-    if (!(e.t <= c.t + SLACK_MS && c.t <= e.t + ph.durationMs + SLACK_MS)) continue;
+    if (!(e.t <= c.t + SLACK_MS && c.t <= endOf(e) + SLACK_MS)) continue;
     if (!best || Math.abs(c.t - e.t) < Math.abs(best.t - e.t)) best = c;
   }
   return best;
@@ -345,7 +350,7 @@ function stitch() {
     if (inner.has(e.id)) continue;
     let path = paths.get(e.id);
     const before = e.hop.http && all.find((c) => !c.hop.http && c.hop.upstreamLocal === e.hop.client &&
-      c.t <= e.t + SLACK_MS && e.t <= c.t + c.hop.durationMs + SLACK_MS);
+      c.t <= e.t + SLACK_MS && e.t <= endOf(c) + SLACK_MS);
     if (before) path = [{ e: before, prev: null, inferred: false }, { ...path[0], prev: before }, ...path.slice(1)];
     roots.push({ root: e, path });
   }
@@ -479,7 +484,9 @@ function renderList(roots) {
     html('span', {}, line1, hhmmss(root.t));
     const failed = path.filter(({ e }) => !succeeded(e.hop));
     html('span', { class: failed.length ? 'bad' : 'okv' }, line1, failed.length ? failed[0].e.hop.outcome + ' at ' + failed[0].e.hop.proxy : 'ok');
-    const total = Math.max(...path.map(({ e }) => e.hop.durationMs));
+    // The request's time: a shared connection's age is not part of it.
+    const timed = path.filter(({ e }) => e.hop.outcome !== 'open');
+    const total = Math.max(...(timed.length ? timed : path).map(({ e }) => e.hop.durationMs));
     html('span', {}, line1, total.toFixed(2) + ' ms');
     const what = h.http ? h.http.method + ' ' + h.http.path + (h.http.status ? ' ' + h.http.status : '') : h.protocol + ' ' + h.client + ' → ' + h.listener;
     html('div', { class: 'what' }, li, what);
