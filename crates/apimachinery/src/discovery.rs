@@ -408,7 +408,9 @@ mod tests {
         );
         assert_eq!(l["resources"][3]["namespaced"], false);
         assert!(api_resource_list("", "v2").is_none());
-        assert!(api_resource_list("batch", "v1").is_none());
+        assert!(api_resource_list("policy", "v1").is_none());
+        let batch = api_resource_list("batch", "v1").expect("batch");
+        assert_eq!(names(&batch), ["jobs", "jobs/status"]);
         let apps = api_resource_list("apps", "v1").expect("apps");
         assert_eq!(
             names(&apps),
@@ -434,9 +436,10 @@ mod tests {
         assert_eq!(l["kind"], "APIGroupList");
         assert_eq!(l["groups"][0]["name"], "apps");
         assert_eq!(l["groups"][1]["name"], "authentication.k8s.io");
-        assert_eq!(l["groups"][2]["name"], "coordination.k8s.io");
+        assert_eq!(l["groups"][2]["name"], "batch");
+        assert_eq!(l["groups"][3]["name"], "coordination.k8s.io");
         assert_eq!(
-            l["groups"][3]["preferredVersion"],
+            l["groups"][4]["preferredVersion"],
             json!({"groupVersion":"discovery.k8s.io/v1","version":"v1"})
         );
         assert_eq!(
@@ -444,7 +447,7 @@ mod tests {
             "APIGroup"
         );
         assert!(api_group("").is_none());
-        assert!(api_group("batch").is_none());
+        assert!(api_group("policy").is_none());
         let es = api_resource_list("discovery.k8s.io", "v1").expect("es");
         assert_eq!(es["groupVersion"], "discovery.k8s.io/v1");
         assert_eq!(names(&es), ["endpointslices"]);
@@ -495,9 +498,9 @@ mod tests {
         );
         assert_eq!(sub("log")["verbs"], json!(["get"]));
         let apis = aggregated_discovery(false);
-        assert_eq!(apis["items"].as_array().map(Vec::len), Some(4));
+        assert_eq!(apis["items"].as_array().map(Vec::len), Some(5));
         assert_eq!(
-            apis["items"][3]["versions"][0]["resources"][0]["responseKind"]["group"],
+            apis["items"][4]["versions"][0]["resources"][0]["responseKind"]["group"],
             "discovery.k8s.io"
         );
         assert_eq!(

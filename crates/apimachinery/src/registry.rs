@@ -300,6 +300,20 @@ static RESOURCES: &[ResourceInfo] = &[
         field_selectors: &[],
     },
     ResourceInfo {
+        group: "batch",
+        version: "v1",
+        kind: "Job",
+        resource: "jobs",
+        singular: "job",
+        namespaced: true,
+        verbs: VERBS,
+        short_names: &[],
+        categories: &["all"],
+        // `status` is the Job controller's.
+        subresources: &["status"],
+        field_selectors: &[],
+    },
+    ResourceInfo {
         group: "coordination.k8s.io",
         version: "v1",
         kind: "Lease",
@@ -445,6 +459,7 @@ mod tests {
             vec![
                 "apps",
                 "authentication.k8s.io",
+                "batch",
                 "coordination.k8s.io",
                 "discovery.k8s.io"
             ]
@@ -488,6 +503,7 @@ mod tests {
             ("authentication.k8s.io", "selfsubjectreviews", false),
             ("apps", "deployments", true),
             ("apps", "replicasets", true),
+            ("batch", "jobs", true),
         ];
         for (g, r, ns) in expect {
             let info = lookup(g, "v1", r).unwrap_or_else(|| panic!("{r} missing"));

@@ -23,6 +23,7 @@ pub mod resources {
     pub const EVENTS: &str = "events";
     pub const REPLICA_SETS: &str = "replicasets.apps";
     pub const DEPLOYMENTS: &str = "deployments.apps";
+    pub const JOBS: &str = "jobs.batch";
 }
 
 /// Which object an action touches.

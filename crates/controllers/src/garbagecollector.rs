@@ -16,8 +16,8 @@
 //! another present loses only the dangling reference. Pods are deleted gracefully (marked; their
 //! node agent stops them), so collection drains endpoints like any other Pod deletion.
 //!
-//! This collector covers the ownership graph of the lab's workloads: Deployments, ReplicaSets
-//! and Pods (the resources it watches), with owners of those kinds. References to other kinds
+//! This collector covers the ownership graph of the lab's workloads: Deployments, ReplicaSets,
+//! Jobs and Pods (the resources it watches), with owners of those kinds. References to other kinds
 //! are left alone (treated as present), where the real collector discovers every resource of
 //! the cluster. Before deleting for an absent owner it reads the owner from the store, as the
 //! real collector does, since informer caches of different resources lag each other.
@@ -45,6 +45,7 @@ fn owner_resource(reference: &Value) -> Option<&'static str> {
     match (group, reference["kind"].as_str().unwrap_or("")) {
         ("apps", "Deployment") => Some(resources::DEPLOYMENTS),
         ("apps", "ReplicaSet") => Some(resources::REPLICA_SETS),
+        ("batch", "Job") => Some(resources::JOBS),
         ("", "Pod") => Some(resources::PODS),
         _ => None,
     }

@@ -22,7 +22,8 @@
 //! | [`scheduler`] | kube-scheduler | binds Pods without a Node to a Ready, matching, least-loaded Node; records `Scheduled` / `FailedScheduling` Events and the `PodScheduled` condition |
 //! | [`replicaset`] | `replicaset` controller | keeps `spec.replicas` Pods of a ReplicaSet's template: creates `<rs>-<5 chars>` Pods with a controller reference, adopts matching orphans, deletes the Pods it misses least (gracefully), writes `status` counts |
 //! | [`deployment`] | `deployment` controller | one ReplicaSet per pod template (`<deploy>-<pod-template-hash>`, revision annotations), RollingUpdate within maxSurge/maxUnavailable and Pod readiness, Recreate, `revisionHistoryLimit`, the `Available`/`Progressing` conditions `kubectl rollout status` waits on |
-//! | [`garbagecollector`] | `garbagecollector` controller | deletes Deployments' ReplicaSets and ReplicaSets' Pods whose owners (by uid) are gone; carries out `propagationPolicy` Orphan and Foreground through the `orphan` / `foregroundDeletion` finalizers |
+//! | [`job`] | `job` + `ttl-after-finished` controllers | runs a Job's Pods to completion: `parallelism` at a time up to `completions` (NonIndexed or Indexed with `JOB_COMPLETION_INDEX`), back-off after failures, `backoffLimit` and `activeDeadlineSeconds` fail it, the `Complete`/`Failed` conditions `kubectl wait` reads, deletion `ttlSecondsAfterFinished` after it finished |
+//! | [`garbagecollector`] | `garbagecollector` controller | deletes Deployments' ReplicaSets and ReplicaSets' and Jobs' Pods whose owners (by uid) are gone; carries out `propagationPolicy` Orphan and Foreground through the `orphan` / `foregroundDeletion` finalizers |
 //! | [`nodelifecycle`] | `nodelifecycle` controller | a Node whose Lease has not been renewed for the grace period gets `Ready=Unknown` and the `unreachable` NoSchedule taint; its Pods are marked not ready, so they leave the Services' ready endpoints |
 //!
 //! Each module's doc says what the real controller does and what this one leaves out.
@@ -95,6 +96,7 @@ pub mod endpointslices;
 pub mod events;
 pub mod garbagecollector;
 pub mod informer;
+pub mod job;
 pub mod jwt;
 mod manager;
 pub mod namespaces;

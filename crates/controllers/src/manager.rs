@@ -33,8 +33,8 @@ use crate::informer::Informer;
 use crate::jwt::{JwtError, LEGACY_ISSUER, TokenSigner};
 use crate::nodelifecycle::DEFAULT_NODE_MONITOR_GRACE_PERIOD;
 use crate::{
-    deployment, endpointslices, garbagecollector, namespaces, nodelifecycle, ownership, replicaset,
-    scheduler, tokens,
+    deployment, endpointslices, garbagecollector, job, namespaces, nodelifecycle, ownership,
+    replicaset, scheduler, tokens,
 };
 
 /// Which controllers [`ControllerManager::run`] starts (all by default).
@@ -47,6 +47,7 @@ pub struct EnabledControllers {
     pub node_lifecycle: bool,
     pub replica_sets: bool,
     pub deployments: bool,
+    pub jobs: bool,
     pub garbage_collector: bool,
 }
 
@@ -61,6 +62,7 @@ impl EnabledControllers {
             node_lifecycle: false,
             replica_sets: false,
             deployments: false,
+            jobs: false,
             garbage_collector: false,
         }
     }
@@ -76,6 +78,7 @@ impl Default for EnabledControllers {
             node_lifecycle: true,
             replica_sets: true,
             deployments: true,
+            jobs: true,
             garbage_collector: true,
         }
     }
@@ -129,6 +132,7 @@ enum Kind {
     NodeLifecycle,
     ReplicaSets,
     Deployments,
+    Jobs,
     GarbageCollector,
 }
 
@@ -142,6 +146,7 @@ impl Kind {
             Kind::NodeLifecycle => "node-lifecycle",
             Kind::ReplicaSets => "replicaset",
             Kind::Deployments => "deployment",
+            Kind::Jobs => "job",
             Kind::GarbageCollector => "garbage-collector",
         }
     }
@@ -156,7 +161,8 @@ impl Kind {
             Kind::NodeLifecycle => &[NODES, LEASES, PODS],
             Kind::ReplicaSets => &[REPLICA_SETS, PODS],
             Kind::Deployments => &[DEPLOYMENTS, REPLICA_SETS, PODS],
-            Kind::GarbageCollector => &[DEPLOYMENTS, REPLICA_SETS, PODS],
+            Kind::Jobs => &[JOBS, PODS],
+            Kind::GarbageCollector => &[DEPLOYMENTS, REPLICA_SETS, JOBS, PODS],
         }
     }
 }
@@ -206,6 +212,7 @@ impl ControllerManager {
             (e.node_lifecycle, Kind::NodeLifecycle),
             (e.replica_sets, Kind::ReplicaSets),
             (e.deployments, Kind::Deployments),
+            (e.jobs, Kind::Jobs),
             (e.garbage_collector, Kind::GarbageCollector),
         ]
         .into_iter()
@@ -400,10 +407,20 @@ fn reconcile(
             );
             (out.actions, out.next_check)
         }
+        Kind::Jobs => {
+            let out = job::reconcile(
+                &shared.snapshot(JOBS),
+                &shared.snapshot(PODS),
+                now,
+                &mut ownership::random_suffix,
+            );
+            (out.actions, out.next_check)
+        }
         Kind::GarbageCollector => {
             let objects = [
                 (DEPLOYMENTS, shared.snapshot(DEPLOYMENTS)),
                 (REPLICA_SETS, shared.snapshot(REPLICA_SETS)),
+                (JOBS, shared.snapshot(JOBS)),
                 (PODS, shared.snapshot(PODS)),
             ];
             (

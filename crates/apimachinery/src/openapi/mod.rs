@@ -722,6 +722,7 @@ mod tests {
                 "api/v1",
                 "apis/apps/v1",
                 "apis/authentication.k8s.io/v1",
+                "apis/batch/v1",
                 "apis/coordination.k8s.io/v1",
                 "apis/discovery.k8s.io/v1"
             ]
@@ -790,7 +791,7 @@ mod tests {
             Some(1),
             "no item path"
         );
-        assert!(v3_document("apis/batch/v1").is_none());
+        assert!(v3_document("apis/policy/v1").is_none());
         assert!(v3_document("nonsense").is_none());
     }
 

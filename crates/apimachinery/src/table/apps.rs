@@ -1,6 +1,7 @@
-//! Table columns of the workload kinds (`apps/v1` Deployment and ReplicaSet), as kube-apiserver's
-//! printers print them: `kubectl get deploy` shows `READY UP-TO-DATE AVAILABLE`, `kubectl get rs`
-//! `DESIRED CURRENT READY`, and `-o wide` adds the containers, images and selector.
+//! Table columns of the workload kinds (`apps/v1` Deployment and ReplicaSet, `batch/v1` Job), as
+//! kube-apiserver's printers print them: `kubectl get deploy` shows `READY UP-TO-DATE AVAILABLE`,
+//! `kubectl get rs` `DESIRED CURRENT READY`, `kubectl get jobs` `STATUS COMPLETIONS DURATION`, and
+//! `-o wide` adds the containers, images and selector.
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -74,8 +75,69 @@ pub(super) fn columns(kind: &str) -> Option<Vec<Column>> {
             IMAGES,
             SELECTOR,
         ],
+        "Job" => vec![
+            NAME,
+            col("Status", "string", 0, "Status of the job."),
+            col(
+                "Completions",
+                "string",
+                0,
+                "The completion status of the job.",
+            ),
+            col(
+                "Duration",
+                "string",
+                0,
+                "Time required to complete the job.",
+            ),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
         _ => return None,
     })
+}
+
+fn has_condition(obj: &Value, ty: &str) -> bool {
+    meta::array_at(obj, &["status", "conditions"])
+        .iter()
+        .any(|c| c["type"] == ty && c["status"] == "True")
+}
+
+/// kube's `printJob`: the STATUS word, `succeeded/completions` (or `/1 of parallelism` for a
+/// work queue), and how long it ran (until now while it runs).
+fn job_cells(obj: &Value, now: Timestamp) -> [Value; 3] {
+    let succeeded = int(obj, &["status", "succeeded"]);
+    let completions = match meta::at(obj, &["spec", "completions"]).and_then(Value::as_i64) {
+        Some(c) => format!("{succeeded}/{c}"),
+        None => match int(obj, &["spec", "parallelism"]) {
+            p if p > 1 => format!("{succeeded}/1 of {p}"),
+            _ => format!("{succeeded}/1"),
+        },
+    };
+    let time = |k: &str| meta::str_at(obj, &["status", k]).and_then(meta::parse_time);
+    let duration = match (time("startTime"), time("completionTime")) {
+        (None, _) => String::new(),
+        (Some(start), None) => super::human_duration(now.duration_since(start)),
+        (Some(start), Some(end)) => super::human_duration(end.duration_since(start)),
+    };
+    let status = if has_condition(obj, "Complete") {
+        "Complete"
+    } else if has_condition(obj, "Failed") {
+        "Failed"
+    } else if meta::is_terminating(obj) {
+        "Terminating"
+    } else if has_condition(obj, "Suspended") {
+        "Suspended"
+    } else if has_condition(obj, "FailureTarget") {
+        "FailureTarget"
+    } else if has_condition(obj, "SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
+    } else {
+        "Running"
+    };
+    [json!(status), json!(completions), json!(duration)]
 }
 
 fn int(obj: &Value, path: &[&str]) -> i64 {
@@ -160,6 +222,19 @@ pub(super) fn cells(kind: &str, obj: &Value, now: Timestamp) -> Option<Vec<Value
             images,
             selector,
         ],
+        "Job" => {
+            let [status, completions, duration] = job_cells(obj, now);
+            vec![
+                name_cell(obj),
+                status,
+                completions,
+                duration,
+                age(obj, now),
+                containers,
+                images,
+                selector,
+            ]
+        }
         _ => return None,
     })
 }
@@ -209,5 +284,28 @@ mod tests {
             Some(vec![json!(3), json!(0), json!(2)])
         );
         assert_eq!(format_label_selector(None), "<none>");
+    }
+
+    #[test]
+    fn job_rows() {
+        let now: Timestamp = "2026-11-28T12:00:00Z".parse().expect("ts");
+        let jobs = lookup("batch", "v1", "jobs").expect("jobs");
+        let mut j = json!({"metadata": {"name": "pi", "creationTimestamp": "2026-11-28T11:58:00Z"},
+            "spec": {"completions": 3, "parallelism": 2,
+                "template": {"spec": {"containers": [{"name": "pi", "image": "busybox"}]}}},
+            "status": {"succeeded": 1, "startTime": "2026-11-28T11:58:00Z"}});
+        let row = |j: &Value| {
+            to_table(jobs, std::slice::from_ref(j), IncludeObject::None, now)["rows"][0]["cells"]
+                .as_array()
+                .map(|c| c[1..4].to_vec())
+                .unwrap_or_default()
+        };
+        assert_eq!(row(&j), [json!("Running"), json!("1/3"), json!("2m")]);
+        j["status"]["completionTime"] = json!("2026-11-28T11:58:07Z");
+        j["status"]["conditions"] = json!([{"type": "Complete", "status": "True"}]);
+        j["spec"] = json!({"parallelism": 4});
+        assert_eq!(row(&j), [json!("Complete"), json!("1/1 of 4"), json!("7s")]);
+        j["status"] = json!({"conditions": [{"type": "Failed", "status": "True"}]});
+        assert_eq!(row(&j), [json!("Failed"), json!("0/1 of 4"), json!("")]);
     }
 }

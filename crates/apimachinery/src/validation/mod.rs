@@ -7,7 +7,7 @@
 //! - object names: DNS-1123 subdomain for most kinds, DNS-1123 label for namespaces, DNS-1035 label
 //!   (starts with a letter) for services; namespace set exactly for namespaced kinds;
 //! - label keys/values and annotation keys syntax, annotation total size;
-//! - per kind ([`workloads`] for Deployments and ReplicaSets): pod containers (name, image, unique names, ports 1–65535, protocols, env names), service
+//! - per kind ([`workloads`] for Deployments, ReplicaSets and Jobs): pod containers (name, image, unique names, ports 1–65535, protocols, env names), service
 //!   type/ports/targetPorts/nodePorts/clusterIP/ExternalName, secret and configmap keys and base64 data,
 //!   endpoints and endpointslice addresses and ports, lease durations, event involvedObject.
 //!
@@ -887,6 +887,7 @@ pub fn validate(info: &ResourceInfo, obj: &Value) -> Vec<Cause> {
         "Node" => validate_node(&mut v, obj),
         "Deployment" => workloads::validate_deployment(&mut v, obj),
         "ReplicaSet" => workloads::validate_replicaset(&mut v, obj),
+        "Job" => workloads::validate_job(&mut v, obj),
         _ => {}
     }
     v.causes
@@ -991,6 +992,7 @@ pub fn validate_update(info: &ResourceInfo, old: &Value, new: &Value) -> Vec<Cau
             }
         }
         "Deployment" | "ReplicaSet" => workloads::validate_selector_unchanged(&mut v, old, new),
+        "Job" => workloads::validate_job_update(&mut v, old, new),
         "EndpointSlice" if old.get("addressType") != new.get("addressType") => {
             v.push(Cause::invalid(
                 "addressType",

@@ -1,5 +1,6 @@
-//! Validation of the workload kinds (`apps/v1` Deployment and ReplicaSet): kube's
-//! `pkg/apis/apps/validation`, with the same field paths and messages for the rules the lab checks.
+//! Validation of the workload kinds (`apps/v1` Deployment and ReplicaSet, `batch/v1` Job): kube's
+//! `pkg/apis/apps/validation` and `pkg/apis/batch/validation`, with the same field paths and
+//! messages for the rules the lab checks.
 //!
 //! A workload is a pod template plus a selector that must find the pods made from it: an empty or
 //! mismatching selector would let a controller create pods it then cannot count, forever. So the
@@ -217,6 +218,67 @@ pub(super) fn validate_replicaset(v: &mut V, obj: &Value) {
     selector_and_template(v, spec, &["Always"]);
 }
 
+pub(super) fn validate_job(v: &mut V, obj: &Value) {
+    let Some(spec) = spec_of(v, obj) else { return };
+    for key in [
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "ttlSecondsAfterFinished",
+    ] {
+        non_negative(v, spec, key);
+    }
+    if spec.get("activeDeadlineSeconds").and_then(Value::as_i64) == Some(0) {
+        v.push(Cause::invalid(
+            "spec.activeDeadlineSeconds",
+            &Value::from(0),
+            "must be greater than 0",
+        ));
+    }
+    const MODES: &[&str] = &["NonIndexed", "Indexed"];
+    match spec.get("completionMode").filter(|m| !m.is_null()) {
+        None => {}
+        Some(m) if !m.as_str().is_some_and(|s| MODES.contains(&s)) => {
+            v.push(Cause::not_supported("spec.completionMode", m, MODES));
+        }
+        Some(m) if m == "Indexed" && spec.get("completions").is_none_or(Value::is_null) => {
+            v.push(Cause::new(
+                "FieldValueRequired",
+                "spec.completions",
+                "Required value: when completion mode is Indexed",
+            ));
+        }
+        Some(_) => {}
+    }
+    // A Job's Pods run to completion: a restart policy of Always would never let one finish.
+    selector_and_template(v, spec, &["OnFailure", "Never"]);
+    if spec
+        .get("template")
+        .and_then(|t| t.get("spec"))
+        .and_then(|s| s.get("restartPolicy"))
+        .is_none_or(Value::is_null)
+    {
+        v.push(Cause::required("spec.template.spec.restartPolicy"));
+    }
+}
+
+/// A Job's selector, pod template and completion mode are immutable (kube's
+/// `ValidateJobSpecUpdate`); parallelism, the deadline, the TTL and `suspend` may change.
+pub(super) fn validate_job_update(v: &mut V, old: &Value, new: &Value) {
+    validate_selector_unchanged(v, old, new);
+    for key in ["template", "completionMode", "completions"] {
+        let get = |o: &Value| o.get("spec").and_then(|s| s.get(key)).cloned();
+        if get(old) != get(new) {
+            v.push(Cause::invalid(
+                format!("spec.{key}"),
+                &get(new).unwrap_or(Value::Null),
+                super::IMMUTABLE,
+            ));
+        }
+    }
+}
+
 /// The selector of an `apps/v1` workload is immutable.
 pub(super) fn validate_selector_unchanged(v: &mut V, old: &Value, new: &Value) {
     let sel = |o: &Value| o.get("spec").and_then(|s| s.get("selector")).cloned();
@@ -311,6 +373,58 @@ mod tests {
                 "spec.template: Required value"
             ]
         );
+    }
+
+    fn job() -> Value {
+        json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "pi", "namespace": "default"},
+            "spec": {"completions": 3, "parallelism": 2, "backoffLimit": 1,
+                "selector": {"matchLabels": {"job-name": "pi"}},
+                "template": {"metadata": {"labels": {"job-name": "pi"}},
+                    "spec": {"restartPolicy": "Never",
+                        "containers": [{"name": "pi", "image": "busybox"}]}}}})
+    }
+
+    #[test]
+    fn job_rules() {
+        let info = lookup("batch", "v1", "jobs").expect("jobs");
+        let describe = |o: &Value| -> Vec<String> {
+            validate(info, o)
+                .into_iter()
+                .map(|c| c.describe())
+                .collect()
+        };
+        assert_eq!(describe(&job()), Vec::<String>::new());
+        let mut j = job();
+        j["spec"]["template"]["spec"]["restartPolicy"] = json!("Always");
+        j["spec"]["backoffLimit"] = json!(-1);
+        j["spec"]["completionMode"] = json!("Indexed");
+        j["spec"]["completions"] = Value::Null;
+        j["spec"]["activeDeadlineSeconds"] = json!(0);
+        let got = describe(&j);
+        for want in [
+            "spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\"",
+            "spec.backoffLimit: Invalid value: -1: must be greater than or equal to 0",
+            "spec.completions: Required value: when completion mode is Indexed",
+            "spec.activeDeadlineSeconds: Invalid value: 0: must be greater than 0",
+        ] {
+            assert!(
+                got.iter().any(|g| g == want),
+                "missing {want:?} in {got:#?}"
+            );
+        }
+        let mut j = job();
+        j["spec"]["completionMode"] = json!("Sometimes");
+        assert!(describe(&j)[0].starts_with("spec.completionMode: Unsupported value"));
+        // Updates: parallelism may change, the template may not.
+        let old = job();
+        let mut new = job();
+        new["spec"]["parallelism"] = json!(5);
+        assert!(validate_update(info, &old, &new).is_empty());
+        new["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:2");
+        let causes = validate_update(info, &old, &new);
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "spec.template");
     }
 
     #[test]

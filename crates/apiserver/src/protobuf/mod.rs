@@ -203,6 +203,7 @@ fn schema(api_version: &str, kind: &str) -> Option<&'static [F]> {
     match (api_version, kind) {
         ("authentication.k8s.io/v1", "TokenRequest") => return Some(TOKEN_REQUEST),
         ("apps/v1", "Deployment") => return Some(workloads::DEPLOYMENT),
+        ("batch/v1", "Job") => return Some(workloads::JOB),
         _ => {}
     }
     if api_version != "v1" {
@@ -414,7 +415,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<Value, Status> {
     }
     let fields = schema(&api_version, &kind).ok_or_else(|| {
         Status::unsupported_media_type(&format!(
-            "application/vnd.kubernetes.protobuf (the lab decodes protobuf only for v1 Namespace, ConfigMap, Secret, ServiceAccount, Service, TokenRequest and apps/v1 Deployment; got {api_version} {kind}; send JSON)"
+            "application/vnd.kubernetes.protobuf (the lab decodes protobuf only for v1 Namespace, ConfigMap, Secret, ServiceAccount, Service, TokenRequest, apps/v1 Deployment and batch/v1 Job; got {api_version} {kind}; send JSON)"
         ))
     })?;
     let mut obj = decode_message(fields, raw.unwrap_or(&[]), 0)?;

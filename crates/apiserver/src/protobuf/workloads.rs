@@ -1,5 +1,6 @@
 //! Field tables of the workload kinds typed clients send as protobuf: `apps/v1` Deployment
-//! (`kubectl create deployment`) and the pod template inside it (from `k8s.io/api`'s
+//! (`kubectl create deployment`), `batch/v1` Job (`kubectl create job`) and the pod template
+//! inside them (from `k8s.io/api`'s
 //! `generated.proto`). Only the fields `kubectl create` fills, and those a user commonly adds, are
 //! listed; others are skipped as the module docs say.
 
@@ -92,6 +93,25 @@ pub(super) const DEPLOYMENT: &[F] = &[
     f(2, "spec", Ty::Msg(DEPLOYMENT_SPEC)),
 ];
 
+const JOB_SPEC: &[F] = &[
+    f(1, "parallelism", Ty::OptInt),
+    f(2, "completions", Ty::OptInt),
+    f(3, "activeDeadlineSeconds", Ty::OptInt),
+    f(4, "selector", Ty::Msg(LABEL_SELECTOR)),
+    f(5, "manualSelector", Ty::OptBool),
+    f(6, "template", Ty::Msg(POD_TEMPLATE_SPEC)),
+    f(7, "backoffLimit", Ty::OptInt),
+    f(8, "ttlSecondsAfterFinished", Ty::OptInt),
+    f(9, "completionMode", Ty::Str),
+    f(10, "suspend", Ty::OptBool),
+    f(14, "podReplacementPolicy", Ty::Str),
+];
+
+pub(super) const JOB: &[F] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    f(2, "spec", Ty::Msg(JOB_SPEC)),
+];
+
 #[cfg(test)]
 mod tests {
     use super::super::decode;
@@ -148,6 +168,39 @@ mod tests {
                 .expect_err("not decoded")
                 .code(),
             415
+        );
+    }
+
+    #[test]
+    fn job_like_kubectl_create_sends() {
+        let mut meta = Vec::new();
+        bytes_field(1, b"pi", &mut meta);
+        let mut c = Vec::new();
+        bytes_field(1, b"pi", &mut c);
+        bytes_field(2, b"busybox", &mut c);
+        for arg in [&b"sh"[..], b"-c", b"echo hi"] {
+            bytes_field(3, arg, &mut c);
+        }
+        let mut pod_spec = Vec::new();
+        bytes_field(2, &c, &mut pod_spec);
+        bytes_field(3, b"Never", &mut pod_spec);
+        let mut template = Vec::new();
+        bytes_field(1, b"", &mut template);
+        bytes_field(2, &pod_spec, &mut template);
+        let mut spec = Vec::new();
+        bytes_field(6, &template, &mut spec);
+        int_field(7, 2, &mut spec);
+        let mut j = Vec::new();
+        bytes_field(1, &meta, &mut j);
+        bytes_field(2, &spec, &mut j);
+        let v = decode(&envelope_as("batch/v1", "Job", &j)).expect("decoded");
+        assert_eq!(
+            v,
+            json!({"metadata": {"name": "pi"},
+                "spec": {"template": {"metadata": {}, "spec": {"restartPolicy": "Never",
+                    "containers": [{"name": "pi", "image": "busybox", "command": ["sh", "-c", "echo hi"]}]}},
+                    "backoffLimit": 2},
+                "apiVersion": "batch/v1", "kind": "Job"})
         );
     }
 }

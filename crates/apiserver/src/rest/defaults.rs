@@ -1,7 +1,7 @@
 //! Defaulting: the fields kube-apiserver fills in when a client leaves them out
-//! (`pkg/apis/core/v1/defaults.go`, `pkg/apis/apps/v1/defaults.go`).
+//! (`pkg/apis/core/v1/defaults.go`, `pkg/apis/apps/v1/defaults.go`, `pkg/apis/batch/v1/defaults.go`).
 //!
-//! Pods get their spec defaults on create. Workloads (Deployments, ReplicaSets) are defaulted on
+//! Pods get their spec defaults on create. Workloads (Deployments, ReplicaSets, Jobs) are defaulted on
 //! every write, as kube defaults every object it decodes: a `kubectl replace` without `strategy`
 //! keeps the default strategy instead of failing validation. Their pod template gets the pod
 //! defaults too, so the pods a controller makes from it look like pods a user created.
@@ -88,6 +88,78 @@ pub(crate) fn workload(resource: &str, obj: &mut Value) {
     }
 }
 
+/// A `batch/v1` Job's defaults: one completion at parallelism one when neither is given (a work
+/// queue when only parallelism is), `backoffLimit` 6, `completionMode` NonIndexed, not suspended,
+/// `podReplacementPolicy` TerminatingOrFailed; the pod template's defaults.
+pub(crate) fn job(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let unset =
+        |spec: &serde_json::Map<String, Value>, k: &str| spec.get(k).is_none_or(Value::is_null);
+    if unset(spec, "completions") && unset(spec, "parallelism") {
+        spec.insert("completions".into(), json!(1));
+    }
+    for (key, value) in [
+        ("parallelism", json!(1)),
+        ("backoffLimit", json!(6)),
+        ("completionMode", json!("NonIndexed")),
+        ("suspend", json!(false)),
+        ("podReplacementPolicy", json!("TerminatingOrFailed")),
+    ] {
+        if unset(spec, key) {
+            spec.insert(key.into(), value);
+        }
+    }
+    if let Some(t) = spec.get_mut("template").and_then(|t| t.get_mut("spec")) {
+        pod_spec(t);
+    }
+}
+
+/// The label a generated Job selector matches: the Job's uid.
+pub(crate) const JOB_CONTROLLER_UID: &str = "batch.kubernetes.io/controller-uid";
+
+/// kube's `generateSelector` for a Job without `manualSelector: true`: the template gets the
+/// `controller-uid` and `job-name` labels (both spellings) and the selector matches the uid, which
+/// no other Job can share. Runs once the Job has its final name and uid.
+pub(crate) fn job_selector(obj: &mut Value) {
+    if obj["spec"]["manualSelector"] == json!(true) || !obj["spec"].is_object() {
+        return;
+    }
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
+    let uid = obj["metadata"]["uid"].as_str().unwrap_or("").to_owned();
+    let template = &mut obj["spec"]["template"];
+    if !template.is_object() {
+        return;
+    }
+    if !template["metadata"].is_object() {
+        template["metadata"] = json!({});
+    }
+    if !template["metadata"]["labels"].is_object() {
+        template["metadata"]["labels"] = json!({});
+    }
+    if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
+        for (key, value) in [
+            (JOB_CONTROLLER_UID, &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            labels.entry(key).or_insert(json!(value));
+        }
+    }
+    let selector = &mut obj["spec"]["selector"];
+    if !selector.is_object() {
+        *selector = json!({});
+    }
+    if !selector["matchLabels"].is_object() {
+        selector["matchLabels"] = json!({});
+    }
+    if let Some(m) = selector["matchLabels"].as_object_mut() {
+        m.entry(JOB_CONTROLLER_UID).or_insert(json!(uid));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +189,43 @@ mod tests {
         let mut rs = json!({"spec": {}});
         workload("replicasets", &mut rs);
         assert_eq!(rs, json!({"spec": {"replicas": 1}}));
+    }
+
+    #[test]
+    fn job_defaults_and_generated_selector() {
+        let mut j = json!({"metadata": {"name": "pi", "uid": "u-1"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "pi", "image": "busybox"}]}}}});
+        job(&mut j);
+        job_selector(&mut j);
+        let spec = &j["spec"];
+        assert_eq!(spec["completions"], 1);
+        assert_eq!(spec["parallelism"], 1);
+        assert_eq!(spec["backoffLimit"], 6);
+        assert_eq!(spec["completionMode"], "NonIndexed");
+        assert_eq!(
+            spec["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}})
+        );
+        assert_eq!(
+            spec["template"]["metadata"]["labels"],
+            json!({"batch.kubernetes.io/controller-uid": "u-1", "batch.kubernetes.io/job-name": "pi",
+                   "controller-uid": "u-1", "job-name": "pi"})
+        );
+        assert_eq!(spec["template"]["spec"]["restartPolicy"], "Never");
+        let mut again = j.clone();
+        job(&mut again);
+        job_selector(&mut again);
+        assert_eq!(again, j, "idempotent");
+        // A work queue: parallelism without completions stays without completions.
+        let mut q = json!({"spec": {"parallelism": 3}});
+        job(&mut q);
+        assert!(q["spec"].get("completions").is_none());
+        // manualSelector: the user's selector is kept as it is.
+        let mut m = json!({"metadata": {"name": "m", "uid": "u"}, "spec": {"manualSelector": true,
+            "selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}}}});
+        let before = m.clone();
+        job_selector(&mut m);
+        assert_eq!(m, before);
     }
 }

@@ -31,13 +31,13 @@ const GC_FINALIZERS: &[&str] = &["orphan", "foregroundDeletion"];
 
 /// The finalizer a `DELETE` with `propagationPolicy: Orphan` or `Foreground` puts on the object,
 /// for the kinds whose dependents the lab's garbage collector follows (Deployments own
-/// ReplicaSets, ReplicaSets own Pods). `Background` (the default) deletes the object at once and
+/// ReplicaSets, ReplicaSets and Jobs own Pods). `Background` (the default) deletes the object at once and
 /// the collector removes the dependents afterwards. Other kinds have no dependents in the lab and
 /// are deleted at once whatever the policy.
 fn gc_finalizer(target: &Target, opts: &DeleteOptions) -> Option<&'static str> {
     if !matches!(
         (target.info.group, target.info.resource),
-        ("apps", "deployments" | "replicasets")
+        ("apps", "deployments" | "replicasets") | ("batch", "jobs")
     ) {
         return None;
     }

@@ -134,6 +134,10 @@ fn defaults_on_create(info: &ResourceInfo, obj: &mut Value) {
             // The controllers own a workload's status.
             obj["status"] = json!({});
         }
+        ("batch", "jobs") => {
+            defaults::job(obj);
+            obj["status"] = json!({});
+        }
         _ => {}
     }
 }
@@ -196,6 +200,10 @@ pub(crate) fn create(
             meta::set_name(&mut obj, &format!("{base}{}", random_suffix()));
         }
         let mut candidate = obj.clone();
+        if (info.group, info.resource) == ("batch", "jobs") {
+            // The selector names the Job, so it is made once the name is final.
+            defaults::job_selector(&mut candidate);
+        }
         let name = meta::name(&candidate).unwrap_or("").to_owned();
         let mut reserved = Reserved::new(&state.alloc);
         if info.group.is_empty() && info.resource == "services" {
@@ -327,6 +335,9 @@ pub(crate) fn finish_update(
     if info.group == "apps" && sub.is_none() {
         // kube defaults every object it decodes, so a PUT without `strategy` keeps the default one.
         defaults::workload(info.resource, &mut obj);
+    }
+    if (info.group, info.resource) == ("batch", "jobs") && sub.is_none() {
+        defaults::job(&mut obj);
     }
     // Fields the server owns.
     for k in [
