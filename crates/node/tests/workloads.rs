@@ -60,6 +60,7 @@ impl Pod {
             name: "main".into(),
             image: image.into(),
             ports,
+            argv: Vec::new(),
         };
         let started = start_container(&container, &ctx).await.expect("start");
         Pod {
@@ -498,6 +499,7 @@ async fn unknown_images_and_bind_conflicts_are_errors() {
         name: "c".into(),
         image: "nginx:1.27".into(),
         ports: vec![],
+        argv: Vec::new(),
     };
     assert!(matches!(
         start_container(&nginx, &ctx).await,
@@ -521,6 +523,7 @@ async fn unknown_images_and_bind_conflicts_are_errors() {
                 protocol: PortProtocol::Tcp,
             },
         ],
+        argv: Vec::new(),
     };
     assert!(matches!(
         start_container(&tcp, &ctx).await,
@@ -530,6 +533,7 @@ async fn unknown_images_and_bind_conflicts_are_errors() {
         name: "c".into(),
         image: "echo-http".into(),
         ports: vec![port("https", PortProtocol::Tcp)],
+        argv: Vec::new(),
     };
     assert!(matches!(
         start_container(&https, &ctx).await,

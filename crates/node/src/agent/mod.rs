@@ -18,6 +18,7 @@
 //! 4. the kubelet API server ([`crate::kubelet_api`]).
 
 pub mod api;
+pub mod completion;
 pub mod lifecycle;
 pub mod objects;
 mod pods;

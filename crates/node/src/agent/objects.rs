@@ -284,6 +284,13 @@ pub fn container_specs(pod: &Pod) -> Vec<ContainerSpec> {
                     })
                 })
                 .collect(),
+            argv: c
+                .command
+                .iter()
+                .flatten()
+                .chain(c.args.iter().flatten())
+                .cloned()
+                .collect(),
         })
         .collect()
 }

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::api::ApiClient;
+use super::completion::{self, PodRun, RestartPolicy};
 use super::lifecycle;
 use super::objects::{self, ContainerOutcome, StartedPod};
 use super::volumes::{self, MountEntry};
@@ -243,15 +244,23 @@ impl PodManager {
         };
         let started_at = Timestamp::now();
         let mut outcomes = Vec::with_capacity(containers.len());
-        for container in &containers {
+        // The containers that run a program to completion: started once the Pod is reported.
+        let mut programs = Vec::new();
+        for (index, container) in containers.iter().enumerate() {
             let outcome = match workload::start_container(container, &ctx).await {
                 Ok(started) => {
                     tracing::info!(%namespace, pod = %name, container = %container.name, listening = ?started.listening, "container started");
                     let mounts = self
                         .mount_volumes(&pod, &container.name, ctx.identity.ip)
                         .await;
+                    let log = started.log.clone();
                     let running =
                         self.running_container(&pod, &container.name, &ctx, started.log, &mounts);
+                    if started.runs_to_completion
+                        && let Some(shell) = running.shell.clone()
+                    {
+                        programs.push((index, shell, container.argv.clone(), log));
+                    }
                     self.containers
                         .insert(&namespace, &name, &container.name, running);
                     self.event(
@@ -309,6 +318,26 @@ impl PodManager {
         };
         let patch = objects::pod_started_status(&started, Timestamp::now());
         patch_status(&api, &name, &patch).await;
+        if !programs.is_empty() {
+            let list = |key: &str| patch["status"][key].as_array().cloned().unwrap_or_default();
+            let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref());
+            let run = Arc::new(PodRun {
+                api,
+                name,
+                policy: RestartPolicy::parse(policy),
+                state: tokio::sync::Mutex::new((list("containerStatuses"), list("conditions"))),
+            });
+            for (index, shell, argv, log) in programs {
+                ctx.tracker.spawn(completion::run_container(
+                    run.clone(),
+                    index,
+                    shell,
+                    argv,
+                    log,
+                    ctx.shutdown.clone(),
+                ));
+            }
+        }
     }
 
     /// What the kubelet API needs of a started container: its log, and the shell `exec` runs
@@ -535,7 +564,7 @@ async fn stop_and_release(
 }
 
 /// The pods of one namespace, for the two calls a kubelet makes on them.
-struct PodApi {
+pub(crate) struct PodApi {
     client: ApiClient,
     base: String,
 }
@@ -590,7 +619,7 @@ async fn delete_for_good(api: &PodApi, name: &str, uid: &str) -> bool {
 
 /// Patches a pod's status, retrying a few times: a lost status update would leave the pod
 /// Pending until something else about it changes.
-async fn patch_status(api: &PodApi, name: &str, patch: &serde_json::Value) {
+pub(crate) async fn patch_status(api: &PodApi, name: &str, patch: &serde_json::Value) {
     let path = format!("{}/{name}/status", api.base);
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=5 {

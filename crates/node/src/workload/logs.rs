@@ -5,7 +5,8 @@
 //! echo workloads have no stdout of their own; instead each container writes one line per HTTP
 //! request, TCP connection or `whoami` datagram into a bounded in-memory log — who connected, from
 //! which address, to which address — so `kubectl logs` on a backend shows what the proxies in front
-//! of it did.
+//! of it did. A `busybox` container has output of its own: [`LogWriter`] turns what its program
+//! writes into lines of the same log.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -90,6 +91,69 @@ impl ContainerLog {
     }
 }
 
+impl ContainerLog {
+    /// A writer whose output becomes lines of this log (a program's stdout and stderr, as a
+    /// container runtime captures them). A last line without a newline is kept on shutdown.
+    pub fn writer(&self) -> LogWriter {
+        LogWriter {
+            log: self.clone(),
+            partial: Vec::new(),
+        }
+    }
+}
+
+/// An `AsyncWrite` into a [`ContainerLog`], one line per `\n`.
+#[derive(Debug)]
+pub struct LogWriter {
+    log: ContainerLog,
+    partial: Vec<u8>,
+}
+
+impl LogWriter {
+    fn flush_partial(&mut self) {
+        if !self.partial.is_empty() {
+            let text = String::from_utf8_lossy(&self.partial).into_owned();
+            self.log.push(text);
+            self.partial.clear();
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for LogWriter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        for &b in buf {
+            if b == b'\n' {
+                let text = String::from_utf8_lossy(&self.partial).into_owned();
+                self.log.push(text);
+                self.partial.clear();
+            } else if self.partial.len() < 64 * 1024 {
+                // A line longer than 64 KiB is cut, as runtimes split long lines.
+                self.partial.push(b);
+            }
+        }
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.flush_partial();
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +179,17 @@ mod tests {
         assert_eq!(past.len(), 1);
         log.push("after");
         assert_eq!(rx.recv().await.expect("line").text, "after");
+    }
+
+    #[tokio::test]
+    async fn a_writer_splits_output_into_lines() {
+        use tokio::io::AsyncWriteExt;
+        let log = ContainerLog::new(10);
+        let mut w = log.writer();
+        w.write_all(b"hello\nwor").await.expect("write");
+        w.write_all(b"ld\nno newline").await.expect("write");
+        w.shutdown().await.expect("shutdown");
+        let lines: Vec<String> = log.tail(None).into_iter().map(|l| l.text).collect();
+        assert_eq!(lines, ["hello", "world", "no newline"]);
     }
 }

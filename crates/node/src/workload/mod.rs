@@ -11,9 +11,15 @@
 //! | `echo-http` | [`http`]: HTTP on every TCP containerPort, TLS (ALPN h2, http/1.1) on the port named `https`; default 8080 and 8443 |
 //! | `echo-tcp`  | [`tcp`]: echoes bytes, half-close aware, on every containerPort; default 9000 |
 //! | `echo-udp`  | [`udp`]: echoes datagrams (and answers `whoami`) on every containerPort; default 9000 |
+//! | `busybox`   | nothing: it *runs* the container's `command` + `args` to completion in the node's built-in shell ([`crate::shell`]: `echo`, `sleep`, `exit N`, `sh -c 'a; b && c'`, …), its output going to the container log |
 //!
 //! The image decides the protocol; the declared containerPorts decide the port numbers. Every server
 //! stops when the pod's [`CancellationToken`] is cancelled, and none of them panics on input.
+//!
+//! `busybox` is the one workload that ends: it is what Jobs run. No host process is started — the
+//! shell is the same modelled one `kubectl exec` gets — but the program prints, sleeps and exits
+//! with a code like a container's process, and the node agent turns that code into the container's
+//! `terminated` state and the Pod's phase (see the agent's `completion` module).
 
 pub mod http;
 pub mod logs;
@@ -31,7 +37,7 @@ use tokio_util::task::TaskTracker;
 use logs::ContainerLog;
 
 /// The images this node can "run".
-pub const SUPPORTED_IMAGES: &[&str] = &["echo-http", "echo-tcp", "echo-udp"];
+pub const SUPPORTED_IMAGES: &[&str] = &["echo-http", "echo-tcp", "echo-udp", "busybox"];
 
 /// Who a workload is: what the echo servers report about themselves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +61,8 @@ pub enum WorkloadKind {
     EchoTcp,
     /// `echo-udp`: datagram echo.
     EchoUdp,
+    /// `busybox`: runs its command to completion (no sockets).
+    Run,
 }
 
 impl WorkloadKind {
@@ -65,6 +73,7 @@ impl WorkloadKind {
             "echo-http" => Some(Self::EchoHttp),
             "echo-tcp" => Some(Self::EchoTcp),
             "echo-udp" => Some(Self::EchoUdp),
+            "busybox" => Some(Self::Run),
             _ => None,
         }
     }
@@ -75,6 +84,7 @@ impl WorkloadKind {
             Self::EchoHttp => "echo-http",
             Self::EchoTcp => "echo-tcp",
             Self::EchoUdp => "echo-udp",
+            Self::Run => "busybox",
         }
     }
 }
@@ -120,7 +130,7 @@ pub struct PortSpec {
     pub protocol: PortProtocol,
 }
 
-/// What a container runs: its name, image and declared ports.
+/// What a container runs: its name, image, declared ports and program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerSpec {
     /// The container's name.
@@ -129,6 +139,9 @@ pub struct ContainerSpec {
     pub image: String,
     /// The declared containerPorts.
     pub ports: Vec<PortSpec>,
+    /// `command` followed by `args`: the program a `busybox` container runs (the echo images
+    /// have their own entrypoint and ignore it).
+    pub argv: Vec<String>,
 }
 
 /// A socket a started container listens on.
@@ -149,7 +162,7 @@ pub enum Listening {
 pub enum WorkloadError {
     /// The image names no workload this node knows.
     #[error(
-        "image {image:?} is not a proxylab workload (supported: echo-http, echo-tcp, echo-udp)"
+        "image {image:?} is not a proxylab workload (supported: echo-http, echo-tcp, echo-udp, busybox)"
     )]
     UnknownImage {
         /// The image as written.
@@ -195,6 +208,9 @@ pub struct StartedContainer {
     pub listening: Vec<Listening>,
     /// Its log (one line per request, connection or `whoami`), served as `kubectl logs`.
     pub log: ContainerLog,
+    /// A `busybox` container: its program is for the agent to run to completion (it needs the
+    /// pod's shell context, which the agent builds).
+    pub runs_to_completion: bool,
 }
 
 /// Starts one container: binds every socket first (so any failure leaves nothing running), then
@@ -234,6 +250,13 @@ pub async fn start_container(
                     tls,
                 ));
             }
+        }
+        WorkloadKind::Run => {
+            return Ok(StartedContainer {
+                listening: Vec::new(),
+                log: ContainerLog::default(),
+                runs_to_completion: true,
+            });
         }
         WorkloadKind::EchoTcp | WorkloadKind::EchoUdp => {
             let mut ports: Vec<u16> = container.ports.iter().map(|p| p.port).collect();
@@ -318,7 +341,11 @@ pub async fn start_container(
             }
         }
     }
-    Ok(StartedContainer { listening, log })
+    Ok(StartedContainer {
+        listening,
+        log,
+        runs_to_completion: false,
+    })
 }
 
 async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, WorkloadError> {
@@ -352,6 +379,10 @@ mod tests {
         );
         assert_eq!(image_base_name(""), "");
         assert_eq!(WorkloadKind::from_image("nginx:1.27"), None);
+        assert_eq!(
+            WorkloadKind::from_image("busybox:1.36"),
+            Some(WorkloadKind::Run)
+        );
         assert_eq!(
             WorkloadKind::from_image("docker.io/proxylab/echo-http:latest"),
             Some(WorkloadKind::EchoHttp)
