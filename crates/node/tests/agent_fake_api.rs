@@ -637,6 +637,41 @@ async fn agent_registers_renews_runs_pods_and_finishes_graceful_deletion() {
     })
     .await;
 
+    // A busybox container runs its command to completion: output in its log, exit code in its
+    // terminated state, the Pod Failed (restartPolicy Never), and its IP (.6, the last free one of
+    // the /29) given back at once.
+    let mut job_pod = pod("job-1", "busybox", json!([]));
+    job_pod["spec"]["restartPolicy"] = json!("Never");
+    job_pod["spec"]["containers"][0]["command"] = json!(["sh", "-c"]);
+    job_pod["spec"]["containers"][0]["args"] = json!(["echo working; exit 3"]);
+    fake.create_pod(job_pod);
+    let done = eventually("job-1 failed", || {
+        fake.get("pods/default/job-1")
+            .filter(|p| p["status"]["phase"] == "Failed")
+    })
+    .await;
+    assert_eq!(done["status"]["podIP"], "127.0.93.6");
+    let state = &done["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(
+        (state["exitCode"].as_i64(), state["reason"].as_str()),
+        (Some(3), Some("Error"))
+    );
+    let log = containers
+        .get("default", "job-1", "main")
+        .expect("a finished container keeps its log")
+        .log;
+    let lines: Vec<String> = log.tail(None).into_iter().map(|l| l.text).collect();
+    assert_eq!(lines, ["working"]);
+    for (name, ip) in [("after-1", "127.0.93.2"), ("after-2", "127.0.93.6")] {
+        fake.create_pod(pod(name, "echo-tcp", json!([{"containerPort": 7002}])));
+        let p = eventually(&format!("{name} running"), || {
+            fake.get(&format!("pods/default/{name}"))
+                .filter(|p| p["status"]["phase"] == "Running")
+        })
+        .await;
+        assert_eq!(p["status"]["podIP"], ip, "{name}");
+    }
+
     shutdown.cancel();
     agent.await.expect("join").expect("serve");
     assert!(

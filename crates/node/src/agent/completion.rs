@@ -14,7 +14,9 @@
 //! during which the container is `waiting` with reason `CrashLoopBackOff` and its last run is in
 //! `lastState`. The Pod's phase follows its containers: once every container has terminated for
 //! good it is `Succeeded` when all exited 0, else `Failed` — the phase the Job controller counts.
-//! Until then it is `Running`, not Ready while a container is not running.
+//! Until then it is `Running`, not Ready while a container is not running. A finished Pod gives its
+//! IP back to the node's pod CIDR at once, as a kubelet tears its sandbox down; its logs stay until
+//! the Pod is deleted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +27,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::objects::k8s_time;
-use super::pods::{PodApi, patch_status};
+use super::pods::{PodApi, PodIp, patch_status};
 use crate::shell::{self, ShellContext};
 use crate::streaming::remotecommand::{ExecStreams, ExitStatus};
 use crate::workload::logs::ContainerLog;
@@ -168,6 +170,9 @@ pub(crate) struct PodRun {
     pub(crate) api: PodApi,
     pub(crate) name: String,
     pub(crate) policy: RestartPolicy,
+    /// Given back when the pod has finished: its containers (all of them programs that ended)
+    /// hold no sockets any more.
+    pub(crate) ip: PodIp,
     /// The containerStatuses and conditions last reported (held across a patch, so reports of
     /// two containers of one Pod do not overtake each other).
     pub(crate) state: Mutex<(Vec<Value>, Vec<Value>)>,
@@ -186,6 +191,9 @@ impl PodRun {
             *conditions = c.clone();
         }
         patch_status(&self.api, &self.name, &patch).await;
+        if patch["status"]["phase"] != "Running" {
+            self.ip.release();
+        }
     }
 }
 

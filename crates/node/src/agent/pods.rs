@@ -45,8 +45,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 struct RunningPod {
     namespace: String,
     name: String,
-    /// The allocated pod IP (None for hostNetwork pods).
-    ip: Option<Ipv4Addr>,
+    /// The allocated pod IP (None for hostNetwork pods, and once a finished pod gave it back).
+    ip: PodIp,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -242,6 +242,7 @@ impl PodManager {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         };
+        let ip = PodIp::new(allocated, self.ipam.clone());
         let started_at = Timestamp::now();
         let mut outcomes = Vec::with_capacity(containers.len());
         // The containers that run a program to completion: started once the Pod is reported.
@@ -303,7 +304,7 @@ impl PodManager {
             RunningPod {
                 namespace,
                 name: name.clone(),
-                ip: allocated,
+                ip: ip.clone(),
                 shutdown: ctx.shutdown.clone(),
                 tracker: ctx.tracker.clone(),
             },
@@ -325,6 +326,7 @@ impl PodManager {
                 api,
                 name,
                 policy: RestartPolicy::parse(policy),
+                ip,
                 state: tokio::sync::Mutex::new((list("containerStatuses"), list("conditions"))),
             });
             for (index, shell, argv, log) in programs {
@@ -474,7 +476,6 @@ impl PodManager {
         let namespace = namespace_of(&pod);
         let name = name_of(&pod);
         let api = PodApi::new(self.client.clone(), &namespace);
-        let ipam = self.ipam.clone();
         let containers = self.containers.clone();
         let terminating = self.terminating.clone();
         let pre_stop = if running.is_some() {
@@ -519,7 +520,7 @@ impl PodManager {
                     tracing::info!(%namespace, pod = %name, delay = ?pre_stop, "preStop: serving while endpoints drain");
                     tokio::time::sleep(pre_stop).await;
                 }
-                stop_and_release(running, &ipam, &containers).await;
+                stop_and_release(running, &containers).await;
             }
             if !delete_for_good(&api, &name, &uid).await {
                 // Let the next event about this pod try again.
@@ -535,19 +536,14 @@ impl PodManager {
     fn stop_local(&mut self, uid: &str) {
         if let Some(running) = self.running.remove(uid) {
             tracing::info!(namespace = %running.namespace, pod = %running.name, "stopping workloads");
-            let ipam = self.ipam.clone();
             let containers = self.containers.clone();
             self.tasks
-                .spawn(async move { stop_and_release(running, &ipam, &containers).await });
+                .spawn(async move { stop_and_release(running, &containers).await });
         }
     }
 }
 
-async fn stop_and_release(
-    running: RunningPod,
-    ipam: &Mutex<PodIpAllocator>,
-    containers: &Containers,
-) {
+async fn stop_and_release(running: RunningPod, containers: &Containers) {
     running.shutdown.cancel();
     running.tracker.close();
     if tokio::time::timeout(STOP_TIMEOUT, running.tracker.wait())
@@ -558,8 +554,35 @@ async fn stop_and_release(
     }
     containers.remove_pod(&running.namespace, &running.name);
     // Only after the sockets are closed may another pod get this address.
-    if let Some(ip) = running.ip {
-        ipam.lock().unwrap_or_else(|e| e.into_inner()).release(ip);
+    running.ip.release();
+}
+
+/// A pod's IP and the allocator it came from, released once by whoever is first: the pod's
+/// removal, or the pod finishing (a kubelet tears a finished pod's sandbox down, so a Job's many
+/// completed pods do not exhaust the node's pod CIDR; `status.podIP` still names the address).
+#[derive(Clone)]
+pub(crate) struct PodIp {
+    ip: Arc<Mutex<Option<Ipv4Addr>>>,
+    ipam: Arc<Mutex<PodIpAllocator>>,
+}
+
+impl PodIp {
+    fn new(ip: Option<Ipv4Addr>, ipam: Arc<Mutex<PodIpAllocator>>) -> Self {
+        Self {
+            ip: Arc::new(Mutex::new(ip)),
+            ipam,
+        }
+    }
+
+    /// Gives the address back (once; later calls do nothing).
+    pub(crate) fn release(&self) {
+        let taken = self.ip.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(ip) = taken {
+            self.ipam
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .release(ip);
+        }
     }
 }
 
