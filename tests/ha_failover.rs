@@ -81,16 +81,26 @@ impl Setup {
 
     /// `proxylab apiserver` on 127.N.10.i:6443, with a store of its own.
     fn apiserver(&self, i: u8) -> Proc {
+        self.apiservers(&[i])
+    }
+
+    /// One `proxylab apiserver` process with a front-end on 127.N.10.i:6443 for each `i`, over one
+    /// store: each publishes itself in the `kubernetes` EndpointSlice. Logs as the first.
+    fn apiservers(&self, front_ends: &[u8]) -> Proc {
         let o = self.octet;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log(&format!("apiserver-{i}")))
+            .open(self.log(&format!("apiserver-{}", front_ends[0])))
             .unwrap();
+        let binds: Vec<String> = front_ends
+            .iter()
+            .map(|i| format!("127.{o}.10.{i}"))
+            .collect();
         Proc(
             Command::new(BIN)
                 .arg("apiserver")
-                .arg(format!("--bind-address=127.{o}.10.{i}"))
+                .arg(format!("--bind-address={}", binds.join(",")))
                 .arg("--secure-port=6443")
                 .arg(format!("--tls-cert-file={}", self.pki("apiserver.crt")))
                 .arg(format!(
@@ -154,6 +164,52 @@ impl Setup {
         }
     }
 
+    /// kubectl through the balancer; panics with its stderr when it fails.
+    fn kubectl(&self, args: &[&str]) -> String {
+        let out = Command::new("kubectl")
+            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
+            .env("HOME", self.dir.path())
+            .args(args)
+            .output()
+            .expect("run kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The balancer's backends by name, in its order.
+    fn backend_names(&self) -> Vec<String> {
+        self.stats()["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Waits until the balancer's backends are exactly `names`, each up.
+    fn wait_for_backends(&self, names: &[String]) {
+        let got = wait_until(PATIENCE, || {
+            let stats = self.stats();
+            let backends = stats["backends"].as_array().unwrap();
+            let now: Vec<&str> = backends
+                .iter()
+                .map(|b| b["name"].as_str().unwrap())
+                .collect();
+            (now == names && backends.iter().all(|b| b["state"] == "up")).then_some(())
+        });
+        assert!(
+            got.is_some(),
+            "the backends never became {names:?} (all up): {:?}\n{}",
+            self.stats(),
+            self.logs()
+        );
+    }
+
     fn kubectl_watch(&self) -> Watch {
         let mut child = Command::new("kubectl")
             .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
@@ -190,6 +246,19 @@ impl Watch {
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.rx.recv_timeout(left) {
                 Ok(line) if line.starts_with("default ") => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Waits until the watch shows the namespace `name`.
+    fn sees(&self, name: &str) -> bool {
+        let deadline = Instant::now() + PATIENCE;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(line) if line.starts_with(&format!("{name} ")) => return true,
                 Ok(_) => {}
                 Err(_) => return false,
             }
@@ -314,6 +383,11 @@ fn start() -> Option<(Arc<Setup>, std::fs::File)> {
 
 /// The `ha-balancer` binary in front of the three, once its admin endpoint answers.
 fn balancer(setup: &Setup) -> Proc {
+    balancer_with(setup, &[1, 2, 3], &[])
+}
+
+/// The `ha-balancer` binary with backends apiserver-`i` for each of `backends`, and `extra` flags.
+fn balancer_with(setup: &Setup, backends: &[u8], extra: &[String]) -> Proc {
     let o = setup.octet;
     let bin = workspace_binary(BIN, "proxylab-ha-balancer", "ha-balancer");
     let p = Proc(
@@ -325,10 +399,21 @@ fn balancer(setup: &Setup) -> Proc {
             .arg("--check-interval=500ms")
             .arg(format!("--fall={FALL}"))
             .arg("--rise=2")
-            .args((1..=3).map(|i| format!("--backend=apiserver-{i}=127.{o}.10.{i}:6443")))
+            .args(
+                backends
+                    .iter()
+                    .map(|i| format!("--backend=apiserver-{i}=127.{o}.10.{i}:6443")),
+            )
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(setup.log("ha-balancer")).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(setup.log("ha-balancer"))
+                    .unwrap(),
+            )
             .spawn()
             .expect("spawn ha-balancer"),
     );
@@ -559,4 +644,121 @@ fn outages_in_turn_are_followed_and_all_end_up() {
         assert_eq!(setup.backend(&format!("apiserver-{i}"))["state"], "up");
     }
     assert!(samples.iter().filter(|s| s.ok).count() > order.len() * CLIENTS);
+}
+
+/// Learned backends: the balancer is given one apiserver and learns the others from the
+/// `kubernetes` EndpointSlice (one `proxylab apiserver` process with three front-ends over one
+/// store, each publishing itself); it follows the slice when a front-end is removed from it (the
+/// watches on that front-end run on) and added back; restarted while every apiserver is down, it
+/// still knows all three from its state file and uses the one that comes back, which is not its
+/// seed.
+#[test]
+fn learned_backends_follow_the_endpointslice_and_survive_a_restart_in_an_outage() {
+    let Some((setup, _lock)) = start() else {
+        return;
+    };
+    let o = setup.octet;
+    let addr = |i: u8| format!("127.{o}.10.{i}:6443");
+    let state = setup.dir.path().join("learned.json");
+    let learn = [
+        format!(
+            "--learn-kubeconfig={}",
+            setup.dir.path().join("kubeconfig").display()
+        ),
+        format!("--state-file={}", state.display()),
+    ];
+    let apiserver = setup.apiservers(&[1, 2, 3]);
+    let balancer = balancer_with(&setup, &[1], &learn);
+    let all = vec!["apiserver-1".to_string(), addr(2), addr(3)];
+    setup.wait_for_backends(&all);
+    let stats = setup.stats();
+    assert_eq!(stats["learn"]["source"], "endpointslice", "{stats}");
+    assert_eq!(stats["learn"]["synced"], true, "{stats}");
+    let saved = std::fs::read_to_string(&state).unwrap();
+    for i in 1..=3 {
+        assert!(saved.contains(&addr(i)), "{saved}");
+    }
+
+    // Watches spread over the three; the one of 10.2 and 10.3 carrying the most is removed from
+    // the slice.
+    let watches: Vec<Watch> = (0..3)
+        .map(|_| {
+            let w = setup.kubectl_watch();
+            assert!(w.served(), "a watch was not served\n{}", setup.logs());
+            w
+        })
+        .collect();
+    let active = |name: &str| setup.backend(name)["activeConnections"].as_u64().unwrap();
+    let (victim, keep) = if active(&addr(2)) >= active(&addr(3)) {
+        (2, 3)
+    } else {
+        (3, 2)
+    };
+    let carried = active(&addr(victim));
+    assert!(carried > 0, "{}", setup.stats());
+    let endpoints = |ips: &[u8]| {
+        let eps: Vec<String> = ips
+            .iter()
+            .map(|i| format!(r#"{{"addresses":["127.{o}.10.{i}"],"conditions":{{"ready":true}}}}"#))
+            .collect();
+        format!(r#"{{"endpoints":[{}]}}"#, eps.join(","))
+    };
+    let patch = |ips: &[u8]| {
+        setup.kubectl(&[
+            "patch",
+            "endpointslice",
+            "kubernetes",
+            "-n",
+            "default",
+            "--type=merge",
+            "-p",
+            &endpoints(ips),
+        ]);
+    };
+    patch(&[1, keep]);
+    setup.wait_for_backends(&["apiserver-1".to_string(), addr(keep)]);
+    let removed_at = jiff::Timestamp::now();
+    // Nothing established was cut: every watch still runs and still gets events.
+    setup.kubectl(&["create", "namespace", "learned"]);
+    for w in &watches {
+        assert!(
+            w.sees("learned"),
+            "a watch missed an event\n{}",
+            setup.logs()
+        );
+    }
+    // New connections go to the two left.
+    for _ in 0..6 {
+        setup.try_request().unwrap();
+    }
+    for h in hops(&setup)
+        .iter()
+        .filter(|h| timestamp(&h["time"]) > removed_at)
+    {
+        assert_ne!(h["endpoint"], addr(victim).as_str(), "{h}");
+    }
+
+    // Back in the slice: balanced to again.
+    patch(&[1, 2, 3]);
+    setup.wait_for_backends(&all);
+    let saved = std::fs::read_to_string(&state).unwrap();
+    assert!(saved.contains(&addr(victim)), "{saved}");
+    drop(watches);
+
+    // Every apiserver down, the balancer restarted with only its seed: the state file still
+    // names all three.
+    drop(balancer);
+    drop(apiserver);
+    let _balancer = balancer_with(&setup, &[1], &learn);
+    assert_eq!(setup.backend_names(), all);
+    assert_eq!(setup.stats()["learn"]["source"], "state-file");
+    // The one that comes back is not the seed.
+    let _back = setup.apiserver(3);
+    assert!(
+        wait_until(PATIENCE, || setup.request()).is_some(),
+        "no request succeeded through the apiserver that came back\n{}",
+        setup.logs()
+    );
+    // It publishes only itself: the balancer learns that.
+    setup.wait_for_backends(&[addr(3)]);
 }

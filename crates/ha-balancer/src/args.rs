@@ -30,6 +30,8 @@ const QUICK: &[&str] = &[
     "idle_timeout",
     "rebalance_interval",
     "rebalance_min_age",
+    "learn_kubeconfig",
+    "state_file",
 ];
 
 /// The balancer's flags. The lab builds a [`Config`] directly.
@@ -101,6 +103,17 @@ pub struct HaBalancerArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = proxylab_core::duration::parse_std)]
     pub rebalance_min_age: Duration,
 
+    /// Learn the backends from the `kubernetes` Service's EndpointSlice in `default` (every
+    /// apiserver publishes itself there), seeded by --backend, watching with this kubeconfig (best
+    /// one naming this balancer).
+    #[arg(long, value_name = "FILE")]
+    pub learn_kubeconfig: Option<PathBuf>,
+
+    /// Keep the last learned list of backends here (with --learn-kubeconfig), so a restart during
+    /// an outage still knows every apiserver.
+    #[arg(long, value_name = "FILE", requires = "learn_kubeconfig")]
+    pub state_file: Option<PathBuf>,
+
     /// Log format: text or json.
     #[arg(long, value_name = "FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -129,6 +142,14 @@ impl HaBalancerArgs {
                 ca.display()
             )));
         }
+        if let Some(k) = &self.learn_kubeconfig
+            && !k.is_file()
+        {
+            return Err(crate::Error::Config(format!(
+                "--learn-kubeconfig {}: not a readable file",
+                k.display()
+            )));
+        }
         let mut c = Config {
             listen: self.listen,
             admin: self.admin_address,
@@ -150,6 +171,13 @@ impl HaBalancerArgs {
             c.rebalance.interval = self.rebalance_interval;
         }
         c.rebalance.min_age = self.rebalance_min_age;
+        c.learn = self
+            .learn_kubeconfig
+            .clone()
+            .map(|kubeconfig| config::Learn {
+                kubeconfig,
+                state_file: self.state_file.clone(),
+            });
         c.validate().map_err(|e| {
             crate::Error::Config(
                 e.replace(

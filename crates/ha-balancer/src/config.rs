@@ -35,6 +35,9 @@
 //!   idle: 0s                     # off
 //!   keepalive: 30s
 //!   userTimeout: 30s
+//! learn:                         # follow the apiservers' own list (see crate::learn)
+//!   kubeconfig: admin.conf       # best naming this balancer, so the watch fails over too
+//!   stateFile: learned.json      # the last known list, for a restart during an outage
 //! rebalance:                     # after a backend recovers, move connections back to it
 //!   enabled: true
 //!   interval: 1s                 # one step per interval, jittered over ±50%
@@ -181,6 +184,17 @@ impl Default for Rebalance {
     }
 }
 
+/// Learning the backends from the `kubernetes` Service's EndpointSlice (see `crate::learn`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Learn {
+    /// The kubeconfig the watch uses. Best one that names this balancer: the watch then fails
+    /// over with everything else instead of depending on one apiserver.
+    pub kubeconfig: PathBuf,
+    /// Where the last learned list is kept, so a restart while the apiservers are down still knows
+    /// every one of them.
+    pub state_file: Option<PathBuf>,
+}
+
 /// client-go pings HTTP/2 connections every 30 s (`ReadIdleTimeout`); an idle limit shorter than
 /// that cuts quiet watches between pings.
 pub const CLIENT_GO_PING: Duration = Duration::from_secs(30);
@@ -196,6 +210,8 @@ pub struct Config {
     pub check: CheckConfig,
     pub timeouts: Timeouts,
     pub rebalance: Rebalance,
+    /// Backends learned from the cluster, seeded by `backends` (off when `None`).
+    pub learn: Option<Learn>,
     /// Extra connect attempts on other backends after a failed one (`None`: every other backend).
     pub retries: Option<u32>,
     /// The instance name in hop records.
@@ -216,6 +232,7 @@ impl Default for Config {
             check: CheckConfig::default(),
             timeouts: Timeouts::default(),
             rebalance: Rebalance::default(),
+            learn: None,
             retries: None,
             instance: "ha-balancer".into(),
             serving_threads: 0,
@@ -361,6 +378,7 @@ const TOP: &[&str] = &[
     "healthCheck",
     "timeouts",
     "rebalance",
+    "learn",
     "retries",
     "instance",
 ];
@@ -377,6 +395,7 @@ const CHECK: &[&str] = &[
 const TIMEOUTS: &[&str] = &["connect", "drain", "idle", "keepalive", "userTimeout"];
 const BACKEND: &[&str] = &["name", "address", "serverName"];
 const REBALANCE: &[&str] = &["enabled", "interval", "batch", "minAge"];
+const LEARN: &[&str] = &["kubeconfig", "stateFile"];
 
 impl Reader<'_> {
     fn fail(&self, field: &str, message: impl Into<String>) -> ConfigError {
@@ -611,6 +630,23 @@ impl Reader<'_> {
         }
         if let Some(d) = self.duration("rebalance.minAge")? {
             c.rebalance.min_age = d;
+        }
+        self.known("learn", LEARN)?;
+        if self.get("learn").is_some() {
+            let kubeconfig = self
+                .string("learn.kubeconfig")?
+                .ok_or_else(|| self.fail("learn.kubeconfig", "missing"))?;
+            let kubeconfig = self.base.join(kubeconfig);
+            if !kubeconfig.is_file() {
+                return Err(self.fail(
+                    "learn.kubeconfig",
+                    format!("{} is not a readable file", kubeconfig.display()),
+                ));
+            }
+            c.learn = Some(Learn {
+                kubeconfig,
+                state_file: self.string("learn.stateFile")?.map(|f| self.base.join(f)),
+            });
         }
         if let Some(d) = self.duration("timeouts.keepalive")? {
             if d < Duration::from_secs(1) {

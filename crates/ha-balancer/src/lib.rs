@@ -24,19 +24,23 @@
 //! - **No idle timer cuts a live stream**: no idle limit by default; TCP keepalive and
 //!   `TCP_USER_TIMEOUT` on both legs find dead peers instead (and an idle limit below client-go's
 //!   30 s ping is warned about).
+//! - **Backends learned from the cluster** ([`learn`], optional): seeded by the configured list,
+//!   then following the `kubernetes` Service's EndpointSlice where every apiserver publishes
+//!   itself, with the last known list in a state file for a restart during an outage.
 //! - **Operations**: reload on SIGHUP or file change (a bad file keeps the running configuration
 //!   and says why; established connections are untouched), SIGTERM drains up to a bound, the admin
 //!   endpoint serves `/stats` (HTML and `?format=json`), `/metrics` and `/debug/hops`.
 //!
 //! Layout: [`config`] (the YAML file, flags, the recipe's defaults), [`pool`] (backends and their
 //! verdicts), [`check`] (active checks), `tcp` (the data path), [`rebalance`] (moving load back
-//! after a recovery), `stats` (the admin endpoint),
+//! after a recovery), [`learn`] (backends from the EndpointSlice), `stats` (the admin endpoint),
 //! [`args`] (flags). [`HaBalancer::bind`] checks the configuration and binds (errors are the
 //! user's to fix: exit 2); [`HaBalancer::serve`] runs until the token is cancelled, then drains.
 
 pub mod args;
 pub mod check;
 pub mod config;
+pub mod learn;
 pub mod pool;
 pub mod rebalance;
 mod stats;
@@ -57,8 +61,9 @@ use tokio_util::task::TaskTracker;
 
 pub use args::HaBalancerArgs;
 pub use config::{
-    BackendConfig, CheckConfig, CheckKind, Config, ConfigError, Mode, Rebalance, Timeouts,
+    BackendConfig, CheckConfig, CheckKind, Config, ConfigError, Learn, Mode, Rebalance, Timeouts,
 };
+pub use learn::LearnStats;
 pub use pool::BackendStats;
 pub use stats::Stats;
 
@@ -95,6 +100,12 @@ pub(crate) struct Shared {
     pub(crate) listen: SocketAddr,
     /// The running checkers; cancelled and replaced on reload.
     checks: Mutex<CancellationToken>,
+    /// The configured backends: all there is without learning, the seeds with it.
+    pub(crate) seeds: Mutex<Vec<BackendConfig>>,
+    /// What was learned from the cluster (see [`learn`]).
+    pub(crate) learned: Mutex<learn::Learned>,
+    /// Serialises changes of the backend list (reloads, learned changes).
+    reconfigure: Mutex<()>,
     /// The serving threads, kept here after their accept loops end so that the connections on
     /// them run until the drain is over.
     workers: Mutex<Option<proxylab_core::runtime::ServingThreads>>,
@@ -108,6 +119,8 @@ pub struct HaBalancer {
     admin: Option<TcpListener>,
     config_file: Option<PathBuf>,
     checker: check::Checker,
+    /// The client of the EndpointSlice watch, when learning.
+    learn_client: Option<proxylab_kube::RestClient>,
 }
 
 /// A cheap handle to observe and steer a running balancer (tests, the lab).
@@ -121,11 +134,42 @@ impl HaBalancer {
     /// configuration came from) is followed for reloads; `admin` shares a hop log and metrics
     /// registry (the lab's), else a fresh one is made.
     pub async fn bind(
-        config: Config,
+        mut config: Config,
         config_file: Option<PathBuf>,
         admin: Option<AdminState>,
     ) -> Result<Self, Error> {
         config.validate().map_err(Error::Config)?;
+        let seeds = config.backends.clone();
+        let mut learned = learn::Learned::new(None, None);
+        let mut learn_client = None;
+        if let Some(l) = &config.learn {
+            let opts = proxylab_kube::KubeconfigOptions {
+                kubeconfig: Some(l.kubeconfig.clone()),
+                ..Default::default()
+            };
+            let client = proxylab_kube::RestClient::new(&opts)
+                .await
+                .map_err(|e| Error::Config(format!("learn.kubeconfig: {e}")))?;
+            learn_client = Some(client);
+            // A damaged state file must not keep the balancer from starting during an outage:
+            // the seeds are still there.
+            let known = match &l.state_file {
+                Some(path) => learn::load_state(path).unwrap_or_else(|e| {
+                    tracing::warn!("{e}; starting from the configured backends");
+                    None
+                }),
+                None => None,
+            };
+            learned = learn::Learned::new(l.state_file.clone(), known);
+            config.backends = learn::effective(&seeds, learned.list.as_deref());
+            if let Err(e) = config.validate() {
+                tracing::warn!(
+                    "the state file's backends cannot be used ({e}); starting from the configured ones"
+                );
+                config.backends = seeds.clone();
+                learned = learn::Learned::new(l.state_file.clone(), None);
+            }
+        }
         let checker =
             check::Checker::new(&config.check).map_err(|e| Error::Config(e.to_string()))?;
         for w in config.warnings() {
@@ -179,6 +223,9 @@ impl HaBalancer {
             next_conn: AtomicU64::new(0),
             listen,
             checks: Mutex::new(CancellationToken::new()),
+            seeds: Mutex::new(seeds),
+            learned: Mutex::new(learned),
+            reconfigure: Mutex::new(()),
             workers: Mutex::new(None),
         });
         Ok(Self {
@@ -187,6 +234,7 @@ impl HaBalancer {
             admin: admin_listener,
             config_file,
             checker,
+            learn_client,
         })
     }
 
@@ -214,6 +262,7 @@ impl HaBalancer {
             admin,
             config_file,
             checker,
+            learn_client,
         } = self;
         let admin_stop = CancellationToken::new();
         if let Some(l) = admin {
@@ -229,6 +278,9 @@ impl HaBalancer {
         }
         start_checks(&shared, checker);
         tokio::spawn(rebalance::run(shared.clone(), shutdown.clone()));
+        if let Some(client) = learn_client {
+            tokio::spawn(learn::run(shared.clone(), client, shutdown.clone()));
+        }
         if let Some(path) = config_file {
             tokio::spawn(follow(shared.clone(), path, shutdown.clone()));
         }
@@ -345,7 +397,19 @@ async fn follow(shared: Arc<Shared>, path: PathBuf, stop: CancellationToken) {
 fn reload(shared: &Arc<Shared>, path: &std::path::Path) -> Result<(), Error> {
     let mut next = config::load(path)?;
     let checker = check::Checker::new(&next.check).map_err(|e| Error::Config(e.to_string()))?;
+    let _g = shared.reconfigure.lock();
     let cur = shared.config.load_full();
+    if next.learn != cur.learn {
+        tracing::warn!("learn changes take effect at the next start; the running setting is kept");
+        next.learn = cur.learn.clone();
+    }
+    if next.learn.is_some() {
+        // The file's backends are the seeds; what was learned still stands.
+        *shared.seeds.lock() = next.backends.clone();
+        let learned = shared.learned.lock().list.clone();
+        next.backends = learn::effective(&next.backends, learned.as_deref());
+        next.validate().map_err(Error::Config)?;
+    }
     if next.listen != cur.listen || next.admin != cur.admin || next.mode != cur.mode {
         tracing::warn!(
             "listen, admin and mode changes take effect at the next start; the running ones are kept"
@@ -367,6 +431,38 @@ fn reload(shared: &Arc<Shared>, path: &std::path::Path) -> Result<(), Error> {
         "configuration reloaded"
     );
     Ok(())
+}
+
+/// Balances over `learned` (with the seeds' names) from now on: backends that stay keep their
+/// verdicts and connections, new ones are checked, removed ones get no new connection while those
+/// they carry run on.
+pub(crate) fn apply_backends(shared: &Arc<Shared>, learned: Option<&[BackendConfig]>) {
+    let _g = shared.reconfigure.lock();
+    let cur = shared.config.load_full();
+    let backends = learn::effective(&shared.seeds.lock(), learned);
+    if backends == cur.backends {
+        return;
+    }
+    let mut next = (*cur).clone();
+    next.backends = backends;
+    if let Err(e) = next.validate() {
+        tracing::warn!("the learned backends cannot be used ({e}); keeping the running ones");
+        return;
+    }
+    let checker = match check::Checker::new(&next.check) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the checks; keeping the running backends");
+            return;
+        }
+    };
+    shared.pool.apply(&next);
+    shared.config.store(Arc::new(next));
+    start_checks(shared, checker);
+    tracing::info!(
+        backends = shared.pool.backends().len(),
+        "backends updated from the cluster"
+    );
 }
 
 impl HaBalancerHandle {

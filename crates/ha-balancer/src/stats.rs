@@ -25,6 +25,8 @@ pub struct Stats {
     pub health_check: String,
     /// A round of moving load back to a recovered backend is running (see `crate::rebalance`).
     pub rebalancing: bool,
+    /// Learning backends from the cluster, when on (see `crate::learn`).
+    pub learn: Option<crate::learn::LearnStats>,
     pub backends: Vec<BackendStats>,
 }
 
@@ -60,6 +62,10 @@ pub(crate) fn collect(shared: &Shared) -> Stats {
             check.rise_fall.fall
         ),
         rebalancing: shared.pool.rebalancing(),
+        learn: config
+            .learn
+            .as_ref()
+            .map(|_| shared.learned.lock().stats.clone()),
         backends: shared.pool.stats(),
     }
 }
@@ -124,11 +130,20 @@ fn render(s: &Stats) -> String {
          <style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:2px 6px}}\
          tr.up{{background:#dfd}}tr.down{{background:#fdd}}</style></head><body>\
          <h1>ha-balancer on {listen}</h1><p>mode {mode}, {algorithm}; checks: {check}. \
-         <a href=\"?format=json\">JSON</a></p>\
+         {learn}<a href=\"?format=json\">JSON</a></p>\
          <table><tr><th>backend</th><th>address</th><th>state</th><th>last check</th><th>checks ok/failed</th>\
          <th>connections</th><th>total</th><th>connect failures</th><th>bytes up</th><th>bytes down</th><th>last change</th></tr>\n\
          {rows}</table></body></html>\n",
         listen = s.listen,
+        learn = s.learn.as_ref().map_or_else(String::new, |l| format!(
+            "backends from {} ({}); ",
+            l.source,
+            if l.synced {
+                "watch synced"
+            } else {
+                "watch not synced yet"
+            }
+        )),
         mode = s.mode,
         algorithm = esc(&s.algorithm),
         check = esc(&s.health_check),

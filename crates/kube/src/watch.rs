@@ -1,6 +1,7 @@
 //! Watches of Services, EndpointSlices, Nodes and Pods feeding a [`ClusterView`]; and single watches
 //! for programs that need more than the model: a node agent's Pods ([`watch_pods`]), Services as
-//! plain JSON for a controller that writes them back ([`watch_services_json`]).
+//! plain JSON for a controller that writes them back ([`watch_services_json`]), the apiservers'
+//! own EndpointSlice as plain JSON ([`watch_endpoint_slices_json`]).
 //!
 //! This is what kube-proxy does at start: list and watch the objects it routes on, keep a local cache,
 //! and react to every change. Here kube-rs's `watcher` does the list/watch/re-list protocol (with
@@ -180,15 +181,39 @@ pub fn watch_services_json(
 ) -> futures_util::stream::BoxStream<'static, Result<ObjectEvent<serde_json::Value>, WatchFailed>> {
     let resource = ApiResource::erase::<Service>(&());
     let api = Api::<DynamicObject>::all_with(client.watch_client(), &resource);
+    watch_json(api, watcher::Config::default(), "v1", "Service")
+}
+
+/// Watches the EndpointSlices of one namespace that match `label_selector` as plain Kubernetes
+/// JSON — `kubernetes.io/service-name=kubernetes` in `default` is where every apiserver publishes
+/// its address (kube-apiserver's endpoint reconciler), which is what the HA balancer learns its
+/// backends from. Same protocol as [`watch_services_json`].
+pub fn watch_endpoint_slices_json(
+    client: &crate::RestClient,
+    namespace: &str,
+    label_selector: &str,
+) -> futures_util::stream::BoxStream<'static, Result<ObjectEvent<serde_json::Value>, WatchFailed>> {
+    let resource = ApiResource::erase::<EndpointSlice>(&());
+    let api = Api::<DynamicObject>::namespaced_with(client.watch_client(), namespace, &resource);
+    let cfg = watcher::Config::default().labels(label_selector);
+    watch_json(api, cfg, "discovery.k8s.io/v1", "EndpointSlice")
+}
+
+fn watch_json(
+    api: Api<DynamicObject>,
+    cfg: watcher::Config,
+    api_version: &'static str,
+    kind: &'static str,
+) -> futures_util::stream::BoxStream<'static, Result<ObjectEvent<serde_json::Value>, WatchFailed>> {
     let to_json = move |mut o: DynamicObject| {
         // A watch event carries no type meta for some servers; the consumer reads plain objects.
         o.types = Some(kube::core::TypeMeta {
-            api_version: "v1".into(),
-            kind: "Service".into(),
+            api_version: api_version.into(),
+            kind: kind.into(),
         });
         serde_json::to_value(o).unwrap_or(serde_json::Value::Null)
     };
-    watcher::watcher(api, watcher::Config::default())
+    watcher::watcher(api, cfg)
         .default_backoff()
         .map(move |event| {
             event
