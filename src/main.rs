@@ -90,6 +90,8 @@ struct ApiserverCmd {
 }
 
 fn main() -> ExitCode {
+    // `BINARY health URL`: the container healthcheck (images hold no curl).
+    proxylab_core::health::run_if_requested();
     install_crypto_provider();
     let cli = Cli::parse();
     init_tracing(cli.log_format);

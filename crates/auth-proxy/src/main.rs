@@ -72,6 +72,8 @@ fn parse_cli() -> Result<Cli, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // `BINARY health URL`: the container healthcheck (images hold no curl).
+    proxylab_core::health::run_if_requested();
     proxylab_core::tls::install_crypto_provider();
     let cli = match parse_cli() {
         Ok(cli) => cli,

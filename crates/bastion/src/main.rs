@@ -31,6 +31,8 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // `BINARY health URL`: the container healthcheck (images hold no curl).
+    proxylab_core::health::run_if_requested();
     proxylab_core::tls::install_crypto_provider();
     let cli = match Cli::try_parse() {
         Ok(c) => c,

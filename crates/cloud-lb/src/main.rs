@@ -16,6 +16,8 @@ struct Cli {
 }
 
 fn main() {
+    // `BINARY health URL`: the container healthcheck (images hold no curl).
+    proxylab_core::health::run_if_requested();
     // A flag mistake is one line and exit 2, as every proxylab binary reports it.
     let cli = match Cli::try_parse() {
         Ok(c) => c,

@@ -19,6 +19,7 @@
 //! - [`duration`]: Go's `time.Duration` syntax (`15m0s`, `1h2m3.5s`, `500ms`), parsed and printed as Go
 //!   does, for every duration flag (the programs proxylab replaces are Go programs).
 //! - [`reload`]: following a configuration file (changes on disk, SIGHUP).
+//! - [`health`]: `BINARY health URL`, the healthcheck of every binary (container images hold no curl).
 //!
 //! The routing half (`cluster`, `balance`, `l4`, `route`, `http`) models what Kubernetes routes on:
 //! services, endpoints and their conditions, and how kube-proxy and the apiserver proxy pick and reach them.
@@ -32,6 +33,7 @@ pub mod authn;
 pub mod balance;
 pub mod cluster;
 pub mod duration;
+pub mod health;
 pub mod http;
 pub mod l4;
 pub mod reload;

@@ -25,6 +25,8 @@ struct Cli {
 }
 
 fn main() {
+    // `BINARY health URL`: the container healthcheck (images hold no curl).
+    proxylab_core::health::run_if_requested();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
