@@ -35,7 +35,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: LabCmd,
     },
-    /// Run a lab control plane: an in-memory store, apiserver front-ends and the controllers.
+    /// Run a lab control plane: a store (in memory, or etcd with --etcd-servers), apiserver
+    /// front-ends and the controllers.
     Apiserver(Box<ApiserverCmd>),
     /// Run a kubelet-like node agent whose pods are echo servers.
     Node(proxylab_node::NodeArgs),
@@ -83,6 +84,9 @@ struct LabComponentArgs {
 struct ApiserverCmd {
     #[command(flatten)]
     apiserver: proxylab_apiserver::ApiServerArgs,
+    /// Where the objects live: etcd (`--etcd-servers`), or this process's memory when absent.
+    #[command(flatten)]
+    etcd: proxylab_store_etcd::EtcdArgs,
     /// The cluster CA (PEM) that the token controller writes into service-account token Secrets
     /// (kube-controller-manager's flag). Without it, controllers do not run.
     #[arg(long)]
@@ -233,7 +237,23 @@ async fn run_apiserver(
             std::process::exit(2);
         }
     };
-    let store: Arc<dyn proxylab_store::Store> = Arc::new(proxylab_store::MemoryStore::new(100_000));
+    let store: Arc<dyn proxylab_store::Store> = match args.etcd.to_config() {
+        Err(e) => {
+            eprintln!("proxylab apiserver: {e}");
+            std::process::exit(2);
+        }
+        Ok(None) => Arc::new(proxylab_store::MemoryStore::new(100_000)),
+        Ok(Some(etcd)) => {
+            let servers = etcd.endpoints.join(",");
+            // Connecting waits (up to --etcd-startup-wait) for etcd to answer: off the runtime.
+            let store =
+                tokio::task::spawn_blocking(move || proxylab_store_etcd::EtcdStore::connect(etcd))
+                    .await
+                    .context("connecting to etcd")??;
+            println!("store: etcd at {servers}");
+            Arc::new(store)
+        }
+    };
     let bound = proxylab_apiserver::ApiServer::bind(config, store.clone()).await?;
     for addr in bound.local_addrs() {
         println!("apiserver serving on {addr}");

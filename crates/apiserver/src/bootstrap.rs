@@ -36,7 +36,10 @@ pub(crate) fn bootstrap(
         )?;
     }
     let svc_key = ObjectKey::new("services", Some("default"), "kubernetes");
-    if store.get(&svc_key).map_err(|e| e.to_string())?.is_none() {
+    // Several apiservers on one store (etcd) start together: another one may have allocated the
+    // ClusterIP and not yet created the Service. Its Service then appears shortly; wait for it.
+    let mut attempts = 0;
+    while store.get(&svc_key).map_err(|e| e.to_string())?.is_none() {
         let mut svc = json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "kubernetes", "namespace": "default", "uid": uuid::Uuid::new_v4().to_string(),
                 "creationTimestamp": now, "labels": {"component": "apiserver", "provider": "kubernetes"}},
@@ -45,10 +48,16 @@ pub(crate) fn bootstrap(
         if let Some(ip) = state.alloc.first_ip() {
             svc["spec"]["clusterIP"] = json!(ip.to_string());
         }
-        let got = state
-            .alloc
-            .admit(&mut svc, None)
-            .map_err(|s| s.message.clone())?;
+        let got = match state.alloc.admit(&mut svc, None) {
+            Ok(got) => got,
+            Err(s) if attempts < 50 => {
+                attempts += 1;
+                tracing::debug!(error = %s.message, "the kubernetes Service's IP is taken; waiting for the Service");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            }
+            Err(s) => return Err(s.message.clone()),
+        };
         if let Err(e) = store.create(&svc_key, svc) {
             state.alloc.release(&got);
             if e != StoreError::AlreadyExists {

@@ -37,6 +37,8 @@
 #![forbid(unsafe_code)]
 
 pub mod journal;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -166,6 +168,13 @@ pub trait Store: Send + Sync + 'static {
         since: u64,
     ) -> Result<mpsc::Receiver<WatchEvent>, StoreError>;
     fn current_resource_version(&self) -> u64;
+    /// A resourceVersion a watch `BOOKMARK` may claim when its queue is empty: every event up to it
+    /// has already been queued to every open watch. The memory store queues events before a write
+    /// returns, so its current version qualifies (the default); a store whose watches receive
+    /// events asynchronously (etcd) answers `None` and bookmarks carry the last delivered event.
+    fn bookmark_progress(&self) -> Option<u64> {
+        Some(self.current_resource_version())
+    }
 }
 
 /// How many live events a watcher may have queued (beyond its replay) before it is considered too slow
@@ -249,6 +258,22 @@ impl MemoryStore {
         Ok((store, loaded))
     }
 
+    /// Drops the watch history before `revision`, as etcd's compaction does: a watch may then start
+    /// at `revision - 1` or later (it is sent the events from `revision` on); an older one fails
+    /// with [`StoreError::Expired`].
+    pub fn compact(&self, revision: u64) {
+        let mut inner = self.inner.lock();
+        while inner
+            .history
+            .front()
+            .is_some_and(|h| h.event.resource_version < revision)
+        {
+            inner.history.pop_front();
+        }
+        let oldest = revision.saturating_sub(1).min(inner.rv);
+        inner.compacted = inner.compacted.max(oldest);
+    }
+
     /// Number of currently registered live watchers (for tests and metrics).
     pub fn watcher_count(&self) -> usize {
         let mut inner = self.inner.lock();
@@ -267,7 +292,9 @@ fn ns_key(ns: Option<&str>) -> String {
     ns.unwrap_or("").to_owned()
 }
 
-fn set_rv(obj: &mut Value, rv: u64) -> Result<(), StoreError> {
+/// Writes `rv` into `obj`'s `metadata.resourceVersion` (a decimal string, as Kubernetes sends it);
+/// an object that is not a JSON object is an [`StoreError::Internal`].
+pub fn set_resource_version(obj: &mut Value, rv: u64) -> Result<(), StoreError> {
     let map = obj
         .as_object_mut()
         .ok_or_else(|| StoreError::Internal("object is not a JSON object".into()))?;
@@ -415,7 +442,7 @@ impl Store for MemoryStore {
             return Err(StoreError::AlreadyExists);
         }
         let rv = inner.rv + 1;
-        set_rv(&mut obj, rv)?;
+        set_resource_version(&mut obj, rv)?;
         inner.save(rv, key, Some(&obj))?;
         inner.rv = rv;
         inner
@@ -451,7 +478,7 @@ impl Store for MemoryStore {
         let k = (ns_key(key.namespace.as_deref()), key.name.clone());
         inner.check_precondition(&key.resource, &k, precondition_rv)?;
         let rv = inner.rv + 1;
-        set_rv(&mut obj, rv)?;
+        set_resource_version(&mut obj, rv)?;
         inner.save(rv, key, Some(&obj))?;
         inner.rv = rv;
         let mut prev = None;
@@ -491,7 +518,7 @@ impl Store for MemoryStore {
         // A non-object can never have been stored (create/update reject it), so this cannot fail; keep
         // the result anyway rather than unwrap.
         let prev = obj.clone();
-        set_rv(&mut obj, rv)?;
+        set_resource_version(&mut obj, rv)?;
         inner.publish(
             self.history_capacity,
             key,
@@ -549,6 +576,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn memory_subject() -> Option<testsuite::Subject> {
+        let store = Arc::new(MemoryStore::new(10_000));
+        let compacting = store.clone();
+        Some(testsuite::Subject {
+            store,
+            compact: Box::new(move |rv| compacting.compact(rv)),
+            guard: Box::new(()),
+        })
+    }
+
+    // The cases every backend must pass (crates/store-etcd runs them on a real etcd).
+    crate::store_conformance_tests!(memory_subject());
+
     fn pod(ns: &str, name: &str) -> Value {
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns}})
     }
@@ -558,114 +598,6 @@ mod tests {
             .as_str()
             .and_then(|s| s.parse().ok())
             .expect("resourceVersion")
-    }
-
-    #[test]
-    fn create_get_list_sorted_and_global_rv() {
-        let s = MemoryStore::new(100);
-        let a = s
-            .create(&ObjectKey::new("pods", Some("b"), "x"), pod("b", "x"))
-            .unwrap();
-        let b = s
-            .create(&ObjectKey::new("pods", Some("a"), "y"), pod("a", "y"))
-            .unwrap();
-        let n = s
-            .create(
-                &ObjectKey::new("nodes", None, "n1"),
-                json!({"metadata": {"name": "n1"}}),
-            )
-            .unwrap();
-        assert_eq!((rv_of(&a), rv_of(&b), rv_of(&n)), (1, 2, 3));
-        assert_eq!(
-            s.create(&ObjectKey::new("pods", Some("a"), "y"), pod("a", "y")),
-            Err(StoreError::AlreadyExists)
-        );
-        let (items, rv) = s.list("pods", None).unwrap();
-        assert_eq!(rv, 3);
-        let names: Vec<_> = items
-            .iter()
-            .map(|i| i["metadata"]["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, ["y", "x"]);
-        let (items, _) = s.list("pods", Some("b")).unwrap();
-        assert_eq!(items.len(), 1);
-        assert_eq!(s.list("services", None).unwrap().0.len(), 0);
-        assert_eq!(
-            s.get(&ObjectKey::new("pods", Some("b"), "x")).unwrap(),
-            Some(a)
-        );
-        assert_eq!(
-            s.get(&ObjectKey::new("pods", Some("a"), "x")).unwrap(),
-            None
-        );
-        assert_eq!(s.current_resource_version(), 3);
-    }
-
-    #[test]
-    fn conflict_on_stale_rv() {
-        let s = MemoryStore::new(100);
-        let k = ObjectKey::new("pods", Some("d"), "p");
-        let v1 = s.create(&k, pod("d", "p")).unwrap();
-        let v2 = s.update(&k, v1.clone(), Some(rv_of(&v1))).unwrap();
-        assert_eq!(rv_of(&v2), 2);
-        assert_eq!(
-            s.update(&k, v1.clone(), Some(rv_of(&v1))),
-            Err(StoreError::Conflict { current: 2 })
-        );
-        assert_eq!(
-            s.delete(&k, Some(1)),
-            Err(StoreError::Conflict { current: 2 })
-        );
-        // unconditional update still works
-        assert_eq!(rv_of(&s.update(&k, v1, None).unwrap()), 3);
-        let gone = s.delete(&k, Some(3)).unwrap();
-        assert_eq!(rv_of(&gone), 4);
-        assert_eq!(s.delete(&k, None), Err(StoreError::NotFound));
-        assert_eq!(s.update(&k, pod("d", "p"), None), Err(StoreError::NotFound));
-    }
-
-    #[test]
-    fn non_object_rejected() {
-        let s = MemoryStore::new(10);
-        let r = s.create(&ObjectKey::new("pods", Some("d"), "p"), json!([1]));
-        assert!(matches!(r, Err(StoreError::Internal(_))));
-        assert_eq!(s.current_resource_version(), 0);
-    }
-
-    #[tokio::test]
-    async fn watch_replays_then_goes_live() {
-        let s = MemoryStore::new(100);
-        let k = ObjectKey::new("pods", Some("d"), "p");
-        let v = s.create(&k, pod("d", "p")).unwrap(); // rv 1
-        s.update(&k, v, None).unwrap(); // rv 2
-        s.create(&ObjectKey::new("services", Some("d"), "s"), pod("d", "s"))
-            .unwrap(); // rv 3
-        let mut rx = s.watch("pods", None, 1).unwrap();
-        let e = rx.recv().await.unwrap();
-        assert_eq!((e.event_type, e.resource_version), (EventType::Modified, 2));
-        assert_eq!(e.prev_object.as_deref().map(rv_of), Some(1));
-        s.delete(&k, None).unwrap(); // rv 4
-        let e = rx.recv().await.unwrap();
-        assert_eq!((e.event_type, e.resource_version), (EventType::Deleted, 4));
-        assert_eq!(rv_of(&e.object), 4);
-        assert!(rx.try_recv().is_err());
-    }
-
-    #[tokio::test]
-    async fn watch_namespace_filter() {
-        let s = MemoryStore::new(100);
-        let mut rx = s.watch("pods", Some("a"), 0).unwrap();
-        s.create(&ObjectKey::new("pods", Some("b"), "x"), pod("b", "x"))
-            .unwrap();
-        s.create(&ObjectKey::new("pods", Some("a"), "y"), pod("a", "y"))
-            .unwrap();
-        let e = rx.recv().await.unwrap();
-        assert_eq!(e.object["metadata"]["name"], "y");
-        assert!(rx.try_recv().is_err());
-        // replay filters by namespace too
-        let mut rx2 = s.watch("pods", Some("b"), 0).unwrap();
-        assert_eq!(rx2.recv().await.unwrap().object["metadata"]["name"], "x");
-        assert!(rx2.try_recv().is_err());
     }
 
     #[test]
@@ -715,74 +647,6 @@ mod tests {
         s.create(&ObjectKey::new("pods", Some("d"), "p"), pod("d", "p"))
             .unwrap();
         assert_eq!(s.watcher_count(), 0);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_writers_get_unique_increasing_versions() {
-        let s = Arc::new(MemoryStore::new(10_000));
-        let mut rx = s.watch("pods", None, 0).unwrap();
-        let mut handles = Vec::new();
-        for t in 0..4 {
-            let s = s.clone();
-            handles.push(std::thread::spawn(move || {
-                let k = ObjectKey::new("pods", Some("d"), format!("t{t}"));
-                s.create(&k, pod("d", "x")).unwrap();
-                let mut conflicts = 0;
-                for _ in 0..100 {
-                    let cur = s.get(&k).unwrap().unwrap();
-                    if s.update(&k, cur.clone(), Some(rv_of(&cur))).is_err() {
-                        conflicts += 1;
-                    }
-                }
-                conflicts
-            }));
-        }
-        for h in handles {
-            // each thread owns its key, so no conflicts
-            assert_eq!(h.join().unwrap(), 0);
-        }
-        assert_eq!(s.current_resource_version(), 404);
-        let mut last = 0;
-        for _ in 0..404 {
-            let e = rx.recv().await.unwrap();
-            assert!(e.resource_version > last);
-            last = e.resource_version;
-        }
-        assert_eq!(last, 404);
-    }
-
-    #[test]
-    fn contended_key_conflicts_are_detected() {
-        let s = Arc::new(MemoryStore::new(100));
-        let k = ObjectKey::new("pods", Some("d"), "shared");
-        s.create(&k, json!({"metadata": {"name": "shared"}, "n": 0}))
-            .unwrap();
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                let s = s.clone();
-                let k = k.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..50 {
-                        loop {
-                            let mut cur = s.get(&k).unwrap().unwrap();
-                            let rv = rv_of(&cur);
-                            let n = cur["n"].as_u64().unwrap();
-                            cur["n"] = json!(n + 1);
-                            match s.update(&k, cur, Some(rv)) {
-                                Ok(_) => break,
-                                Err(StoreError::Conflict { .. }) => continue,
-                                Err(e) => panic!("{e}"),
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-        // optimistic concurrency: no lost updates
-        assert_eq!(s.get(&k).unwrap().unwrap()["n"], 200);
     }
 
     fn reopen(dir: &std::path::Path) -> (MemoryStore, Loaded) {

@@ -17,6 +17,7 @@
 //! - [`thread_names`]: this process's threads, for "the serving threads stop with the server".
 //! - [`workspace_binary`]: another package's binary for a test of this one (the `ha-balancer`
 //!   binary in front of `proxylab apiserver` processes), built when missing.
+//! - [`etcd`]: a real one-member etcd on loopback ports, for the etcd-backed store's tests.
 //! - [`fake_apiserver`]: an HTTPS apiserver that records what it receives (for proxies in front of it).
 //! - [`http`]: raw and hyper HTTP/1.1 clients (`http_get`, `raw_exchange`, `get`) and a health endpoint
 //!   answering a settable status (`status_server`).
@@ -27,6 +28,7 @@
 //! it without a dependency cycle.
 
 pub mod echo;
+pub mod etcd;
 pub mod fake_apiserver;
 pub mod http;
 pub mod lab;

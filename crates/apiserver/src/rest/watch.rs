@@ -187,10 +187,15 @@ pub(crate) async fn watch(
                     // nothing this watch selects changed — but only if nothing is still queued for
                     // it, so resuming from the bookmark can never skip an event. (Read the version
                     // first: anything published before that read is already in the queue.)
-                    let progress = store.current_resource_version();
+                    // A store whose watches receive events asynchronously (etcd) offers no such
+                    // version: the bookmark then carries the last delivered event's.
+                    let progress = store.bookmark_progress();
                     // (A closed queue means the store dropped this watcher as too slow: events
                     // after that are not coming, so its progress must not be claimed.)
-                    if events.is_empty() && !events.is_closed() {
+                    if let Some(progress) = progress
+                        && events.is_empty()
+                        && !events.is_closed()
+                    {
                         last_rv = last_rv.max(progress);
                     }
                     if !send(line("BOOKMARK", &bookmark_obj(last_rv, false))).await {
