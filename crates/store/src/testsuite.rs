@@ -100,7 +100,7 @@ pub async fn create_get_list_sorted_and_global_rv(t: &Subject) {
         .collect();
     assert_eq!(names, ["y", "w", "x"]);
     let (items, _) = s.list("pods", Some("b")).unwrap();
-    assert_eq!(items, [a.clone()]);
+    assert_eq!(items, std::slice::from_ref(&a));
     let (items, _) = s.list("pods", Some("a")).unwrap();
     assert_eq!(items, [b]);
     assert_eq!(s.list("services", None).unwrap().0.len(), 0);
