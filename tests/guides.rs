@@ -221,8 +221,12 @@ fn script(block: &Block, octet: u8) -> String {
     let mut s = String::from("exec 2>&1\n");
     for cmd in &block.cmds {
         s.push_str(&cmd.text.replace("127.0.", &format!("127.{octet}.")));
-        // `$?` is the command's status; the newline first ends output that has none.
-        let _ = writeln!(s, "\nprintf '\\n{END}%d\\n' \"$?\"");
+        // `$?` is the command's status; the newline first ends output that has none. `(exit)` sets
+        // `$?` back to it, so a guide's next `$ echo $?` shows this command's status, not printf's.
+        let _ = writeln!(
+            s,
+            "\n__status=$?; printf '\\n{END}%d\\n' \"$__status\"; (exit $__status)"
+        );
     }
     s
 }
@@ -533,6 +537,14 @@ fn a_failing_command_is_named_with_its_place_and_output() {
     )
     .unwrap()[0];
     assert_eq!(run_block(ok, &env), Ok(()));
+    // `$ echo $?` shows the status of the command before it (a failure shown without output
+    // would fail the block; here the failure is what the guide shows).
+    let status = &parse(
+        "d.md",
+        "```console\n$ sh -c 'echo failing; exit 3'\nfailing\n$ echo $?\n3\n```\n",
+    )
+    .unwrap()[0];
+    assert_eq!(run_block(status, &env), Ok(()));
     let wrong = &parse("d.md", "```console\n$ echo one\ntwo\n```\n").unwrap()[0];
     let e = run_block(wrong, &env).unwrap_err();
     assert!(
