@@ -44,23 +44,15 @@ fn parse_cli() -> Result<Cli, ExitCode> {
     let argv =
         proxylab_auth_proxy::goflag::normalize_word_separators(std::env::args_os().collect(), &cmd);
     let matches = cmd.try_get_matches_from(argv).map_err(|e| {
-        use clap::error::ErrorKind;
-        match e.kind() {
-            ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                let _ = e.print();
-                ExitCode::SUCCESS
-            }
-            _ => {
-                let text = e.to_string();
-                let first = text.lines().next().unwrap_or_default();
-                eprintln!(
-                    "auth-proxy: {} (see auth-proxy --help)",
-                    first.strip_prefix("error: ").unwrap_or(first)
-                );
-                ExitCode::from(2)
-            }
+        if proxylab_core::cli::is_display(&e) {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        } else {
+            eprintln!(
+                "auth-proxy: {} (see auth-proxy --help)",
+                proxylab_core::cli::error_line(&e)
+            );
+            ExitCode::from(2)
         }
     })?;
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| {

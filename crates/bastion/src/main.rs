@@ -34,34 +34,9 @@ fn main() -> ExitCode {
     // `BINARY health URL`: the container healthcheck (images hold no curl).
     proxylab_core::health::run_if_requested();
     proxylab_core::tls::install_crypto_provider();
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e)
-            if matches!(
-                e.kind(),
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-            ) =>
-        {
-            e.exit()
-        }
-        Err(e) => {
-            // One line, as every proxylab binary reports a bad flag (clap adds a usage hint).
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            eprintln!("bastion: {}", first.trim_start_matches("error: "));
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("bastion: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    // A flag mistake is one line and exit 2, as every proxylab binary reports it.
+    let cli: Cli = proxylab_core::cli::parse_or_exit("bastion");
+    let runtime = proxylab_core::cli::runtime_or_exit("bastion", true);
     runtime.block_on(run(cli))
 }
 

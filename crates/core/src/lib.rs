@@ -19,6 +19,7 @@
 //! - [`duration`]: Go's `time.Duration` syntax (`15m0s`, `1h2m3.5s`, `500ms`), parsed and printed as Go
 //!   does, for every duration flag (the programs proxylab replaces are Go programs).
 //! - [`reload`]: following a configuration file (changes on disk, SIGHUP).
+//! - [`cli`]: one-line flag errors (exit 2) and the runtime every binary starts (exit 1 if it cannot).
 //! - [`health`]: `BINARY health URL`, the healthcheck of every binary (container images hold no curl).
 //!
 //! The routing half (`cluster`, `balance`, `l4`, `route`, `http`) models what Kubernetes routes on:
@@ -31,6 +32,7 @@
 
 pub mod authn;
 pub mod balance;
+pub mod cli;
 pub mod cluster;
 pub mod duration;
 pub mod health;

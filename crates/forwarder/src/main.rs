@@ -27,17 +27,9 @@ struct Cli {
 fn main() {
     // `BINARY health URL`: the container healthcheck (images hold no curl).
     proxylab_core::health::run_if_requested();
-    let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("forwarder: cannot start the runtime: {e}");
-            std::process::exit(1);
-        }
-    };
+    // A flag mistake is one line and exit 2, as every proxylab binary reports it.
+    let cli: Cli = proxylab_core::cli::parse_or_exit("forwarder");
+    let rt = proxylab_core::cli::runtime_or_exit("forwarder", false);
     rt.block_on(run(cli));
 }
 

@@ -112,6 +112,19 @@ fn each_kind_of_mistake_is_one_line_with_file_line_and_field_and_exit_2() {
     }
 }
 
+/// A bad flag is one line naming the binary and exit 2, as every proxylab binary reports it
+/// (clap's own report adds a usage block on further lines).
+#[test]
+fn a_bad_flag_is_one_line_and_exit_2() {
+    let line = expect_one_line_exit_2(
+        Command::new(env!("CARGO_BIN_EXE_forwarder")).args(["--no-such-flag"]),
+    );
+    assert!(
+        line.starts_with("forwarder: ") && line.contains("--no-such-flag"),
+        "{line}"
+    );
+}
+
 /// Reloads keep the previous configuration when the new file is refused: a typo, then an empty
 /// file (a writer that truncated it and has not written yet). The listener answers throughout,
 /// each refusal is logged as its one line, and the next good file applies.
