@@ -123,8 +123,8 @@ fn arg_err(flag: &str, message: impl std::fmt::Display) -> ArgError {
 }
 
 fn read_certs(flag: &str, path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, ArgError> {
-    let certs = proxylab_core::tls::load_certs(path)
-        .map_err(|e| arg_err(flag, format!("{}: {e}", path.display())))?;
+    // The error names the file already.
+    let certs = proxylab_core::tls::load_certs(path).map_err(|e| arg_err(flag, e))?;
     if certs.is_empty() {
         return Err(arg_err(
             flag,
@@ -209,7 +209,7 @@ impl BastionArgs {
         };
         let chain = read_certs("--tls-cert-file", cert)?;
         let key = proxylab_core::tls::load_private_key(key)
-            .map_err(|e| arg_err("--tls-private-key-file", format!("{}: {e}", key.display())))?;
+            .map_err(|e| arg_err("--tls-private-key-file", e))?;
         let client_cas = match &self.client_ca_file {
             Some(p) => read_certs("--client-ca-file", p)?,
             None => Vec::new(),
@@ -241,9 +241,8 @@ impl BastionArgs {
         let kubelet_client = match (&self.kubelet_client_certificate, &self.kubelet_client_key) {
             (Some(c), Some(k)) => Some(KubeletClient {
                 chain: read_certs("--kubelet-client-certificate", c)?,
-                key: proxylab_core::tls::load_private_key(k).map_err(|e| {
-                    arg_err("--kubelet-client-key", format!("{}: {e}", k.display()))
-                })?,
+                key: proxylab_core::tls::load_private_key(k)
+                    .map_err(|e| arg_err("--kubelet-client-key", e))?,
                 ca: match &self.kubelet_certificate_authority {
                     Some(p) => read_certs("--kubelet-certificate-authority", p)?,
                     None => Vec::new(),
