@@ -17,7 +17,8 @@
 //!   lines left out. The expected lines must each match a whole output line, in order (output lines
 //!   in between are allowed).
 //! - **Exit codes.** A command that shows no output in the guide must succeed; one that shows output
-//!   is judged by it (the guide may show a failure, like curl's `(7) Failed to connect`).
+//!   is judged by it (the guide may show a failure, like curl's `(7) Failed to connect`); a
+//!   following `$ echo $?` shows that failure's status, as in a terminal.
 //! - **Not run**: a block fenced ```` ```console no-run REASON ```` is skipped; the reason is required,
 //!   so a reader sees why that transcript is not checked. Blocks that change the lab create their own
 //!   objects and delete them at the end, so the blocks do not depend on each other.
