@@ -37,6 +37,13 @@
 //!    drain, in-flight responses (watches included) end mid-stream. The lab's failure drills
 //!    (`proxylab lab stop apiserver-2`) stop one apiserver this way, so the proxies in front
 //!    see what they would see if kube-apiserver were killed.
+//! 5. **A handle on each connection** ([`ConnControl`]): whoever serves the connection can ask it to
+//!    finish gracefully — HTTP/2 GOAWAY (streams in flight finish, the client opens a new
+//!    connection for its next request), HTTP/1 `Connection: close` after the response in flight —
+//!    or to close at once. [`serve_http_per_connection`] hands it, with the connection's
+//!    [`ConnInfo`], to a factory that makes the connection's router (the HA balancer binds each
+//!    client connection to one apiserver this way and moves it with a GOAWAY); every request also
+//!    carries it in its extensions.
 //!
 //! HTTP/1.1 and HTTP/2 are both served (ALPN decides under TLS; the preface decides in clear text),
 //! with HTTP/1.1 upgrades (WebSocket, SPDY).
@@ -85,6 +92,60 @@ pub struct ConnInfo {
     /// L4 load balancer. `remote` stays the socket's peer.
     pub proxied: Option<crate::l4::proxy_protocol::ProxyHeader>,
 }
+
+/// A handle on one served connection (see the module docs, item 5). Cheap to clone; every clone
+/// steers the same connection. Asking a connection that already ended does nothing.
+#[derive(Debug, Clone, Default)]
+pub struct ConnControl {
+    graceful: CancellationToken,
+    close: CancellationToken,
+    ended: CancellationToken,
+}
+
+impl ConnControl {
+    /// Finish gracefully: HTTP/2 sends GOAWAY (the streams in flight run to their end, new ones go
+    /// to a new connection); HTTP/1 closes after the response in flight. A response that never
+    /// ends (a watch) keeps the connection open: [`close`](Self::close) ends it.
+    pub fn graceful_shutdown(&self) {
+        self.graceful.cancel();
+    }
+
+    /// Close now: the connection is dropped with whatever is in flight (its client sees the
+    /// connection end mid-response). An upgraded connection (exec, port-forward) has left HTTP
+    /// and is not affected.
+    pub fn close(&self) {
+        self.close.cancel();
+    }
+
+    /// Whether a graceful shutdown or a close was asked for.
+    pub fn is_closing(&self) -> bool {
+        self.graceful.is_cancelled() || self.close.is_cancelled()
+    }
+
+    /// Whether the connection's HTTP serving has ended.
+    pub fn has_ended(&self) -> bool {
+        self.ended.is_cancelled()
+    }
+
+    /// Resolves when the connection's HTTP serving has ended (closed by either side, cut, or
+    /// upgraded and handed to its tunnel).
+    pub async fn ended(&self) {
+        self.ended.cancelled().await;
+    }
+}
+
+/// Marks a connection's control as ended when its serving task ends, however it ends.
+struct EndGuard(CancellationToken);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Makes each connection's router from its facts and its control handle; see
+/// [`serve_http_per_connection`].
+pub type MakeRouter = Arc<dyn Fn(&ConnInfo, &ConnControl) -> Router + Send + Sync>;
 
 /// Limits and deadlines for a listener. See the module docs for what each protects against.
 #[derive(Debug, Clone)]
@@ -202,13 +263,29 @@ pub async fn serve_http_abortable(
     abort: CancellationToken,
     options: ServeOptions,
 ) -> std::io::Result<()> {
+    let make: MakeRouter = Arc::new(move |_: &ConnInfo, _: &ConnControl| router.clone());
+    serve_http_per_connection(listener, tls, make, shutdown, abort, options).await
+}
+
+/// [`serve_http_abortable`] with a router made for each connection by `make`, once the connection
+/// is established (after its TLS handshake, so the client certificate's identity is known),
+/// from its [`ConnInfo`] and its [`ConnControl`]. A proxy that binds a client connection to one
+/// upstream (the HA balancer's `http` mode) keeps the control handle to move the client later.
+pub async fn serve_http_per_connection(
+    listener: impl Into<Listener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    make: MakeRouter,
+    shutdown: CancellationToken,
+    abort: CancellationToken,
+    options: ServeOptions,
+) -> std::io::Result<()> {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     match listener.into() {
         Listener::Tcp(l) => {
             let local = l.local_addr()?;
             let name = local.to_string();
             let ends = Ends { shutdown, abort };
-            accept_loop(TcpAccept(l, local), name, acceptor, router, ends, options).await
+            accept_loop(TcpAccept(l, local), name, acceptor, make, ends, options).await
         }
         Listener::Unix(l) => {
             let name = l
@@ -218,7 +295,7 @@ pub async fn serve_http_abortable(
                 .map(|p| format!("unix:{}", p.display()))
                 .unwrap_or_else(|| "unix socket".to_owned());
             let ends = Ends { shutdown, abort };
-            accept_loop(UnixAccept(l), name, acceptor, router, ends, options).await
+            accept_loop(UnixAccept(l), name, acceptor, make, ends, options).await
         }
     }
 }
@@ -305,7 +382,7 @@ async fn accept_loop<A: Accept>(
     listener: A,
     name: String,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
-    router: Router,
+    make: MakeRouter,
     ends: Ends,
     options: ServeOptions,
 ) -> std::io::Result<()> {
@@ -392,7 +469,7 @@ async fn accept_loop<A: Accept>(
             _permit: permit,
             _slot: slot,
         };
-        let router = router.clone();
+        let make = make.clone();
         let acceptor = acceptor.clone();
         let options = options.clone();
         let stop = conns_stop.clone();
@@ -413,7 +490,7 @@ async fn accept_loop<A: Accept>(
                     }
                 }
             }
-            serve_connection(io, addrs, acceptor, router, &options, drain, stop).await;
+            serve_connection(io, addrs, acceptor, make, &options, drain, stop).await;
         });
     }
     drop(listener);
@@ -555,13 +632,15 @@ async fn serve_connection<S>(
     stream: S,
     addrs: Addrs,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
-    router: Router,
+    make: MakeRouter,
     options: &ServeOptions,
     drain: CancellationToken,
     stop: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let control = ConnControl::default();
+    let _ended = EndGuard(control.ended.clone());
     let Addrs {
         remote,
         local,
@@ -579,7 +658,13 @@ async fn serve_connection<S>(
                 unix,
                 proxied,
             };
-            run_http(TokioIo::new(stream), info, router, options, drain, stop).await;
+            let router = make(&info, &control);
+            let conn = Conn {
+                info,
+                router,
+                control,
+            };
+            run_http(TokioIo::new(stream), conn, options, drain, stop).await;
         }
         Some(acceptor) => {
             let handshake = tokio::select! {
@@ -610,7 +695,13 @@ async fn serve_connection<S>(
                 unix,
                 proxied,
             };
-            run_http(TokioIo::new(tls), info, router, options, drain, stop).await;
+            let router = make(&info, &control);
+            let conn = Conn {
+                info,
+                router,
+                control,
+            };
+            run_http(TokioIo::new(tls), conn, options, drain, stop).await;
         }
     }
 }
@@ -678,16 +769,27 @@ impl http_body::Body for ServedBody {
     }
 }
 
-async fn run_http<I>(
-    io: TokioIo<I>,
+/// What one connection is served with.
+struct Conn {
     info: ConnInfo,
     router: Router,
+    control: ConnControl,
+}
+
+async fn run_http<I>(
+    io: TokioIo<I>,
+    conn: Conn,
     options: &ServeOptions,
     drain: CancellationToken,
     stop: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Conn {
+        info,
+        router,
+        control,
+    } = conn;
     let remote = info.remote;
     let activity = Arc::new(Activity {
         active: AtomicUsize::new(0),
@@ -698,11 +800,13 @@ async fn run_http<I>(
     let max_headers = options.max_headers;
     let service = {
         let activity = activity.clone();
+        let control = control.clone();
         hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let in_flight = activity.begin();
             // HTTP/1 heads are capped by hyper before this; HTTP/2 header lists only by size.
             let too_many = req.headers().len() > max_headers;
             req.extensions_mut().insert(info.clone());
+            req.extensions_mut().insert(control.clone());
             let router = router.clone();
             async move {
                 let resp = if too_many {
@@ -749,6 +853,10 @@ async fn run_http<I>(
             // A cut (drain deadline, abort) wins over everything else that is ready.
             biased;
             _ = stop.cancelled() => return,
+            _ = control.close.cancelled() => {
+                debug!(%remote, "connection closed by its control handle");
+                return;
+            }
             res = conn.as_mut() => {
                 if let Err(err) = res {
                     debug!(%remote, error = %err, "connection ended with an error");
@@ -757,6 +865,12 @@ async fn run_http<I>(
             }
             _ = drain.cancelled(), if !closing => {
                 // Finish in-flight requests, accept no new ones on this connection.
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = control.graceful.cancelled(), if !closing => {
+                // Asked by whoever serves the connection (HTTP/2: GOAWAY).
+                debug!(%remote, "graceful shutdown asked by the connection's control handle");
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
@@ -886,6 +1000,106 @@ mod tests {
         assert!(!rest.ends_with(b"0\r\n\r\n"), "{rest:?}");
         assert!(TcpStream::connect(addr).await.is_err());
         assert!(!shutdown.is_cancelled());
+    }
+
+    /// An HTTP/2 client (prior knowledge over clear text) on `addr`, and its connection task.
+    async fn h2_client(
+        addr: SocketAddr,
+    ) -> (
+        hyper::client::conn::http2::SendRequest<http_body_util::Empty<Bytes>>,
+        tokio::task::JoinHandle<hyper::Result<()>>,
+    ) {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        (send, tokio::spawn(conn))
+    }
+
+    fn h2_get(path: &str) -> http::Request<http_body_util::Empty<Bytes>> {
+        http::Request::get(format!("http://x{path}"))
+            .body(http_body_util::Empty::new())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_control_handle_sends_goaway_that_lets_streams_finish_or_closes_at_once() {
+        use http_body_util::BodyExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let controls = Arc::new(parking_lot::Mutex::new(Vec::<ConnControl>::new()));
+        // Each connection's streaming response takes its chunks from a channel the test holds.
+        let (chunks_tx, chunks_rx) = tokio::sync::mpsc::unbounded_channel::<
+            tokio::sync::mpsc::UnboundedReceiver<Result<Bytes, Infallible>>,
+        >();
+        let chunks_rx = Arc::new(tokio::sync::Mutex::new(chunks_rx));
+        let make: MakeRouter = {
+            let controls = controls.clone();
+            Arc::new(move |_: &ConnInfo, c: &ConnControl| {
+                controls.lock().push(c.clone());
+                let chunks_rx = chunks_rx.clone();
+                Router::new().route(
+                    "/stream",
+                    get(move || {
+                        let chunks_rx = chunks_rx.clone();
+                        async move {
+                            let rx = chunks_rx.lock().await.recv().await.unwrap();
+                            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                                rx.recv().await.map(|c| (c, rx))
+                            });
+                            axum::body::Body::from_stream(stream)
+                        }
+                    }),
+                )
+            })
+        };
+        let token = CancellationToken::new();
+        let server = tokio::spawn(serve_http_per_connection(
+            listener,
+            None,
+            make,
+            token.clone(),
+            CancellationToken::new(),
+            ServeOptions::default(),
+        ));
+
+        // GOAWAY: the stream in flight runs to its end, then the connection ends by itself.
+        let (mut send, conn) = h2_client(addr).await;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        chunks_tx.send(rx).unwrap();
+        let resp = send.send_request(h2_get("/stream")).await.unwrap();
+        let control = controls.lock()[0].clone();
+        assert!(!control.is_closing());
+        control.graceful_shutdown();
+        assert!(control.is_closing());
+        tx.send(Ok(Bytes::from_static(b"after the GOAWAY")))
+            .unwrap();
+        drop(tx);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"after the GOAWAY");
+        conn.await.unwrap().unwrap();
+        control.ended().await;
+        assert!(send.send_request(h2_get("/stream")).await.is_err());
+
+        // Close: the stream in flight is cut.
+        let (mut send, conn) = h2_client(addr).await;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        chunks_tx.send(rx).unwrap();
+        let resp = send.send_request(h2_get("/stream")).await.unwrap();
+        tx.send(Ok(Bytes::from_static(b"first"))).unwrap();
+        let mut body = resp.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"first");
+        let control = controls.lock()[1].clone();
+        control.close();
+        control.ended().await;
+        assert!(body.collect().await.is_err(), "the stream was not cut");
+        let _ = conn.await;
+        drop(tx);
+
+        token.cancel();
+        server.await.unwrap().unwrap();
     }
 
     #[test]
