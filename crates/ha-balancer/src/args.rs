@@ -8,13 +8,20 @@ use std::time::Duration;
 use proxylab_core::balance::Algorithm;
 use proxylab_core::telemetry::LogFormat;
 
-use crate::config::{self, BackendConfig, CheckKind, Config};
+use crate::config::{self, BackendConfig, CheckKind, Config, HttpConfig, Mode};
 
 /// An address flag an empty value turns off (an alias, so clap takes the whole `Option` from the
 /// value parser instead of treating the flag as optional).
 pub type OptionalAddr = Option<SocketAddr>;
 
 const QUICK: &[&str] = &[
+    "mode",
+    "tls_cert_file",
+    "tls_private_key_file",
+    "client_ca_file",
+    "proxy_client_cert_file",
+    "proxy_client_key_file",
+    "goaway_grace",
     "listen",
     "backends",
     "health_check",
@@ -41,6 +48,38 @@ pub struct HaBalancerArgs {
     /// change and on SIGHUP. Excludes the quick-form flags below.
     #[arg(long, value_name = "FILE", conflicts_with_all = QUICK)]
     pub config: Option<PathBuf>,
+
+    /// tcp: TLS passes through untouched. http: TLS is terminated, client certificates are verified
+    /// here and the user is passed on with a front-proxy certificate and X-Remote-User/Group
+    /// (needs the five certificate flags below and --ca-file).
+    #[arg(long, value_name = "MODE", default_value = "tcp")]
+    pub mode: Mode,
+
+    /// http mode: the serving certificate clients see (PEM; it must name the balancer's address).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// http mode: the serving certificate's key.
+    #[arg(long, value_name = "FILE")]
+    pub tls_private_key_file: Option<PathBuf>,
+
+    /// http mode: the CA users' client certificates are verified against (CN → user, O → groups).
+    #[arg(long, value_name = "FILE")]
+    pub client_ca_file: Option<PathBuf>,
+
+    /// http mode: the front-proxy client certificate presented to the apiservers (signed by the CA
+    /// of their --requestheader-client-ca-file).
+    #[arg(long, value_name = "FILE")]
+    pub proxy_client_cert_file: Option<PathBuf>,
+
+    /// http mode: the front-proxy client certificate's key.
+    #[arg(long, value_name = "FILE")]
+    pub proxy_client_key_file: Option<PathBuf>,
+
+    /// http mode: how long streams in flight on a connection sent GOAWAY to rebalance may run on
+    /// before it is closed.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = proxylab_core::duration::parse_std)]
+    pub goaway_grace: Duration,
 
     /// Where clients connect.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6443", value_parser = config::parse_addr)]
@@ -142,15 +181,72 @@ impl HaBalancerArgs {
                 ca.display()
             )));
         }
-        if let Some(k) = &self.learn_kubeconfig
-            && !k.is_file()
-        {
-            return Err(crate::Error::Config(format!(
-                "--learn-kubeconfig {}: not a readable file",
-                k.display()
-            )));
+        for (flag, file) in [
+            ("--learn-kubeconfig", &self.learn_kubeconfig),
+            ("--tls-cert-file", &self.tls_cert_file),
+            ("--tls-private-key-file", &self.tls_private_key_file),
+            ("--client-ca-file", &self.client_ca_file),
+            ("--proxy-client-cert-file", &self.proxy_client_cert_file),
+            ("--proxy-client-key-file", &self.proxy_client_key_file),
+        ] {
+            if let Some(f) = file
+                && !f.is_file()
+            {
+                return Err(crate::Error::Config(format!(
+                    "{flag} {}: not a readable file",
+                    f.display()
+                )));
+            }
+        }
+        if self.mode == Mode::Http {
+            for (flag, file, what) in [
+                (
+                    "--tls-cert-file",
+                    &self.tls_cert_file,
+                    "the serving certificate clients see",
+                ),
+                (
+                    "--tls-private-key-file",
+                    &self.tls_private_key_file,
+                    "its key",
+                ),
+                (
+                    "--client-ca-file",
+                    &self.client_ca_file,
+                    "the CA of users' client certificates",
+                ),
+                (
+                    "--proxy-client-cert-file",
+                    &self.proxy_client_cert_file,
+                    "the front-proxy client certificate",
+                ),
+                (
+                    "--proxy-client-key-file",
+                    &self.proxy_client_key_file,
+                    "its key",
+                ),
+                (
+                    "--ca-file",
+                    &self.ca_file,
+                    "the CA of the apiservers' serving certificates",
+                ),
+            ] {
+                if file.is_none() {
+                    return Err(crate::Error::Config(format!(
+                        "--mode http needs {flag} ({what})"
+                    )));
+                }
+            }
         }
         let mut c = Config {
+            mode: self.mode,
+            http: HttpConfig {
+                cert_file: self.tls_cert_file.clone(),
+                key_file: self.tls_private_key_file.clone(),
+                client_ca_file: self.client_ca_file.clone(),
+                proxy_cert_file: self.proxy_client_cert_file.clone(),
+                proxy_key_file: self.proxy_client_key_file.clone(),
+            },
             listen: self.listen,
             admin: self.admin_address,
             algorithm: self.balance,
@@ -171,6 +267,7 @@ impl HaBalancerArgs {
             c.rebalance.interval = self.rebalance_interval;
         }
         c.rebalance.min_age = self.rebalance_min_age;
+        c.rebalance.goaway_grace = self.goaway_grace;
         c.learn = self
             .learn_kubeconfig
             .clone()
@@ -187,7 +284,8 @@ impl HaBalancerArgs {
                 .replace(
                     "give caFile (--ca-file), or insecureSkipVerify: true",
                     "give --ca-file, or --insecure-skip-tls-verify",
-                ),
+                )
+                .replace("give caFile (--ca-file)", "give --ca-file"),
             )
         })?;
         Ok((c, None))

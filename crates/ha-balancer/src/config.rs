@@ -43,6 +43,21 @@
 //!   interval: 1s                 # one step per interval, jittered over ±50%
 //!   batch: 1                     # connections closed per step at most
 //!   minAge: 5s                   # younger connections are left alone (they end by themselves)
+//!   goawayGrace: 10s             # http mode: after a GOAWAY, streams still open are cut
+//! ```
+//!
+//! `mode: http` terminates TLS and needs its certificates (see `crate::http`):
+//!
+//! ```yaml
+//! mode: http
+//! http:
+//!   certFile: pki/balancer.crt         # what clients see (must name the balancer's address)
+//!   keyFile: pki/balancer.key
+//!   clientCaFile: pki/ca.crt           # verifies users' client certificates (CN → user, O → groups)
+//!   proxyCertFile: pki/front-proxy-client.crt  # presented to the apiservers: a front-proxy
+//!   proxyKeyFile: pki/front-proxy-client.key   # certificate their --requestheader-client-ca-file trusts
+//! healthCheck:
+//!   caFile: pki/ca.crt                 # verifies the apiservers, in checks and when forwarding
 //! ```
 
 use std::net::SocketAddr;
@@ -61,12 +76,18 @@ pub enum Mode {
     /// certificates (the kubeadm recipe's `mode tcp`).
     #[default]
     Tcp,
+    /// TLS is terminated: the balancer verifies client certificates itself and forwards requests
+    /// over its own TLS connections with a front-proxy certificate and `X-Remote-User`/
+    /// `X-Remote-Group` (the apiservers' requestheader authentication), and moves clients with
+    /// HTTP/2 GOAWAY.
+    Http,
 }
 
 impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Tcp => "tcp",
+            Mode::Http => "http",
         }
     }
 }
@@ -76,7 +97,8 @@ impl std::str::FromStr for Mode {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "tcp" => Ok(Mode::Tcp),
-            other => Err(format!("unknown mode {other:?} (expected tcp)")),
+            "http" => Ok(Mode::Http),
+            other => Err(format!("unknown mode {other:?} (expected tcp or http)")),
         }
     }
 }
@@ -100,6 +122,21 @@ pub enum CheckKind {
     Tcp,
     /// No active checks: only passive detection (connect failures, resets).
     None,
+}
+
+/// The certificates `http` mode terminates and re-originates TLS with (unused in `tcp` mode).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpConfig {
+    /// The serving certificate clients see (PEM, leaf first); it must name the balancer's address.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// The CA users' client certificates are verified against (the cluster CA, kube-apiserver's
+    /// `--client-ca-file`).
+    pub client_ca_file: Option<PathBuf>,
+    /// The front-proxy client certificate presented to the apiservers (kube-apiserver's
+    /// `--proxy-client-cert-file`): signed by the CA in their `--requestheader-client-ca-file`.
+    pub proxy_cert_file: Option<PathBuf>,
+    pub proxy_key_file: Option<PathBuf>,
 }
 
 /// Active health checks.
@@ -171,6 +208,9 @@ pub struct Rebalance {
     /// Connections younger than this are never closed: short requests end by themselves, and
     /// closing one mid-request only makes it fail. What piles up on the others are long-lived ones.
     pub min_age: Duration,
+    /// `http` mode: how long the streams in flight on a connection sent GOAWAY may run on before
+    /// the connection is closed (a watch never ends by itself; its client resumes it elsewhere).
+    pub goaway_grace: Duration,
 }
 
 impl Default for Rebalance {
@@ -180,6 +220,7 @@ impl Default for Rebalance {
             interval: Duration::from_secs(1),
             batch: 1,
             min_age: Duration::from_secs(5),
+            goaway_grace: Duration::from_secs(10),
         }
     }
 }
@@ -203,6 +244,8 @@ pub const CLIENT_GO_PING: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub mode: Mode,
+    /// `http` mode's certificates.
+    pub http: HttpConfig,
     pub listen: SocketAddr,
     pub admin: Option<SocketAddr>,
     pub algorithm: Algorithm,
@@ -225,6 +268,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             mode: Mode::Tcp,
+            http: HttpConfig::default(),
             listen: SocketAddr::from(([127, 0, 0, 1], 6443)),
             admin: Some(SocketAddr::from(([127, 0, 0, 1], 8404))),
             algorithm: Algorithm::RoundRobin,
@@ -272,6 +316,36 @@ impl Config {
                 "healthCheck: HTTPS checks verify the apiservers' certificates: give caFile (--ca-file), or insecureSkipVerify: true"
                     .into(),
             );
+        }
+        if self.mode == Mode::Http {
+            let h = &self.http;
+            for (value, field, flag) in [
+                (&h.cert_file, "http.certFile", "--tls-cert-file"),
+                (&h.key_file, "http.keyFile", "--tls-private-key-file"),
+                (&h.client_ca_file, "http.clientCaFile", "--client-ca-file"),
+                (
+                    &h.proxy_cert_file,
+                    "http.proxyCertFile",
+                    "--proxy-client-cert-file",
+                ),
+                (
+                    &h.proxy_key_file,
+                    "http.proxyKeyFile",
+                    "--proxy-client-key-file",
+                ),
+            ] {
+                if value.is_none() {
+                    return Err(format!(
+                        "{field}: http mode needs it ({flag}): see the http section of docs/ha-balancer.md"
+                    ));
+                }
+            }
+            if self.check.ca_file.is_none() {
+                return Err(
+                    "healthCheck: http mode forwards users' identities, so it verifies the apiservers: give caFile (--ca-file)"
+                        .into(),
+                );
+            }
         }
         Ok(())
     }
@@ -371,6 +445,7 @@ struct Reader<'a> {
 
 const TOP: &[&str] = &[
     "mode",
+    "http",
     "listen",
     "admin",
     "algorithm",
@@ -394,7 +469,14 @@ const CHECK: &[&str] = &[
 ];
 const TIMEOUTS: &[&str] = &["connect", "drain", "idle", "keepalive", "userTimeout"];
 const BACKEND: &[&str] = &["name", "address", "serverName"];
-const REBALANCE: &[&str] = &["enabled", "interval", "batch", "minAge"];
+const REBALANCE: &[&str] = &["enabled", "interval", "batch", "minAge", "goawayGrace"];
+const HTTP: &[&str] = &[
+    "certFile",
+    "keyFile",
+    "clientCaFile",
+    "proxyCertFile",
+    "proxyKeyFile",
+];
 const LEARN: &[&str] = &["kubeconfig", "stateFile"];
 
 impl Reader<'_> {
@@ -450,6 +532,18 @@ impl Reader<'_> {
             Some(Value::Bool(b)) => Ok(Some(b.to_string())),
             Some(_) => Err(self.fail(path, "expected a string")),
         }
+    }
+
+    /// A file named relative to the configuration file, which must be readable.
+    fn file(&self, path: &str) -> Result<Option<PathBuf>, ConfigError> {
+        let Some(f) = self.string(path)? else {
+            return Ok(None);
+        };
+        let p = self.base.join(&f);
+        if !p.is_file() {
+            return Err(self.fail(path, format!("{} is not a readable file", p.display())));
+        }
+        Ok(Some(p))
     }
 
     fn duration(&self, path: &str) -> Result<Option<Duration>, ConfigError> {
@@ -631,6 +725,17 @@ impl Reader<'_> {
         if let Some(d) = self.duration("rebalance.minAge")? {
             c.rebalance.min_age = d;
         }
+        if let Some(d) = self.duration("rebalance.goawayGrace")? {
+            c.rebalance.goaway_grace = d;
+        }
+        self.known("http", HTTP)?;
+        c.http = HttpConfig {
+            cert_file: self.file("http.certFile")?,
+            key_file: self.file("http.keyFile")?,
+            client_ca_file: self.file("http.clientCaFile")?,
+            proxy_cert_file: self.file("http.proxyCertFile")?,
+            proxy_key_file: self.file("http.proxyKeyFile")?,
+        };
         self.known("learn", LEARN)?;
         if self.get("learn").is_some() {
             let kubeconfig = self
@@ -745,6 +850,7 @@ mod tests {
                 interval: Duration::from_millis(250),
                 batch: 4,
                 min_age: Duration::from_secs(60),
+                goaway_grace: Duration::from_secs(10),
             }
         );
         assert_eq!(c.listen, "127.0.0.1:7443".parse().unwrap());
@@ -797,6 +903,18 @@ mod tests {
                 "healthCheck.fall: expected a whole number ≥ 1",
             ),
             ("mode: udp\n", "mode: unknown mode \"udp\""),
+            (
+                "mode: http\nbackends: [127.0.10.1:6443]\nhealthCheck: {type: tcp}\n",
+                "/nonexistent/ha.yaml:1: http.certFile: http mode needs it (--tls-cert-file)",
+            ),
+            (
+                "mode: http\nbackends: [127.0.10.1:6443]\nhttp: {certFile: nope.crt}\n",
+                "/nonexistent/ha.yaml:3: http.certFile: /nonexistent/nope.crt is not a readable file",
+            ),
+            (
+                "backends: [127.0.10.1:6443]\nhealthCheck: {type: tcp}\nhttp: {cert: x}\n",
+                "http.cert: unknown field",
+            ),
             (
                 "backends: [127.0.10.1:6443]\nhealthCheck: {type: tcp}\nrebalance: {batch: 0}\n",
                 "/nonexistent/ha.yaml:3: rebalance.batch: expected a whole number ≥ 1",

@@ -40,6 +40,7 @@
 pub mod args;
 pub mod check;
 pub mod config;
+mod http;
 pub mod learn;
 pub mod pool;
 pub mod rebalance;
@@ -121,6 +122,8 @@ pub struct HaBalancer {
     checker: check::Checker,
     /// The client of the EndpointSlice watch, when learning.
     learn_client: Option<proxylab_kube::RestClient>,
+    /// `http` mode's TLS configurations (`None` in `tcp` mode).
+    http: Option<Arc<http::HttpMode>>,
 }
 
 /// A cheap handle to observe and steer a running balancer (tests, the lab).
@@ -213,6 +216,12 @@ impl HaBalancer {
             None => None,
         };
         let admin = admin.unwrap_or_default();
+        let http = match config.mode {
+            Mode::Tcp => None,
+            Mode::Http => Some(Arc::new(
+                http::HttpMode::new(&config, admin.hops.clone()).map_err(Error::Config)?,
+            )),
+        };
         let pool = pool::Pool::new(&config, &admin.metrics, admin.ready.clone());
         let shared = Arc::new(Shared {
             config: ArcSwap::from_pointee(config),
@@ -235,6 +244,7 @@ impl HaBalancer {
             config_file,
             checker,
             learn_client,
+            http,
         })
     }
 
@@ -263,6 +273,7 @@ impl HaBalancer {
             config_file,
             checker,
             learn_client,
+            http,
         } = self;
         let admin_stop = CancellationToken::new();
         if let Some(l) = admin {
@@ -285,7 +296,7 @@ impl HaBalancer {
             tokio::spawn(follow(shared.clone(), path, shutdown.clone()));
         }
         tracing::info!(listen = %shared.listen, backends = shared.pool.backends().len(), "ha-balancer serving");
-        serve_listeners(&shared, listeners, &shutdown).await;
+        serve_listeners(&shared, listeners, http, &shutdown).await;
         // The listener is closed (dropped by the loop): new clients are refused at once and go
         // to another balancer; established ones finish.
         let drain = shared.config.load().timeouts.drain;
@@ -319,6 +330,7 @@ impl HaBalancer {
 async fn serve_listeners(
     shared: &Arc<Shared>,
     listeners: Vec<std::net::TcpListener>,
+    http: Option<Arc<http::HttpMode>>,
     stop: &CancellationToken,
 ) {
     // One bound on open connections for all the loops together.
@@ -340,11 +352,28 @@ async fn serve_listeners(
     let mut loops = Vec::new();
     for (i, std_listener) in listeners.into_iter().enumerate() {
         let (sh, limit, stop) = (shared.clone(), limit.clone(), stop.clone());
+        let http = http.clone();
         let run = async move {
             // Registered with the reactor of the runtime that serves it.
-            match TcpListener::from_std(std_listener) {
-                Ok(l) => tcp::accept_loop(sh, l, limit, stop).await,
-                Err(e) => tracing::warn!(error = %e, "cannot serve a listener"),
+            let l = match TcpListener::from_std(std_listener) {
+                Ok(l) => l,
+                Err(e) => return tracing::warn!(error = %e, "cannot serve a listener"),
+            };
+            match http {
+                None => tcp::accept_loop(sh, l, limit, stop).await,
+                // core's serving loop: TLS, HTTP/1.1 and HTTP/2, its limits and drain.
+                Some(mode) => {
+                    let options = http::serve_options(&sh.config.load());
+                    let tls = Some(mode.server.clone());
+                    let make = http::make_router(sh, mode);
+                    let never = CancellationToken::new();
+                    let served = proxylab_core::serve::serve_http_per_connection(
+                        l, tls, make, stop, never, options,
+                    );
+                    if let Err(e) = served.await {
+                        tracing::warn!(error = %e, "serving failed");
+                    }
+                }
             }
         };
         match workers.as_ref().and_then(|w| w.handles().get(i)) {
@@ -410,13 +439,18 @@ fn reload(shared: &Arc<Shared>, path: &std::path::Path) -> Result<(), Error> {
         next.backends = learn::effective(&next.backends, learned.as_deref());
         next.validate().map_err(Error::Config)?;
     }
-    if next.listen != cur.listen || next.admin != cur.admin || next.mode != cur.mode {
+    if next.listen != cur.listen
+        || next.admin != cur.admin
+        || next.mode != cur.mode
+        || next.http != cur.http
+    {
         tracing::warn!(
-            "listen, admin and mode changes take effect at the next start; the running ones are kept"
+            "listen, admin, mode and http (certificate) changes take effect at the next start; the running ones are kept"
         );
         next.listen = cur.listen;
         next.admin = cur.admin;
         next.mode = cur.mode;
+        next.http = cur.http.clone();
     }
     // Not a file setting: the process's.
     next.serving_threads = cur.serving_threads;

@@ -57,7 +57,61 @@ pub struct CheckResult {
 /// An open client connection through the balancer to one backend.
 struct Conn {
     started: Instant,
-    stop: oneshot::Sender<Interrupt>,
+    stop: Stopper,
+    /// Told to move (http mode's GOAWAY) and still open: counted, since it is still here, but
+    /// never chosen again. Leaves when the connection ends.
+    moving: bool,
+}
+
+/// How the balancer ends one connection — the pluggable action behind every policy that ends
+/// connections (a mark-down resets all of a backend's, a rebalancing round moves the oldest):
+/// the policies say *which* connections and [`Interrupt::Reset`] ("this backend failed") or
+/// [`Interrupt::Close`] ("move"); each mode says what that means for its connections.
+enum Stopper {
+    /// `tcp` mode: the relay is told, and closes both sockets (RST or FIN).
+    Relay(Option<oneshot::Sender<Interrupt>>),
+    /// `http` mode: `Reset` closes the client connection at once; `Close` sends it GOAWAY
+    /// (HTTP/1: closes it after the response in flight), and closes it after `grace` if streams
+    /// are still open then (a watch never ends by itself; client-go resumes it elsewhere).
+    Http {
+        control: proxylab_core::serve::ConnControl,
+        grace: std::time::Duration,
+    },
+}
+
+impl Stopper {
+    /// Whether the connection stays open a while after being told `how` (a GOAWAY's grace).
+    fn lingers(&self, how: Interrupt) -> bool {
+        matches!((self, how), (Stopper::Http { .. }, Interrupt::Close))
+    }
+
+    fn stop(&mut self, how: Interrupt) {
+        match self {
+            Stopper::Relay(tx) => {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(how);
+                }
+            }
+            Stopper::Http { control, grace } => match how {
+                Interrupt::Reset => control.close(),
+                Interrupt::Close => {
+                    control.graceful_shutdown();
+                    let (control, grace) = (control.clone(), *grace);
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(rt) => {
+                            rt.spawn(async move {
+                                tokio::select! {
+                                    _ = control.ended() => {}
+                                    _ = tokio::time::sleep(grace) => control.close(),
+                                }
+                            });
+                        }
+                        Err(_) => control.close(),
+                    }
+                }
+            },
+        }
+    }
 }
 
 /// One backend and everything known of it.
@@ -115,18 +169,47 @@ impl BackendState {
         self.conns.lock().len()
     }
 
+    /// Connections told to move that are still open (http mode, during a GOAWAY's grace).
+    pub fn moving(&self) -> usize {
+        self.conns.lock().values().filter(|c| c.moving).count()
+    }
+
     /// Registers an open connection; the receiver resolves when the balancer wants it closed.
     pub fn open(&self, id: u64) -> oneshot::Receiver<Interrupt> {
         let (tx, rx) = oneshot::channel();
+        self.register(id, Instant::now(), Stopper::Relay(Some(tx)));
+        rx
+    }
+
+    /// Registers an `http` mode client connection, steered through its control handle: closed
+    /// when this backend goes down, sent GOAWAY (then closed after `grace`) to move it. `started`
+    /// is when the client connected (kept when a failed connect moves it to another backend).
+    pub fn open_http(
+        &self,
+        id: u64,
+        started: Instant,
+        control: proxylab_core::serve::ConnControl,
+        grace: std::time::Duration,
+    ) {
+        self.register(id, started, Stopper::Http { control, grace });
+    }
+
+    fn register(&self, id: u64, started: Instant, stop: Stopper) {
         self.conns.lock().insert(
             id,
             Conn {
-                started: Instant::now(),
-                stop: tx,
+                started,
+                stop,
+                moving: false,
             },
         );
         self.total_connections.fetch_add(1, Ordering::Relaxed);
-        rx
+    }
+
+    /// Forgets a connection without ending it (it moved to another backend before carrying
+    /// anything here).
+    pub fn forget(&self, id: u64) {
+        self.conns.lock().remove(&id);
     }
 
     /// Forgets a finished connection and adds what it carried.
@@ -140,8 +223,8 @@ impl BackendState {
     fn interrupt_all(&self, how: Interrupt) -> usize {
         let conns: Vec<Conn> = self.conns.lock().drain().map(|(_, c)| c).collect();
         let n = conns.len();
-        for c in conns {
-            let _ = c.stop.send(how);
+        for mut c in conns {
+            c.stop.stop(how);
         }
         n
     }
@@ -157,16 +240,22 @@ impl BackendState {
         let mut conns = self.conns.lock();
         let mut ids: Vec<(Instant, u64)> = conns
             .iter()
-            .filter(|(_, c)| c.started.elapsed() >= min_age)
+            .filter(|(_, c)| !c.moving && c.started.elapsed() >= min_age)
             .map(|(id, c)| (c.started, *id))
             .collect();
         ids.sort();
         let mut ended = 0;
         for (_, id) in ids.into_iter().take(n) {
-            if let Some(c) = conns.remove(&id) {
-                let _ = c.stop.send(how);
-                ended += 1;
+            let Some(c) = conns.get_mut(&id) else {
+                continue;
+            };
+            if c.stop.lingers(how) {
+                c.stop.stop(how);
+                c.moving = true;
+            } else if let Some(mut c) = conns.remove(&id) {
+                c.stop.stop(how);
             }
+            ended += 1;
         }
         ended
     }
@@ -278,7 +367,7 @@ impl PoolMetrics {
         );
         m.register(
             "ha_connections_rebalanced",
-            "Connections closed to move load off a busier backend",
+            "Connections moved off a busier backend (tcp mode: closed; http mode: sent GOAWAY)",
             self.rebalanced.clone(),
         );
         m.register(

@@ -1,4 +1,4 @@
-//! Moving load back to a backend that recovered, in `tcp` mode.
+//! Moving load back to a backend that recovered, in both modes.
 //!
 //! The complaint (kubernetes#76145, kube-vip#895's 22/0/0): an apiserver restarts, every client
 //! that was on it reconnects to the others, and nothing ever moves back — watches and HTTP/2
@@ -22,8 +22,15 @@
 //!    backend), or until [`IDLE_STEPS`] steps in a row found nothing old enough to close (the
 //!    unevenness is short-lived traffic, which evens itself out).
 //!
-//! A closed connection ends with a FIN both ways (hop outcome `rebalanced`, counted in
-//! `proxylab_ha_connections_rebalanced_total`); its client reconnects through the balancer. While a
+//! The policy picks connections; what "move" does to one is the mode's (see `crate::pool`'s
+//! `Stopper`). In `tcp` mode a connection is closed with a FIN both ways (hop outcome
+//! `rebalanced`); its client reconnects through the balancer. In `http` mode it is sent an HTTP/2
+//! GOAWAY (HTTP/1: closed after the response in flight): requests in flight finish, the client
+//! opens a new connection for its next one, and streams still open after `rebalance.goawayGrace`
+//! (a watch) are closed — client-go resumes them on the new connection. Such a connection stays
+//! counted on its backend until it has gone, and no step is taken meanwhile, so the counts a step
+//! reads always include the moves under way. Both are counted in
+//! `proxylab_ha_connections_rebalanced_total`. While a
 //! round runs, new connections go to the backend with the fewest connections whatever the
 //! configured algorithm (hop reason `least-conn (rebalancing)`), so each close moves exactly one
 //! connection to where connections are missing; under `round-robin` alone a reconnect could land
@@ -80,6 +87,12 @@ async fn round(shared: &Shared, stop: &CancellationToken) {
             .filter(|b| b.is_up())
             .cloned()
             .collect();
+        // http mode: a connection sent GOAWAY stays until its streams end (or its grace runs
+        // out), and its client reconnects only then. Until it has gone, the counts do not show
+        // the move, and another step would move one connection too many.
+        if up.iter().any(|b| b.moving() > 0) {
+            continue;
+        }
         let counts: Vec<usize> = up.iter().map(|b| b.active()).collect();
         let Some((i, n)) = step(&counts, r.batch as usize) else {
             if moved > 0 {

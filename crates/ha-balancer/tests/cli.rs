@@ -28,8 +28,79 @@ fn bad_flags_and_files_are_one_line_and_exit_2() {
         "backends: [127.0.10.1:6443]\nhealthCheck: {type: tcp, rise: many}\n",
     )
     .unwrap();
+    // Any readable file stands for a certificate here: these cases stop before reading them.
+    let some_file = bad.display().to_string();
+    let http_yaml = dir.path().join("http.yaml");
+    std::fs::write(
+        &http_yaml,
+        "mode: http\nbackends: [127.0.10.1:6443]\nhealthCheck: {caFile: ha.yaml}\nhttp: {certFile: ha.yaml, keyFile: ha.yaml}\n",
+    )
+    .unwrap();
+    let garbage_certs = dir.path().join("garbage.yaml");
+    std::fs::write(
+        &garbage_certs,
+        "mode: http\nbackends: [127.0.10.1:6443]\nhealthCheck: {caFile: ha.yaml}\n\
+         http: {certFile: ha.yaml, keyFile: ha.yaml, clientCaFile: ha.yaml, proxyCertFile: ha.yaml, proxyKeyFile: ha.yaml}\n",
+    )
+    .unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec![], "no backends: give --backend"),
+        (
+            vec![
+                "--mode".into(),
+                "udp".into(),
+                "--backend".into(),
+                "127.0.0.1:1".into(),
+            ],
+            "unknown mode \"udp\" (expected tcp or http)",
+        ),
+        (
+            vec![
+                "--mode".into(),
+                "http".into(),
+                "--backend".into(),
+                "127.0.0.1:1".into(),
+            ],
+            "--mode http needs --tls-cert-file (the serving certificate clients see)",
+        ),
+        (
+            vec![
+                "--mode".into(),
+                "http".into(),
+                "--backend".into(),
+                "127.0.0.1:1".into(),
+                "--tls-cert-file".into(),
+                some_file.clone(),
+                "--tls-private-key-file".into(),
+                some_file.clone(),
+                "--client-ca-file".into(),
+                some_file.clone(),
+                "--proxy-client-cert-file".into(),
+                some_file.clone(),
+                "--proxy-client-key-file".into(),
+                some_file.clone(),
+            ],
+            "--mode http needs --ca-file",
+        ),
+        (
+            vec![
+                "--mode".into(),
+                "http".into(),
+                "--backend".into(),
+                "127.0.0.1:1".into(),
+                "--tls-cert-file".into(),
+                "/nonexistent/balancer.crt".into(),
+            ],
+            "--tls-cert-file /nonexistent/balancer.crt: not a readable file",
+        ),
+        (
+            vec!["--config".into(), http_yaml.display().to_string()],
+            "http.yaml:4: http.clientCaFile: http mode needs it (--client-ca-file)",
+        ),
+        (
+            vec!["--config".into(), garbage_certs.display().to_string()],
+            "no PEM certificate found",
+        ),
         (
             vec!["--backend".into(), "nowhere".into()],
             "\"nowhere\" is not an ip:port address",
