@@ -8,6 +8,12 @@
 //!
 //! - **TLS passes through** (`tcp` mode): the balancer never sees the traffic, so client
 //!   certificates, bearer tokens and the apiservers' own TLS work exactly as without it.
+//! - **Or TLS is terminated** (`http` mode, `http`): the balancer verifies client certificates
+//!   itself and forwards each request with core's forwarding path over its own TLS, presenting a
+//!   front-proxy certificate and the user in `X-Remote-User`/`X-Remote-Group` — the apiservers'
+//!   requestheader authentication — so identity survives termination; the client's own
+//!   `X-Remote-*` headers are always removed, token clients pass through untouched. Each client
+//!   connection is bound to one backend, as in `tcp` mode, and is moved with HTTP/2 GOAWAY.
 //! - **Health** ([`pool`], [`check`]): active checks (`GET /readyz` over verified TLS, or a TCP
 //!   connect) every `interval` plus passive detection (a failed connect, a reset by the backend),
 //!   judged with rise/fall (`proxylab_core::balance::health`). Each verdict depends only on that
@@ -17,8 +23,10 @@
 //!   `on-marked-down shutdown-sessions`, which the recipe does not set): watches and `logs -f`
 //!   reconnect to a live apiserver instead of hanging until their own timeouts.
 //! - **A backend coming back gets its share again** ([`rebalance`]): the busiest backends'
-//!   oldest connections are closed gradually (bounded rate, jittered) until connection counts are
-//!   even, so watches move back instead of staying on the others for hours (kubernetes#76145).
+//!   oldest connections are moved gradually (bounded rate, jittered) until connection counts are
+//!   even — closed in `tcp` mode, sent GOAWAY in `http` mode (the policy is one; the action is
+//!   the mode's) — so watches move back instead of staying on the others for hours
+//!   (kubernetes#76145).
 //! - **A failed connect is retried on another backend** — never once bytes have been sent, since
 //!   nothing is read from the client before the backend's connect succeeds.
 //! - **No idle timer cuts a live stream**: no idle limit by default; TCP keepalive and
@@ -32,7 +40,8 @@
 //!   endpoint serves `/stats` (HTML and `?format=json`), `/metrics` and `/debug/hops`.
 //!
 //! Layout: [`config`] (the YAML file, flags, the recipe's defaults), [`pool`] (backends and their
-//! verdicts), [`check`] (active checks), `tcp` (the data path), [`rebalance`] (moving load back
+//! verdicts, and how each mode ends a connection), [`check`] (active checks), `tcp` and `http`
+//! (the two data paths; `http` is core's serving loop and forwarding path), [`rebalance`] (moving load back
 //! after a recovery), [`learn`] (backends from the EndpointSlice), `stats` (the admin endpoint),
 //! [`args`] (flags). [`HaBalancer::bind`] checks the configuration and binds (errors are the
 //! user's to fix: exit 2); [`HaBalancer::serve`] runs until the token is cancelled, then drains.

@@ -8,7 +8,7 @@ use proxylab_ha_balancer::{HaBalancer, HaBalancerArgs};
 #[command(
     name = "ha-balancer",
     version,
-    about = "The balancer in front of several apiservers (proxy type 4): TLS passthrough, health checks, failover that loses nothing"
+    about = "The balancer in front of several apiservers (proxy type 4): TLS passthrough (tcp) or termination with front-proxy identity and GOAWAY (http), health checks, failover that loses nothing"
 )]
 struct Cli {
     #[command(flatten)]

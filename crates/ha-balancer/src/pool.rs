@@ -1,5 +1,5 @@
 //! The backends and what the balancer knows of each: health verdict, check results, the
-//! connections open to it. Every change of verdict goes through [`Pool::observe`], which logs
+//! connections open to it. Every change of verdict goes through `Pool::observe`, which logs
 //! it, counts it, updates the balancing set and — when a backend goes down — closes its
 //! connections at once, so clients reconnect to a live apiserver instead of waiting for their own
 //! timeouts on a dead one.
