@@ -13,7 +13,9 @@
 //! - moving load back by GOAWAY: watches (`kubectl wait`, an informer that resumes) piled on one
 //!   apiserver while the other was down are moved to it when it comes back — counted by the
 //!   balancer's metrics and connection counts, and the watches still deliver the event they wait
-//!   for afterwards.
+//!   for afterwards;
+//! - upgrades pass through: `kubectl exec` (output, stdin, exit code) and `kubectl port-forward`
+//!   through an http-mode balancer in front of a lab's apiservers.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -631,4 +633,145 @@ impl WaitOutput for Child {
         let _ = std::io::stderr().flush();
         (status, err)
     }
+}
+
+/// Upgrades through http mode: `kubectl exec` (stdout, stdin, exit code) and `kubectl port-forward`
+/// through an http-mode balancer in front of a lab's three apiservers (which reach the pods through
+/// their kubelets). The balancer terminates the client's TLS and opens a dedicated HTTP/1.1
+/// connection per upgrade with its front-proxy certificate; the apiserver authorizes the user the
+/// balancer asserted.
+#[test]
+fn kubectl_exec_and_port_forward_pass_through_http_mode() {
+    if !require_tool("kubectl") || !require_tool("curl") {
+        return;
+    }
+    let lab = proxylab_test_support::lab::Lab::start(BIN);
+    let o = lab.octet;
+    let pki = |f: &str| lab.state_dir().join("pki").join(f).display().to_string();
+    // The lab's apiserver certificate names 127.0.0.1: it serves as the balancer's.
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let bin = workspace_binary(BIN, "proxylab-ha-balancer", "ha-balancer");
+    let log = lab.dir.path().join("ha-http.log");
+    let _b = Proc(
+        Command::new(bin)
+            .args(["--mode", "http", "--admin-address", ""])
+            .arg(format!("--listen={listen}"))
+            .arg(format!("--ca-file={}", pki("ca.crt")))
+            .arg(format!("--client-ca-file={}", pki("ca.crt")))
+            .arg(format!("--tls-cert-file={}", pki("apiserver.crt")))
+            .arg(format!("--tls-private-key-file={}", pki("apiserver.key")))
+            .arg(format!(
+                "--proxy-client-cert-file={}",
+                pki("front-proxy-client.crt")
+            ))
+            .arg(format!(
+                "--proxy-client-key-file={}",
+                pki("front-proxy-client.key")
+            ))
+            .args((1..=3).map(|i| format!("--backend=apiserver-{i}=127.{o}.10.{i}:6443")))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn ha-balancer"),
+    );
+    let server = format!("https://{listen}");
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let kubectl = || {
+        let mut c = lab.kubectl_cmd();
+        c.args(["--server", &server]);
+        c
+    };
+    let up = wait_until(PATIENCE, || {
+        kubectl()
+            .args(["get", "ns", "default"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    assert!(up.is_some(), "kubectl never got through\n{}", logs());
+
+    // exec: output, stdin, exit code.
+    let out = kubectl()
+        .args(["exec", "web-1", "--", "hostname"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "web-1",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs()
+    );
+    let mut cat = kubectl()
+        .args(["exec", "-i", "web-2", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    cat.stdin
+        .take()
+        .unwrap()
+        .write_all(b"through the balancer\n")
+        .unwrap();
+    let out = cat.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "through the balancer\n",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs()
+    );
+    let out = kubectl()
+        .args(["exec", "web-1", "--", "sh", "-c", "exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", logs());
+
+    // port-forward: a local port to the pod, through the balancer, an apiserver and a kubelet.
+    let mut pf = Proc(
+        kubectl()
+            .args(["port-forward", "pod/web-2", ":8080"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = pf.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // "Forwarding from 127.0.0.1:NNNNN -> 8080"
+    let line = rx
+        .recv_timeout(PATIENCE)
+        .unwrap_or_else(|_| panic!("port-forward never started\n{}", logs()));
+    let port = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("http://127.0.0.1:{port}/hostname"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "web-2",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs()
+    );
 }
