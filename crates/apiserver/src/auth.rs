@@ -22,7 +22,8 @@
 //! else gets `401` with a `Status` body. Presenting *bad* credentials is a 401 on every path.
 //!
 //! **Authorization**: there is none yet — any authenticated user may do anything (as with
-//! `--authorization-mode=AlwaysAllow`). RBAC is future work.
+//! `--authorization-mode=AlwaysAllow`). RBAC is future work. Impersonation (`Impersonate-*`) is the
+//! exception: only `system:masters` may, see [`crate::impersonation`].
 //!
 //! After authenticating, the `Authorization` header and the requestheader headers are removed from the
 //! request (as kube-apiserver does), so nothing downstream — notably the bastion's proxy — can forward a

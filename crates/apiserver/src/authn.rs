@@ -1,4 +1,5 @@
-//! The authentication middleware: authenticates each request (see [`crate::auth`]), strips the
+//! The authentication middleware: authenticates each request (see [`crate::auth`]), applies
+//! impersonation ([`crate::impersonation`]), strips the
 //! credentials so nothing downstream (notably a mounted proxy) can forward them, inserts
 //! [`UserInfo`], or answers 401; and writes the request log line and metrics.
 
@@ -45,11 +46,33 @@ pub(crate) async fn authenticate(
         info!(%method, %uri, %remote, status = 401, "request");
         return r;
     };
+    // Impersonation is decided on the authenticated user, then the request acts as the other one.
+    let user = match crate::impersonation::impersonate(&user, req.headers()) {
+        Ok(None) => user,
+        Ok(Some(as_user)) => {
+            debug!(%method, %uri, by = %user.username, to = %as_user.username, "impersonating");
+            as_user
+        }
+        Err(e) => {
+            let status = Status::new(
+                e.code(),
+                if e.code() == 403 {
+                    "Forbidden"
+                } else {
+                    "BadRequest"
+                },
+                e.to_string(),
+            );
+            info!(%method, %uri, %remote, user = %user.username, status = e.code(), error = %e, "request");
+            return response::status(&status);
+        }
+    };
     // Credentials stop here: nothing downstream (notably the bastion proxy) may forward them.
     let strip: Vec<String> = state.auth.requestheader_names();
     let prefixes = state.auth.requestheader_prefixes();
     let h = req.headers_mut();
     h.remove(http::header::AUTHORIZATION);
+    crate::impersonation::strip(h);
     for n in &strip {
         h.remove(n.as_str());
     }

@@ -13,6 +13,7 @@
 //! | watch cache, bookmarks, 410 Gone | `rest::watch` — store channels, periodic bookmarks, `ERROR` event with a 410 Status |
 //! | discovery (aggregated and legacy), OpenAPI v2/v3 | documents from `proxylab-apimachinery`, negotiated by `Accept` |
 //! | authentication union: requestheader, x509, token file, service-account JWT | [`auth`] |
+//! | impersonation (`Impersonate-*`, `kubectl --as`) | [`impersonation`]: allowed to `system:masters` only |
 //! | authorization (RBAC) | **none**: every authenticated user may do everything |
 //! | service IP / node port allocators (bitmaps in etcd) | [`allocator`]: `RangeAllocation` objects in the store |
 //! | bootstrap controller (system namespaces, `default/kubernetes`) | done once at [`ApiServer::bind`] |
@@ -71,6 +72,7 @@ mod bootstrap;
 pub mod config;
 mod discovery;
 mod errors;
+pub mod impersonation;
 mod metrics;
 mod protobuf;
 mod request;
