@@ -18,28 +18,9 @@ struct Cli {
 fn main() {
     // `BINARY health URL`: the container healthcheck (images hold no curl).
     proxylab_core::health::run_if_requested();
-    // A flag mistake is one line and exit 2, as every proxylab binary reports it (clap's own
-    // output adds a usage hint on further lines); --help and --version print as usual.
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) if !e.use_stderr() => e.exit(),
-        Err(e) => {
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("ha-balancer: {}", first.trim_start_matches("error: "));
-            std::process::exit(2);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ha-balancer: cannot start the runtime: {e}");
-            std::process::exit(1);
-        }
-    };
+    // A flag mistake is one line and exit 2, as every proxylab binary reports it.
+    let cli: Cli = proxylab_core::cli::parse_or_exit("ha-balancer");
+    let rt = proxylab_core::cli::runtime_or_exit("ha-balancer", true);
     rt.block_on(run(cli));
 }
 
