@@ -8,8 +8,11 @@
 //! finishes within the timeout even when the server accepts and never answers.
 //!
 //! ```text
-//! health URL [--ca FILE | --insecure] [--timeout DURATION]
+//! health URL [--ca FILE | --insecure] [--cert FILE --key FILE] [--timeout DURATION]
 //! ```
+//!
+//! `--cert`/`--key` present a client certificate, for servers that authenticate every path: the
+//! kubelet API on 10250 answers its `/healthz` with 401 to an anonymous caller.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -23,7 +26,9 @@ use rustls_pki_types::ServerName;
 /// Why a probe did not pass. Bad arguments (exit 2) are told apart from an unhealthy target (exit 1).
 #[derive(Debug, thiserror::Error)]
 pub enum HealthError {
-    #[error("usage: health URL [--ca FILE | --insecure] [--timeout DURATION]: {0}")]
+    #[error(
+        "usage: health URL [--ca FILE | --insecure] [--cert FILE --key FILE] [--timeout DURATION]: {0}"
+    )]
     Usage(String),
     #[error("{url}: {reason}")]
     Unhealthy { url: String, reason: String },
@@ -48,6 +53,8 @@ pub struct Probe {
     pub path: String,
     pub ca: Option<PathBuf>,
     pub insecure: bool,
+    /// A client certificate and its key (both or neither).
+    pub identity: Option<(PathBuf, PathBuf)>,
     pub timeout: Duration,
 }
 
@@ -58,6 +65,8 @@ impl Probe {
         let mut url = None;
         let mut ca = None;
         let mut insecure = false;
+        let mut cert = None;
+        let mut key = None;
         let mut timeout = Duration::from_secs(5);
         let mut it = args.iter().map(|a| a.to_string_lossy().into_owned());
         while let Some(a) = it.next() {
@@ -66,6 +75,16 @@ impl Probe {
                 "--ca" => {
                     ca = Some(PathBuf::from(
                         it.next().ok_or_else(|| usage("--ca needs a file"))?,
+                    ))
+                }
+                "--cert" => {
+                    cert = Some(PathBuf::from(
+                        it.next().ok_or_else(|| usage("--cert needs a file"))?,
+                    ))
+                }
+                "--key" => {
+                    key = Some(PathBuf::from(
+                        it.next().ok_or_else(|| usage("--key needs a file"))?,
                     ))
                 }
                 "--timeout" => {
@@ -81,6 +100,11 @@ impl Probe {
             }
         }
         let url = url.ok_or_else(|| usage("no URL"))?;
+        let identity = match (cert, key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(usage("--cert and --key go together")),
+        };
         let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
             (true, r)
         } else if let Some(r) = url.strip_prefix("http://") {
@@ -111,6 +135,7 @@ impl Probe {
             path: path.to_owned(),
             ca,
             insecure,
+            identity,
             timeout,
         })
     }
@@ -144,6 +169,12 @@ impl Probe {
             let mut tls = crate::tls::ClientTls::new().insecure(self.insecure);
             if let Some(ca) = &self.ca {
                 tls = tls.ca(crate::tls::load_certs(ca).map_err(|e| fail(e.to_string()))?);
+            }
+            if let Some((cert, key)) = &self.identity {
+                tls = tls.client_cert(
+                    crate::tls::load_certs(cert).map_err(|e| fail(e.to_string()))?,
+                    crate::tls::load_private_key(key).map_err(|e| fail(e.to_string()))?,
+                );
             }
             let config = tls.build().map_err(|e| fail(e.to_string()))?;
             let name = ServerName::try_from(self.host.clone())
@@ -224,6 +255,11 @@ mod tests {
         );
         assert_eq!(p.timeout, Duration::from_secs(2));
         assert_eq!(parse(&["http://h"]).unwrap().port, 80);
+        let p = parse(&["https://h", "--cert", "c.pem", "--key", "k.pem"]).unwrap();
+        assert_eq!(
+            p.identity,
+            Some((PathBuf::from("c.pem"), PathBuf::from("k.pem")))
+        );
     }
 
     #[test]
@@ -236,6 +272,8 @@ mod tests {
             &["http://h", "http://i"][..],
             &["http://h", "--timeout", "soon"][..],
             &["http://:80/"][..],
+            &["https://h", "--cert", "c.pem"][..],
+            &["https://h", "--key"][..],
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
