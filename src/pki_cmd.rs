@@ -25,6 +25,11 @@ pub struct PkiArgs {
     /// …pointing at this apiserver URL (e.g. https://127.0.10.1:6443).
     #[arg(long, value_name = "URL", requires = "kubeconfig", value_parser = parse_server)]
     pub server: Option<String>,
+    /// Keep a PKI already in --dir (its `ca.crt` exists) and write only a missing kubeconfig: the
+    /// compose lab's one-shot `pki` service runs at every `up`, and new certificates would orphan
+    /// every client holding the old CA.
+    #[arg(long)]
+    pub if_missing: bool,
 }
 
 fn parse_server(s: &str) -> Result<String, String> {
@@ -56,10 +61,21 @@ pub fn run(args: &PkiArgs) -> anyhow::Result<()> {
         apiserver_dns: args.apiserver_dns.clone(),
         nodes: args.nodes.clone(),
     };
-    let pki = LabPki::generate(&spec)?;
-    pki.write_to(&args.dir)?;
-    println!("wrote the lab PKI to {}", args.dir.display());
+    let pki = if args.if_missing && args.dir.join("ca.crt").exists() {
+        let pki = LabPki::load_from(&args.dir)?;
+        println!("kept the lab PKI in {}", args.dir.display());
+        pki
+    } else {
+        let pki = LabPki::generate(&spec)?;
+        pki.write_to(&args.dir)?;
+        println!("wrote the lab PKI to {}", args.dir.display());
+        pki
+    };
     if let (Some(path), Some(server)) = (&args.kubeconfig, &args.server) {
+        if args.if_missing && path.exists() {
+            println!("kept the kubeconfig {}", path.display());
+            return Ok(());
+        }
         // No token user: a standalone apiserver has no token file unless the user writes one.
         let text = crate::lab::kubeconfig::render(
             server,

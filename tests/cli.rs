@@ -168,3 +168,41 @@ fn pki_writes_a_kubeadm_layout() {
         assert!(pki.join(f).is_file(), "{f} missing");
     }
 }
+
+#[test]
+fn pki_if_missing_keeps_an_existing_ca_and_kubeconfig() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let run = || {
+        proxylab(&[
+            "pki",
+            "--if-missing",
+            "--dir",
+            pki.to_str().unwrap(),
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--server",
+            "https://ha-balancer:6443",
+        ])
+    };
+    let (code, stdout, stderr) = run();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("wrote the lab PKI"), "{stdout}");
+    let ca = std::fs::read_to_string(pki.join("ca.crt")).unwrap();
+    let config = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(
+        config.contains("server: https://ha-balancer:6443"),
+        "{config}"
+    );
+
+    // A second run (the next `up`) keeps both; without --if-missing a new CA is written.
+    let (code, stdout, stderr) = run();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("kept the lab PKI"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(pki.join("ca.crt")).unwrap(), ca);
+    assert_eq!(std::fs::read_to_string(&kubeconfig).unwrap(), config);
+    let (code, _, stderr) = proxylab(&["pki", "--dir", pki.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_ne!(std::fs::read_to_string(pki.join("ca.crt")).unwrap(), ca);
+}
