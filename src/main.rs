@@ -91,6 +91,11 @@ struct ApiserverCmd {
     /// (kube-controller-manager's flag). Without it, controllers do not run.
     #[arg(long)]
     root_ca_file: Option<PathBuf>,
+    /// How long a Node may go without renewing its Lease before the node lifecycle controller
+    /// marks it `Ready=Unknown` and its pods' endpoints not ready (kube-controller-manager's flag;
+    /// a Go duration such as `40s`).
+    #[arg(long, default_value = "40s", value_parser = proxylab_core::duration::parse_std)]
+    node_monitor_grace_period: std::time::Duration,
 }
 
 fn main() -> ExitCode {
@@ -274,6 +279,7 @@ async fn run_apiserver(
             proxylab_controllers::ControllersConfig {
                 ca_pem,
                 sa_signing_key_pkcs8_pem: key_pem,
+                node_monitor_grace_period: args.node_monitor_grace_period,
                 ..Default::default()
             },
         )?;
