@@ -138,16 +138,31 @@ simple() { # NAME BINARY...
 simple proxylab "$BIN/proxylab"
 simple ha-balancer "$BIN/ha-balancer"
 simple auth-proxy "$BIN/auth-proxy"
-simple cloud-lb "$BIN/cloud-lb"
 
-# node: the node agent and the forwarder in one network namespace, started by busybox sh.
 busybox="$(deb_file busybox-static bin/busybox)"
+# Stages busybox at ROOT/bin with a link per applet.
+stage_busybox() { # ROOT APPLET...
+  local root="$1"
+  shift
+  mkdir -p "$root/bin"
+  cp "$busybox" "$root/bin/busybox"
+  for applet in "$@"; do ln -sf busybox "$root/bin/$applet"; done
+}
+
+# cloud-lb: busybox's `ip` too, so the entrypoint can route the LoadBalancer range to lo (AnyIP)
+# before the controller binds addresses from it (docs/compose.md).
+fresh cloud-lb
+stage_bin "$STAGE/cloud-lb/rootfs" "$BIN/cloud-lb"
+stage_busybox "$STAGE/cloud-lb/rootfs" sh ip
+printf 'FROM proxylab/runtime:%s\nCOPY rootfs/ /\nENTRYPOINT ["/usr/local/bin/cloud-lb"]\n' "$TAG" >"$STAGE/cloud-lb/Dockerfile"
+build cloud-lb
+
+# node: the node agent and the forwarder in one network namespace, started by busybox sh (which
+# also routes the pod and ClusterIP ranges to lo; wget and nc to try services from inside).
 fresh node
 stage_bin "$STAGE/node/rootfs" "$BIN/proxylab"
 stage_bin "$STAGE/node/rootfs" "$BIN/forwarder"
-mkdir -p "$STAGE/node/rootfs/bin"
-cp "$busybox" "$STAGE/node/rootfs/bin/busybox"
-ln -sf busybox "$STAGE/node/rootfs/bin/sh"
+stage_busybox "$STAGE/node/rootfs" sh ip wget nc sleep cat timeout
 printf 'FROM proxylab/runtime:%s\nCOPY rootfs/ /\nENTRYPOINT ["/bin/sh", "-c"]\n' "$TAG" >"$STAGE/node/Dockerfile"
 build node
 
@@ -165,11 +180,10 @@ build etcd
 fresh client
 c="$STAGE/client/rootfs"
 cp "$kubectl_bin" "$c/kubectl.tmp" && mkdir -p "$c/usr/local/bin" && mv "$c/kubectl.tmp" "$c/usr/local/bin/kubectl"
-mkdir -p "$c/usr/bin" "$c/bin"
+mkdir -p "$c/usr/bin"
 cp "$curl_bin" "$c/usr/bin/curl"
 copy_libs "$c" "$curl_bin"
-cp "$busybox" "$c/bin/busybox"
-for applet in sh sleep cat ls grep env; do ln -sf busybox "$c/bin/$applet"; done
+stage_busybox "$c" sh sleep cat ls grep env sed wget nc
 printf 'FROM proxylab/runtime:%s\nCOPY rootfs/ /\nENV HOME=/root\nWORKDIR /root\n' "$TAG" >"$STAGE/client/Dockerfile"
 mkdir -p "$c/root"
 build client
