@@ -12,7 +12,8 @@
 #   direct   wrk straight at one pod (plain HTTP): the ceiling of the pods on this machine;
 #   nginx    HTTPS (TLS 1.3, the lab's apiserver certificate) → `proxy_pass` to an upstream block of
 #            the three pod addresses, `random` balancing (as the bastion's default), keepalive
-#            connections to the pods, access log off;
+#            connections to the pods, its access log on (one line per request to a file, unbuffered,
+#            nginx's default), as the bastion logs a hop line per request (to a file here too);
 #   bastion  the standalone `bastion` binary, HTTPS with the same certificate, watching the lab
 #            through its kubeconfig: bearer-token authentication, authorization, resolution from
 #            its ClusterView, the destination check, forwarding through core::http (pooled
@@ -109,7 +110,7 @@ start_proxies() {
   {
     echo "worker_processes $workers; daemon off; pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/error.log warn;"
     echo "events { worker_connections 4096; }"
-    echo "http { access_log off;"
+    echo "http { access_log $WORK/nginx/access.log;"
     echo "  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;"
     echo "  uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;"
     echo "  upstream web { random;"
