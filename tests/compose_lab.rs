@@ -564,10 +564,13 @@ fn the_compose_lab_serves_all_five_proxies_and_survives_the_drills() {
         ]) == "True")
             .then_some(())
     });
-    // Its pods run again at their old addresses (the apiserver proxy reaches them). Whether they
-    // rejoin the ready endpoints is not asserted: they do not, today (docs/compose.md, known
-    // issues: the node agent posts a pod's status once, and the node lifecycle controller's
-    // Ready=False can land after it).
+    // Its pods rejoin web's ready endpoints: the node agent reports a running pod ready again
+    // when the node lifecycle controller's Ready=False lands after the node came back (a kubelet's
+    // status manager), and they run again at their old addresses (the apiserver proxy reaches them).
+    let all_ips: BTreeSet<String> = pods.iter().map(|p| p.1.clone()).collect();
+    lab.eventually("node-1's pods back in web's ready endpoints", || {
+        (ready_web_endpoints(&lab) == all_ips).then_some(())
+    });
     for name in on("node-1") {
         let path = format!("/api/v1/namespaces/default/pods/{name}:8080/proxy/hostname");
         lab.eventually(&format!("{name} answering after node-1 restarted"), || {

@@ -452,6 +452,32 @@ pub fn pod_terminating_status(pod: &Pod, now: Timestamp) -> Value {
     patch
 }
 
+/// The status patch that puts Ready and ContainersReady back to True, when the pod's object says
+/// otherwise although its containers run here and are ready; `None` when it already says True.
+/// This is the kubelet's status manager: the node's own view of a running pod is the truth, so when
+/// the node lifecycle controller marked the pod not ready while the node was unreachable (or its
+/// mark landed after the node came back and reported), the node reports again, and the endpoint
+/// controllers take the pod back. Other conditions are kept as they are.
+pub fn pod_ready_again_status(pod: &Pod, now: Timestamp) -> Option<Value> {
+    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
+    let ready = conditions.iter().find(|c| c.type_ == "Ready")?;
+    if ready.status == "True" {
+        return None;
+    }
+    let now_s = k8s_time(now);
+    let conditions: Vec<Value> = conditions
+        .iter()
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .map(|mut c| {
+            if c["type"] == "Ready" || c["type"] == "ContainersReady" {
+                c = json!({ "type": c["type"], "status": "True", "lastProbeTime": null, "lastTransitionTime": now_s });
+            }
+            c
+        })
+        .collect();
+    Some(json!({ "status": { "conditions": conditions } }))
+}
+
 /// The status patch when a pod cannot run here at all (e.g. its IP range is exhausted).
 pub fn pod_failed_to_start_status(
     reason: &str,
@@ -718,6 +744,32 @@ mod tests {
         );
         assert_eq!(specs[0].ports[2].protocol, PortProtocol::Udp);
         assert!(specs[1].ports.is_empty());
+    }
+
+    #[test]
+    fn a_pod_marked_not_ready_behind_the_nodes_back_is_reported_ready_again() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "uid": "u"},
+            "status": {"conditions": [
+                {"type": "Initialized", "status": "True"},
+                {"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                {"type": "ContainersReady", "status": "True"}]}
+        }))
+        .unwrap();
+        let patch = pod_ready_again_status(&pod, Timestamp::UNIX_EPOCH).expect("a patch");
+        let conds = patch["status"]["conditions"].as_array().unwrap();
+        assert_eq!(conds.len(), 3);
+        assert_eq!(conds[0]["type"], "Initialized");
+        assert_eq!(conds[1]["type"], "Ready");
+        assert_eq!(conds[1]["status"], "True");
+        assert_eq!(conds[1]["lastTransitionTime"], "1970-01-01T00:00:00Z");
+        assert_eq!(conds[2]["status"], "True");
+        let ready: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-1"},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap();
+        assert_eq!(pod_ready_again_status(&ready, Timestamp::UNIX_EPOCH), None);
     }
 
     #[test]

@@ -49,6 +49,10 @@ struct RunningPod {
     ip: PodIp,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Whether the pod runs long-lived workloads that all started ready (no programs that run to
+    /// completion): then its Ready condition is this node's to assert, see
+    /// `objects::pod_ready_again_status`.
+    serving: bool,
 }
 
 pub(crate) struct PodManager {
@@ -183,7 +187,14 @@ impl PodManager {
             self.begin_termination(pod, uid);
             return;
         }
-        if self.running.contains_key(&uid) {
+        if let Some(running) = self.running.get(&uid) {
+            if running.serving
+                && let Some(patch) = objects::pod_ready_again_status(&pod, Timestamp::now())
+            {
+                tracing::info!(pod = %running.name, "reporting a running pod ready again");
+                let api = PodApi::new(self.client.clone(), &running.namespace);
+                patch_status(&api, &running.name, &patch).await;
+            }
             return;
         }
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
@@ -299,6 +310,10 @@ impl PodManager {
             };
             outcomes.push(outcome);
         }
+        let serving = programs.is_empty()
+            && outcomes
+                .iter()
+                .all(|o| matches!(o, ContainerOutcome::Running { .. }));
         self.running.insert(
             uid.clone(),
             RunningPod {
@@ -307,6 +322,7 @@ impl PodManager {
                 ip: ip.clone(),
                 shutdown: ctx.shutdown.clone(),
                 tracker: ctx.tracker.clone(),
+                serving,
             },
         );
         let started = StartedPod {
