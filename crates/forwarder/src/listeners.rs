@@ -189,16 +189,19 @@ impl ListenerSet {
         })
     }
 
-    /// The addresses with a socket open now, and the forwarders routed on each (tests, debugging).
+    /// The addresses with a socket open now, and the forwarders routed on each, by name (tests,
+    /// debugging).
     pub fn routes(&self) -> Vec<(Protocol, SocketAddr, Vec<String>)> {
         let sockets = self.inner.sockets.lock();
         let mut v: Vec<_> = sockets
             .iter()
             .map(|((p, a), e)| {
-                let names = match &e.routing {
+                let mut names: Vec<String> = match &e.routing {
                     Routing::Tcp(r) => r.load().iter().map(|r| r.member.name.clone()).collect(),
                     Routing::Udp(r, _) => r.load().iter().map(|r| r.member.name.clone()).collect(),
                 };
+                // By name: the routes' own order is whichever forwarder applied a change first.
+                names.sort();
                 (*p, *a, names)
             })
             .collect();
