@@ -29,10 +29,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Uri;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::TokioIo;
 use parking_lot::RwLock;
-use proxylab_core::http::HyperTransport;
+use proxylab_core::http::{Dialed, HyperTransport};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
@@ -154,65 +152,8 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// What the dialler hands hyper: the stream and its addresses.
-#[derive(Debug)]
-pub struct Conn {
-    io: TokioIo<Stream>,
-    addrs: UpstreamAddrs,
-}
-
-impl Conn {
-    /// The connection's two ends.
-    pub fn addrs(&self) -> UpstreamAddrs {
-        self.addrs
-    }
-}
-
-impl hyper::rt::Read for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-}
-
-impl Connection for Conn {
-    fn connected(&self) -> Connected {
-        Connected::new().extra(self.addrs)
-    }
-}
+/// What the dialler hands hyper: the stream and its addresses (core's [`Dialed`]).
+pub type Conn = Dialed<Stream, UpstreamAddrs>;
 
 /// The connector. See the module docs.
 #[derive(Clone)]
@@ -307,10 +248,7 @@ impl Dialer {
                     } else {
                         Stream::Plain(tcp)
                     };
-                    return Ok(Conn {
-                        io: TokioIo::new(stream),
-                        addrs,
-                    });
+                    return Ok(Conn::new(stream, addrs));
                 }
                 Err(e) => last = Some(e),
             }

@@ -75,12 +75,10 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Uri};
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use proxylab_core::balance::{Algorithm, Pick};
 use proxylab_core::http::{
-    Forward, HyperTransport, Meter, PendingHop, ProxyError, forward, meter_request,
+    Dialed, Forward, HyperTransport, Meter, PendingHop, ProxyError, forward, meter_request,
 };
 use proxylab_core::serve::{ConnControl, ConnInfo, MakeRouter, ServeOptions};
 use proxylab_core::telemetry::{HopRecord, HopSink, HttpHop};
@@ -549,11 +547,7 @@ async fn connect(
             )
         })??;
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    Ok(Conn {
-        io: TokioIo::new(stream),
-        addrs: UpstreamAddrs { local },
-        h2,
-    })
+    Ok(Conn::new(stream, UpstreamAddrs { local }).negotiated_h2(h2))
 }
 
 impl tower::Service<Uri> for Dialer {
@@ -572,58 +566,8 @@ impl tower::Service<Uri> for Dialer {
 }
 
 /// An upstream connection as hyper's client wants it.
-struct Conn {
-    io: TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
-    addrs: UpstreamAddrs,
-    h2: bool,
-}
-
-impl Connection for Conn {
-    fn connected(&self) -> Connected {
-        let c = Connected::new().extra(self.addrs);
-        if self.h2 { c.negotiated_h2() } else { c }
-    }
-}
-
-impl hyper::rt::Read for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-}
+/// What the dialler hands hyper (core's [`Dialed`]): a TLS stream to a backend and its addresses.
+type Conn = Dialed<tokio_rustls::client::TlsStream<TcpStream>, UpstreamAddrs>;
 
 #[cfg(test)]
 mod tests {

@@ -42,12 +42,14 @@
 //!   `meter.rs`). Every HTTP proxy records hops this way.
 
 mod client;
+mod dialed;
 mod error;
 mod forward;
 pub mod headers;
 mod meter;
 
 pub use client::HyperTransport;
+pub use dialed::Dialed;
 pub use error::{ProxyError, Side, error_chain};
 pub use forward::{Forward, Transport, forward, is_upgrade_request};
 pub use meter::{Meter, PendingHop, TunnelEnd, meter_request};
