@@ -135,13 +135,33 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
-fn header_values(headers: &HeaderMap, name: &str) -> Vec<String> {
+/// Every value of header `name` that is text.
+pub(crate) fn header_values(headers: &HeaderMap, name: &str) -> Vec<String> {
     headers
         .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .map(str::to_owned)
         .collect()
+}
+
+/// The user extras carried by headers named `<prefix><key>` (the prefix lowercase), into `extra`:
+/// keys are percent-encoded in header names (kube's convention) and compared lowercase.
+pub(crate) fn extra_headers(
+    headers: &HeaderMap,
+    prefix: &str,
+    extra: &mut BTreeMap<String, Vec<String>>,
+) {
+    for (name, value) in headers {
+        if let Some(key) = name.as_str().strip_prefix(prefix)
+            && let Ok(v) = value.to_str()
+        {
+            let key = percent_encoding::percent_decode_str(key)
+                .decode_utf8_lossy()
+                .to_lowercase();
+            extra.entry(key).or_default().push(v.to_owned());
+        }
+    }
 }
 
 impl Authenticator {
@@ -252,18 +272,7 @@ impl Authenticator {
             .collect();
         let mut u = UserInfo::new(user, String::new(), groups, AuthMethod::RequestHeader);
         for prefix in &rh.extra_headers_prefix {
-            let prefix = prefix.to_ascii_lowercase();
-            for (name, value) in headers {
-                if let Some(key) = name.as_str().strip_prefix(&prefix)
-                    && let Ok(v) = value.to_str()
-                {
-                    // Extra keys are percent-encoded in header names (kube's convention).
-                    let key = percent_encoding::percent_decode_str(key)
-                        .decode_utf8_lossy()
-                        .to_lowercase();
-                    u.extra.entry(key).or_default().push(v.to_owned());
-                }
-            }
+            extra_headers(headers, &prefix.to_ascii_lowercase(), &mut u.extra);
         }
         Ok(Some(u))
     }

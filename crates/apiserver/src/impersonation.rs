@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use http::HeaderMap;
 
-use crate::auth::UserInfo;
+use crate::auth::{UserInfo, extra_headers, header_values};
 
 const USER: &str = "impersonate-user";
 const GROUP: &str = "impersonate-group";
@@ -73,28 +73,15 @@ pub fn impersonate(
     user: &UserInfo,
     headers: &HeaderMap,
 ) -> Result<Option<UserInfo>, ImpersonationError> {
-    let values = |name: &str| -> Vec<String> {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .collect()
-    };
-    let groups = values(GROUP);
-    let uid = values(UID).into_iter().next();
+    let groups = header_values(headers, GROUP);
+    let uid = header_values(headers, UID).into_iter().next();
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, value) in headers {
-        if let Some(key) = name.as_str().strip_prefix(EXTRA_PREFIX)
-            && let Ok(v) = value.to_str()
-        {
-            let key = percent_encoding::percent_decode_str(key)
-                .decode_utf8_lossy()
-                .to_lowercase();
-            extra.entry(key).or_default().push(v.to_owned());
-        }
-    }
-    let Some(username) = values(USER).into_iter().next().filter(|u| !u.is_empty()) else {
+    extra_headers(headers, EXTRA_PREFIX, &mut extra);
+    let Some(username) = header_values(headers, USER)
+        .into_iter()
+        .next()
+        .filter(|u| !u.is_empty())
+    else {
         let mut asked = Vec::new();
         if !groups.is_empty() {
             asked.push(format!("groups {groups:?}"));
