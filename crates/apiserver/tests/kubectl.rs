@@ -77,6 +77,34 @@ contexts:\n- name: lab\n  context:\n    cluster: lab\n    user: admin\n    names
     path.display().to_string()
 }
 
+/// An apiserver config serving HTTPS with the lab PKI's certificate and trusting its CA for clients.
+fn tls_config(pki: &LabPki) -> ApiServerConfig {
+    let mut cfg = ApiServerConfig::new(vec!["127.0.0.1:0".parse().unwrap()]);
+    let (chain, key) = pki.apiserver.der().unwrap();
+    cfg.serving = Some(ServingCert { chain, key });
+    cfg.client_ca = vec![pki.ca_der().unwrap()];
+    cfg
+}
+
+/// Binds and serves `cfg` on an in-memory store keeping `history` events: its address, the token
+/// that stops it, and the serving task.
+async fn start(
+    cfg: ApiServerConfig,
+    history: usize,
+) -> (
+    std::net::SocketAddr,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), proxylab_apiserver::ServerError>>,
+) {
+    let bound = ApiServer::bind(cfg, Arc::new(MemoryStore::new(history)))
+        .await
+        .unwrap();
+    let addr = bound.local_addrs()[0];
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(bound.serve(stop.clone()));
+    (addr, stop, server)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_end_to_end() {
     if !require_tool("kubectl") {
@@ -84,10 +112,7 @@ async fn kubectl_end_to_end() {
     }
     install_crypto_provider();
     let pki = LabPki::generate(&PkiSpec::default()).unwrap();
-    let mut cfg = ApiServerConfig::new(vec!["127.0.0.1:0".parse().unwrap()]);
-    let (chain, key) = pki.apiserver.der().unwrap();
-    cfg.serving = Some(ServingCert { chain, key });
-    cfg.client_ca = vec![pki.ca_der().unwrap()];
+    let mut cfg = tls_config(&pki);
     cfg.service_account_keys = proxylab_apiserver::serviceaccount::verifying_keys_from_pem(
         pki.service_account_pub_pem.as_bytes(),
     )
@@ -95,12 +120,7 @@ async fn kubectl_end_to_end() {
     cfg.service_account_signing_key = Some(
         proxylab_apiserver::serviceaccount::pkcs8_from_pem(&pki.service_account_key_pem).unwrap(),
     );
-    let bound = ApiServer::bind(cfg, Arc::new(MemoryStore::new(10_000)))
-        .await
-        .unwrap();
-    let addr = bound.local_addrs()[0];
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(bound.serve(stop.clone()));
+    let (addr, stop, server) = start(cfg, 10_000).await;
     let dir = tempfile::tempdir().unwrap();
     let k = Kubectl {
         kubeconfig: kubeconfig(dir.path(), &format!("https://{addr}"), &pki),
@@ -355,22 +375,14 @@ async fn kubectl_as_impersonates_for_admins_only() {
     }
     install_crypto_provider();
     let pki = LabPki::generate(&PkiSpec::default()).unwrap();
-    let mut cfg = ApiServerConfig::new(vec!["127.0.0.1:0".parse().unwrap()]);
-    let (chain, key) = pki.apiserver.der().unwrap();
-    cfg.serving = Some(ServingCert { chain, key });
-    cfg.client_ca = vec![pki.ca_der().unwrap()];
+    let mut cfg = tls_config(&pki);
     cfg.static_tokens = vec![proxylab_apiserver::auth::TokenEntry {
         token: "bob-token".into(),
         user: "bob".into(),
         uid: "7".into(),
         groups: vec!["devs".into()],
     }];
-    let bound = ApiServer::bind(cfg, Arc::new(MemoryStore::new(1_000)))
-        .await
-        .unwrap();
-    let addr = bound.local_addrs()[0];
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(bound.serve(stop.clone()));
+    let (addr, stop, server) = start(cfg, 1_000).await;
     let dir = tempfile::tempdir().unwrap();
     let admin = Kubectl {
         kubeconfig: kubeconfig(dir.path(), &format!("https://{addr}"), &pki),
